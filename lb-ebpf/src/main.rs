@@ -1,0 +1,193 @@
+//! lbd's XDP program.
+//!
+//! `lb_xdp` parses Ethernet (with at most one VLAN tag), IPv4 or IPv6, and TCP or UDP, looks the
+//! destination up in `LB_VIPS` (exact port first, then the port-0 wildcard) and counts the packet
+//! per VIP and per reason (`lb_common::Counter`). At this stage it forwards nothing: every packet
+//! is passed on to the kernel (`XDP_PASS`), so attaching it can never break a director.
+//!
+//! Packet access goes through one bounds-checked [`ptr_at`]; anything the program does not
+//! understand (fragments, IPv4 options, IPv6 extension headers, truncated headers) is counted and
+//! passed up, never guessed at.
+#![no_std]
+#![no_main]
+#![expect(
+    unsafe_code,
+    reason = "BPF programs read packets and maps through raw pointers"
+)]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use lb_common::{Counter, IPPROTO_TCP, IPPROTO_UDP, MAX_VIPS, VipInfo, VipKey, VipStats};
+
+#[map(name = "LB_VIPS")]
+static LB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(MAX_VIPS, 0);
+
+#[map(name = "LB_VIP_STATS")]
+static LB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+
+#[map(name = "LB_COUNTERS")]
+static LB_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPV4_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+/// IPv4 flags/fragment-offset field: MF bit and offset mask (DF is fine).
+const IPV4_MF_OR_OFFSET: u16 = 0x3fff;
+
+/// Why a packet could not be parsed to a VIP lookup: the counter slot to bump.
+type Verdict = Result<(), Counter>;
+
+/// A bounds-checked pointer to a `T` at `offset` from the start of the packet.
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Counter> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return Err(Counter::Truncated);
+    }
+    Ok((start + offset) as *const T)
+}
+
+/// Reads a big-endian u16 at `offset`.
+#[inline(always)]
+fn be16_at(ctx: &XdpContext, offset: usize) -> Result<u16, Counter> {
+    // SAFETY: ptr_at checked that the two bytes are inside the packet; u16 reads of packet
+    // data are allowed unaligned by the verifier for XDP.
+    Ok(u16::from_be(unsafe {
+        core::ptr::read_unaligned(ptr_at::<u16>(ctx, offset)?)
+    }))
+}
+
+#[inline(always)]
+fn bump(counter: Counter) {
+    if let Some(slot) = LB_COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Counts every packet and passes it to the kernel.
+#[xdp]
+fn lb_xdp(ctx: XdpContext) -> u32 {
+    bump(Counter::Seen);
+    match try_lb_xdp(&ctx) {
+        Ok(()) => bump(Counter::VipHit),
+        Err(counter) => bump(counter),
+    }
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
+    let mut l3 = ETH_HLEN;
+    let mut ethertype = be16_at(ctx, 12)?;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = be16_at(ctx, ETH_HLEN + 2)?;
+        l3 += VLAN_HLEN;
+    }
+    let mut key = VipKey::default();
+    let l4 = match ethertype {
+        ETH_P_IP => parse_ipv4(ctx, l3, &mut key)?,
+        ETH_P_IPV6 => parse_ipv6(ctx, l3, &mut key)?,
+        _ => return Err(Counter::NotIp),
+    };
+    // TCP and UDP both carry the destination port at offset 2 of their header.
+    key.port_be = u16::to_be(be16_at(ctx, l4 + 2)?);
+    let info = lookup_vip(&mut key).ok_or(Counter::NotVip)?;
+    if let Some(stats) = LB_VIP_STATS.get_ptr_mut(info.index) {
+        let len = (ctx.data_end() - ctx.data()) as u64;
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += len;
+        }
+    }
+    Ok(())
+}
+
+/// Exact (address, port, protocol) first, then the port-0 wildcard.
+#[inline(always)]
+fn lookup_vip(key: &mut VipKey) -> Option<VipInfo> {
+    // SAFETY: the map value is copied out at once; entries are plain data.
+    if let Some(info) = unsafe { LB_VIPS.get(&*key) } {
+        return Some(*info);
+    }
+    key.port_be = 0;
+    // SAFETY: as above.
+    unsafe { LB_VIPS.get(&*key) }.copied()
+}
+
+/// Fills the address and protocol of `key`; returns the L4 header offset.
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize, key: &mut VipKey) -> Result<usize, Counter> {
+    let hdr: *const [u8; IPV4_HLEN] = ptr_at(ctx, l3)?;
+    // SAFETY: ptr_at checked the whole fixed header is inside the packet.
+    let hdr = unsafe { &*hdr };
+    if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
+        return Err(Counter::BadHeader);
+    }
+    if hdr[0] & 0x0f != 5 {
+        return Err(Counter::Ipv4Options);
+    }
+    if u16::from_be_bytes([hdr[6], hdr[7]]) & IPV4_MF_OR_OFFSET != 0 {
+        return Err(Counter::Ipv4Fragment);
+    }
+    let proto = hdr[9];
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(Counter::NotTcpUdp);
+    }
+    key.addr[10] = 0xff;
+    key.addr[11] = 0xff;
+    key.addr[12..16].copy_from_slice(&hdr[16..20]);
+    key.proto = proto;
+    Ok(l3 + IPV4_HLEN)
+}
+
+/// Fills the address and protocol of `key`; returns the L4 header offset.
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize, key: &mut VipKey) -> Result<usize, Counter> {
+    let hdr: *const [u8; IPV6_HLEN] = ptr_at(ctx, l3)?;
+    // SAFETY: ptr_at checked the whole fixed header is inside the packet.
+    let hdr = unsafe { &*hdr };
+    if hdr[0] >> 4 != 6 {
+        return Err(Counter::BadHeader);
+    }
+    let next = hdr[6];
+    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+        return Err(if is_ipv6_ext_header(next) {
+            Counter::Ipv6ExtHeader
+        } else {
+            Counter::NotTcpUdp
+        });
+    }
+    key.addr.copy_from_slice(&hdr[24..40]);
+    key.proto = next;
+    Ok(l3 + IPV6_HLEN)
+}
+
+/// Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
+#[inline(always)]
+fn is_ipv6_ext_header(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
+}
+
+/// The benchmark floor: returns `XDP_PASS` without touching the packet.
+#[xdp]
+fn lb_xdp_floor(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,111 @@
+//! `lbctl`: talks to a running lbd over its control socket.
+#![expect(
+    unused_crate_dependencies,
+    reason = "the library's dependencies are the package's; cargo cannot scope them per target"
+)]
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use lbd::control::{self, DEFAULT_SOCKET, Request, Response, Status};
+
+#[derive(Parser)]
+#[command(name = "lbctl", version, about = "Control and inspect a running lbd")]
+struct Cli {
+    /// lbd's control socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The state of the data plane and of every virtual server.
+    Status {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_status(s: &Status) {
+    let dp = &s.dataplane;
+    println!(
+        "lbd {}  pid {}  up {}s  config {}",
+        s.version, s.pid, s.uptime_secs, s.config
+    );
+    let mut line = format!("data plane: {}", dp.mode);
+    if dp.mode != dp.configured_mode {
+        line.push_str(&format!(" (configured {}, fell back)", dp.configured_mode));
+    }
+    if let Some(x) = &dp.xdp {
+        line.push_str(&format!(", XDP {} on {}", x.attach_mode, x.interface));
+    }
+    line.push_str(&format!(", BPF object {}", dp.bpf_object));
+    println!("{line}");
+    if let Some(e) = &dp.xdp_error {
+        println!("XDP error: {e}");
+    }
+    if let Some(ipvs) = &dp.ipvs {
+        println!("IPVS: {}", ipvs.detail);
+    }
+    if let Some(x) = &dp.xdp {
+        let counters: Vec<String> = x
+            .counters
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        println!(
+            "XDP counters: {}",
+            if counters.is_empty() {
+                "none yet".to_owned()
+            } else {
+                counters.join(" ")
+            }
+        );
+    }
+    println!();
+    println!(
+        "{:<28} {:<5} {:<6} {:<4} {:>5} {:>12} {:>14}",
+        "VIRTUAL SERVER", "PROTO", "SCHED", "FWD", "REALS", "XDP PACKETS", "XDP BYTES"
+    );
+    for vs in &s.virtual_servers {
+        let num = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+        println!(
+            "{:<28} {:<5} {:<6} {:<4} {:>5} {:>12} {:>14}",
+            vs.vip,
+            vs.protocol,
+            vs.scheduler,
+            vs.forwarding,
+            vs.real_servers.len(),
+            num(vs.xdp_packets),
+            num(vs.xdp_bytes)
+        );
+        for rs in &vs.real_servers {
+            println!("  -> {:<24} weight {}", rs.address, rs.weight);
+        }
+    }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Status { json } => {
+            match control::call(
+                &cli.control_socket,
+                &Request::Status,
+                Duration::from_secs(5),
+            )? {
+                Response::Status(status) if json => {
+                    println!("{}", serde_json::to_string_pretty(&status)?)
+                }
+                Response::Status(status) => print_status(&status),
+                Response::Error { message } => bail!("lbd: {message}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,206 @@
+//! `lbd`: the load-balancer control plane daemon.
+//!
+//! `lbd run --config FILE` runs in the foreground, logging to stderr (journald adds timestamps
+//! when it runs under systemd). `lbd check-config FILE` validates a file and prints every error
+//! as `file:line:col: message`. FILE is lbd's TOML when it ends in `.toml`, keepalived.conf
+//! syntax otherwise.
+#![expect(
+    unused_crate_dependencies,
+    reason = "the library's dependencies are the package's; cargo cannot scope them per target"
+)]
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use lbd::{
+    config::{self, Format, Overrides, Unimplemented},
+    control::DEFAULT_SOCKET,
+    daemon::{self, RunOptions},
+    dataplane::BpfObject,
+};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "lbd",
+    version,
+    about = "Load-balancer control plane for Linux directors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Toml,
+    Keepalived,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DataplaneArg {
+    None,
+    Ipvs,
+    Xdp,
+    #[value(name = "xdp+ipvs")]
+    XdpIpvs,
+}
+
+impl DataplaneArg {
+    fn name(self) -> &'static str {
+        match self {
+            DataplaneArg::None => "none",
+            DataplaneArg::Ipvs => "ipvs",
+            DataplaneArg::Xdp => "xdp",
+            DataplaneArg::XdpIpvs => "xdp+ipvs",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Syntax of the file (default: toml for *.toml, keepalived otherwise).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Skip keepalived keywords lbd does not implement yet, with a warning, instead of failing.
+    #[arg(long)]
+    allow_unimplemented: bool,
+    /// Data plane, overriding the file's: none, ipvs, xdp or xdp+ipvs.
+    #[arg(long, value_enum)]
+    dataplane: Option<DataplaneArg>,
+    /// Interface for the XDP data plane, overriding the file's.
+    #[arg(long, value_name = "IFACE")]
+    xdp_interface: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        /// Configuration file.
+        #[arg(long, short = 'f', value_name = "FILE")]
+        config: String,
+        #[command(flatten)]
+        config_args: ConfigArgs,
+        /// Unix socket for lbctl.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// Write the daemon's pid here.
+        #[arg(long, value_name = "PATH")]
+        pid_file: Option<PathBuf>,
+        /// Load the BPF object from this file instead of the embedded one.
+        #[arg(long, value_name = "PATH")]
+        bpf_object: Option<PathBuf>,
+    },
+    /// Validate a configuration file: exit 0 when valid, else print every error.
+    CheckConfig {
+        /// Configuration file.
+        file: String,
+        #[command(flatten)]
+        config_args: ConfigArgs,
+    },
+}
+
+/// Reads and validates the file; prints warnings and errors; `None` when invalid.
+fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Model>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    let format = match args.format {
+        Some(FormatArg::Toml) => Format::Toml,
+        Some(FormatArg::Keepalived) => Format::Keepalived,
+        None => Format::from_path(file),
+    };
+    let unimplemented = if args.allow_unimplemented {
+        Unimplemented::Warn
+    } else {
+        Unimplemented::Reject
+    };
+    let overrides = Overrides {
+        dataplane: args.dataplane.map(|d| d.name().to_owned()),
+        xdp_interface: args.xdp_interface.clone(),
+    };
+    match config::load(file, &text, format, unimplemented, &overrides) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Some(loaded.model))
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "{file}: {} error{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Under systemd, journald stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop lbd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file, config_args } => Ok(if load(&file, &config_args)?.is_some() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+        Command::Run {
+            config,
+            config_args,
+            control_socket,
+            pid_file,
+            bpf_object,
+        } => {
+            init_logging();
+            let Some(model) = load(&config, &config_args)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let options = RunOptions {
+                config_path: config,
+                control_socket,
+                pid_file,
+                bpf_object: BpfObject::choose(bpf_object.as_deref()),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            runtime.block_on(daemon::run(model, options, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

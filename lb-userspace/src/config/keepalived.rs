@@ -1,0 +1,519 @@
+//! keepalived.conf syntax into the [`Spec`] tree.
+//!
+//! Two layers: [`lex`] turns text into words and braces with positions (comments `#` and `!`,
+//! double-quoted strings with keepalived's escapes, braces anywhere on a line), and [`statements`]
+//! groups them into `keyword args... [{ block }]` statements, one per line, a block's `{` allowed
+//! on the next line. [`parse`] then reads the blocks lbd implements.
+//!
+//! Keywords fall in three sets: those lbd implements (read into the tree), those keepalived knows
+//! but lbd does not implement yet (an error naming the keyword, or with
+//! [`Unimplemented::Warn`] a warning and the statement skipped), and everything else (an error:
+//! unknown keyword). Nothing is ignored silently.
+//!
+//! Not yet here (an error naming them, as any keyword lbd does not implement): `include`, `@id`
+//! conditional lines, `$NAME` substitution and `~SEQ` generators.
+
+use super::{
+    ConfigError, Pos, Unimplemented,
+    spec::{At, RealServerSpec, Spec, VirtualServerSpec},
+};
+
+/// A lexical token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Token {
+    /// A word or a quoted string (quotes removed, escapes applied).
+    Word(String),
+    /// `{`
+    Open,
+    /// `}`
+    Close,
+    /// End of a line.
+    Newline,
+}
+
+/// Splits `text` into tokens with their positions.
+pub fn lex(file: &str, text: &str) -> Result<Vec<At<Token>>, ConfigError> {
+    let mut tokens = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    let (mut line, mut line_start) = (1u32, 0usize);
+    let pos_at = |line: u32, line_start: usize, i: usize| Pos {
+        line,
+        col: u32::try_from(text[line_start..i].chars().count() + 1).unwrap_or(u32::MAX),
+    };
+    while let Some(&(i, c)) = chars.peek() {
+        let pos = pos_at(line, line_start, i);
+        match c {
+            '\n' => {
+                chars.next();
+                tokens.push(At::new(Token::Newline, pos));
+                line += 1;
+                line_start = i + 1;
+            }
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '#' | '!' => {
+                while chars.peek().is_some_and(|&(_, c)| c != '\n') {
+                    chars.next();
+                }
+            }
+            '{' => {
+                chars.next();
+                tokens.push(At::new(Token::Open, pos));
+            }
+            '}' => {
+                chars.next();
+                tokens.push(At::new(Token::Close, pos));
+            }
+            '"' => {
+                chars.next();
+                let mut word = String::new();
+                loop {
+                    match chars.next() {
+                        None | Some((_, '\n')) => {
+                            return Err(ConfigError {
+                                file: file.to_owned(),
+                                pos,
+                                message: "unterminated quoted string".to_owned(),
+                            });
+                        }
+                        Some((_, '"')) => break,
+                        Some((_, '\\')) => word.push(unescape(&mut chars)),
+                        Some((_, c)) => word.push(c),
+                    }
+                }
+                tokens.push(At::new(Token::Word(word), pos));
+            }
+            _ => {
+                let mut word = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    if c.is_whitespace() || matches!(c, '{' | '}' | '"' | '#' | '!') {
+                        break;
+                    }
+                    word.push(c);
+                    chars.next();
+                }
+                tokens.push(At::new(Token::Word(word), pos));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// keepalived's escapes in quoted strings: `\n`, `\t`, `\r`, `\\`, `\"`, `\xXX`, `\nnn` (octal),
+/// `\cC` (control character); any other character stands for itself.
+fn unescape(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> char {
+    let Some((_, c)) = chars.next() else {
+        return '\\';
+    };
+    // Up to `max` more digits in `radix`, accumulated onto `value`.
+    let mut take_digits = |radix: u32, max: usize, mut value: u32| {
+        for _ in 0..max {
+            match chars.peek().and_then(|&(_, d)| d.to_digit(radix)) {
+                Some(d) => {
+                    value = value * radix + d;
+                    chars.next();
+                }
+                None => break,
+            }
+        }
+        char::from_u32(value).unwrap_or('\u{fffd}')
+    };
+    match c {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        'x' => take_digits(16, 2, 0),
+        '0'..='7' => take_digits(8, 2, c.to_digit(8).unwrap_or(0)),
+        'c' => chars.next().map_or('\\', |(_, c)| {
+            char::from_u32(u32::from(c) & 0x1f).unwrap_or(c)
+        }),
+        other => other,
+    }
+}
+
+/// A statement: a keyword, its arguments, and its block if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    /// The first word.
+    pub keyword: At<String>,
+    /// The other words on its line.
+    pub args: Vec<At<String>>,
+    /// The statements inside its braces.
+    pub block: Option<Vec<Statement>>,
+}
+
+/// Groups tokens into statements.
+pub fn statements(file: &str, tokens: &[At<Token>]) -> Result<Vec<Statement>, ConfigError> {
+    let mut index = 0;
+    let list = block(file, tokens, &mut index, None)?;
+    Ok(list)
+}
+
+fn block(
+    file: &str,
+    tokens: &[At<Token>],
+    index: &mut usize,
+    opened_at: Option<Pos>,
+) -> Result<Vec<Statement>, ConfigError> {
+    let error = |pos, message: &str| ConfigError {
+        file: file.to_owned(),
+        pos,
+        message: message.to_owned(),
+    };
+    let mut list: Vec<Statement> = Vec::new();
+    // Whether the last statement may still take a block opened on a later line.
+    let mut may_open = false;
+    while let Some(token) = tokens.get(*index) {
+        *index += 1;
+        match &token.value {
+            Token::Newline => {}
+            Token::Close => {
+                return match opened_at {
+                    Some(_) => Ok(list),
+                    None => Err(error(token.pos, "'}' without a matching '{'")),
+                };
+            }
+            Token::Open => {
+                let Some(last) = list.last_mut().filter(|s| may_open && s.block.is_none()) else {
+                    return Err(error(token.pos, "'{' without a keyword before it"));
+                };
+                last.block = Some(block(file, tokens, index, Some(token.pos))?);
+                may_open = false;
+                continue;
+            }
+            Token::Word(word) => {
+                let keyword = At::new(word.clone(), token.pos);
+                let mut args = Vec::new();
+                while let Some(At {
+                    value: Token::Word(w),
+                    pos,
+                }) = tokens.get(*index)
+                {
+                    args.push(At::new(w.clone(), *pos));
+                    *index += 1;
+                }
+                list.push(Statement {
+                    keyword,
+                    args,
+                    block: None,
+                });
+            }
+        }
+        may_open = true;
+    }
+    match opened_at {
+        Some(pos) => Err(error(pos, "'{' is never closed")),
+        None => Ok(list),
+    }
+}
+
+/// Keywords keepalived knows that lbd does not implement yet, at any level.
+const KNOWN_UNIMPLEMENTED: &[&str] = &[
+    // parser directives
+    "include",
+    "includer",
+    "includem",
+    "includew",
+    "includeb",
+    "includea",
+    "include_check",
+    // top-level blocks
+    "global_defs",
+    "linkbeat_interfaces",
+    "interface_up_down_delays",
+    "track_group",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
+    "track_file",
+    "vrrp_track_file",
+    "vrrp_track_process",
+    "bfd_instance",
+    "vrrp_script",
+    "vrrp_sync_group",
+    "garp_group",
+    "vrrp_instance",
+    "virtual_server_group",
+    "SSL",
+    "net_namespace",
+    // virtual_server
+    "flag-1",
+    "flag-2",
+    "flag-3",
+    "sh-port",
+    "sh-fallback",
+    "mh-port",
+    "mh-fallback",
+    "ops",
+    "persistence_engine",
+    "persistence_timeout",
+    "persistence_granularity",
+    "ha_suspend",
+    "virtualhost",
+    "snmp_name",
+    "alpha",
+    "omega",
+    "quorum",
+    "hysteresis",
+    "quorum_up",
+    "quorum_down",
+    "ip_family",
+    "sorry_server",
+    "sorry_server_inhibit",
+    "sorry_server_lvs_method",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "inhibit_on_failure",
+    "smtp_alert",
+    // real_server
+    "notify_up",
+    "notify_down",
+    "uthreshold",
+    "lthreshold",
+    // checkers and their options
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "MISC_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_if",
+    "bind_port",
+    "fwmark",
+    "log_all_failures",
+    "url",
+    "path",
+    "digest",
+    "status_code",
+    "http_protocol",
+    "fast_recovery",
+    "enable_sni",
+    "sni_name",
+    "tls_compliant",
+    "helo_name",
+    "type",
+    "name",
+    "misc_path",
+    "misc_timeout",
+    "misc_dynamic",
+    "user",
+    "payload",
+    "require_reply",
+    "min_reply_length",
+    "max_reply_length",
+    "dynamic",
+    "regex",
+];
+
+fn is_known_unimplemented(keyword: &str) -> bool {
+    KNOWN_UNIMPLEMENTED.contains(&keyword)
+}
+
+/// Reads the statements lbd implements.
+struct Reader<'a> {
+    file: &'a str,
+    unimplemented: Unimplemented,
+    errors: Vec<ConfigError>,
+    warnings: &'a mut Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, pos: Pos, message: String) {
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            pos,
+            message,
+        });
+    }
+
+    /// A keyword outside what lbd reads in this block: unimplemented (error or warning) or unknown.
+    fn other(&mut self, statement: &Statement, context: &str) {
+        let keyword = &statement.keyword;
+        if is_known_unimplemented(&keyword.value) {
+            let message = format!(
+                "keepalived keyword {:?} ({context}) is not implemented by lbd",
+                keyword.value
+            );
+            match self.unimplemented {
+                Unimplemented::Reject => self.error(
+                    keyword.pos,
+                    format!("{message}; pass --allow-unimplemented to skip it with a warning"),
+                ),
+                Unimplemented::Warn => self.warnings.push(ConfigError {
+                    file: self.file.to_owned(),
+                    pos: keyword.pos,
+                    message: format!("{message}; skipped"),
+                }),
+            }
+        } else {
+            self.error(
+                keyword.pos,
+                format!("unknown keyword {:?} in {context}", keyword.value),
+            );
+        }
+    }
+
+    fn args(&mut self, statement: &Statement, count: usize) -> Option<Vec<At<String>>> {
+        if statement.args.len() == count {
+            return Some(statement.args.clone());
+        }
+        let message = format!(
+            "{} takes {count} argument{}, got {}",
+            statement.keyword.value,
+            if count == 1 { "" } else { "s" },
+            statement.args.len()
+        );
+        self.error(statement.keyword.pos, message);
+        None
+    }
+
+    fn no_block(&mut self, statement: &Statement) {
+        if statement.block.is_some() {
+            let message = format!("{} does not take a block", statement.keyword.value);
+            self.error(statement.keyword.pos, message);
+        }
+    }
+
+    fn number(&mut self, at: &At<String>) -> Option<At<i64>> {
+        match at.value.parse::<i64>() {
+            Ok(n) => Some(At::new(n, at.pos)),
+            Err(_) => {
+                self.error(at.pos, format!("{:?} is not a number", at.value));
+                None
+            }
+        }
+    }
+
+    fn virtual_server(&mut self, statement: &Statement) -> Option<VirtualServerSpec> {
+        let pos = statement.keyword.pos;
+        if statement
+            .args
+            .first()
+            .is_some_and(|a| a.value == "fwmark" || a.value == "group")
+        {
+            let message = format!(
+                "virtual_server {} is not implemented by lbd; only virtual_server IP PORT",
+                statement.args[0].value
+            );
+            self.error(statement.args[0].pos, message);
+            return None;
+        }
+        let args = self.args(statement, 2)?;
+        let port = self.number(&args[1])?;
+        let mut vs = VirtualServerSpec {
+            pos,
+            address: args[0].clone(),
+            port,
+            protocol: None,
+            scheduler: None,
+            forwarding: None,
+            real_servers: Vec::new(),
+        };
+        let Some(block) = &statement.block else {
+            self.error(pos, "virtual_server needs a { ... } block".to_owned());
+            return None;
+        };
+        for s in block {
+            match s.keyword.value.as_str() {
+                "lb_algo" | "lvs_sched" => {
+                    self.no_block(s);
+                    vs.scheduler = self.args(s, 1).map(|mut a| a.remove(0));
+                }
+                "lb_kind" | "lvs_method" => {
+                    self.no_block(s);
+                    if s.args.len() > 1 {
+                        let message = format!(
+                            "{} options after the method ({}) are not implemented by lbd",
+                            s.keyword.value, s.args[1].value
+                        );
+                        self.error(s.args[1].pos, message);
+                    }
+                    vs.forwarding = s.args.first().cloned();
+                    if s.args.is_empty() {
+                        self.error(
+                            s.keyword.pos,
+                            format!("{} needs NAT, DR or TUN", s.keyword.value),
+                        );
+                    }
+                }
+                "protocol" => {
+                    self.no_block(s);
+                    vs.protocol = self.args(s, 1).map(|mut a| a.remove(0));
+                }
+                "real_server" => {
+                    if let Some(rs) = self.real_server(s) {
+                        vs.real_servers.push(rs);
+                    }
+                }
+                _ => self.other(s, "virtual_server"),
+            }
+        }
+        Some(vs)
+    }
+
+    fn real_server(&mut self, statement: &Statement) -> Option<RealServerSpec> {
+        let args = self.args(statement, 2)?;
+        let port = self.number(&args[1])?;
+        let mut rs = RealServerSpec {
+            pos: statement.keyword.pos,
+            address: args[0].clone(),
+            port,
+            weight: None,
+        };
+        for s in statement.block.iter().flatten() {
+            match s.keyword.value.as_str() {
+                "weight" => {
+                    self.no_block(s);
+                    rs.weight = self.args(s, 1).and_then(|a| self.number(&a[0]));
+                }
+                _ => self.other(s, "real_server"),
+            }
+        }
+        Some(rs)
+    }
+}
+
+/// Parses keepalived.conf syntax. Warnings (skipped unimplemented keywords) go to `warnings`.
+pub fn parse(
+    file: &str,
+    text: &str,
+    unimplemented: Unimplemented,
+    warnings: &mut Vec<ConfigError>,
+) -> Result<Spec, Vec<ConfigError>> {
+    let tokens = lex(file, text).map_err(|e| vec![e])?;
+    let statements = statements(file, &tokens).map_err(|e| vec![e])?;
+    let mut reader = Reader {
+        file,
+        unimplemented,
+        errors: Vec::new(),
+        warnings,
+    };
+    let mut spec = Spec::default();
+    for s in &statements {
+        match s.keyword.value.as_str() {
+            "virtual_server" => {
+                if let Some(vs) = reader.virtual_server(s) {
+                    spec.virtual_servers.push(vs);
+                }
+            }
+            _ => reader.other(s, "the top level"),
+        }
+    }
+    if reader.errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(reader.errors)
+    }
+}

@@ -1,0 +1,158 @@
+//! The control protocol between `lbctl` and `lbd`, over a Unix stream socket.
+//!
+//! One JSON object per line each way: the client writes a [`Request`], the daemon answers with a
+//! [`Response`] and closes the connection. The types are the API's schema; `lbctl --json`
+//! prints them as they are.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Where `lbd` listens and `lbctl` connects unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/lbd/lbd.sock";
+
+/// A request to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The state of everything lbd runs.
+    Status,
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(Status),
+    /// The request could not be served.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The state of a running lbd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// lbd's version.
+    pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The configuration file it runs.
+    pub config: String,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// The data plane.
+    pub dataplane: DataplaneStatus,
+    /// Every virtual server.
+    pub virtual_servers: Vec<VirtualServerStatus>,
+}
+
+/// What the data plane is and does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStatus {
+    /// The mode the configuration asks for: none, ipvs, xdp or xdp+ipvs.
+    pub configured_mode: String,
+    /// The mode running: differs when XDP could not be used and lbd fell back to IPVS-only.
+    pub mode: String,
+    /// Where the BPF object came from: a file, embedded, or none.
+    pub bpf_object: String,
+    /// The XDP program, when attached.
+    pub xdp: Option<XdpStatus>,
+    /// Why XDP is not running although the configuration asks for it.
+    pub xdp_error: Option<String>,
+    /// The kernel's IPVS, when the mode uses it.
+    pub ipvs: Option<IpvsStatus>,
+}
+
+/// The attached XDP program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpStatus {
+    /// Interface it is attached to.
+    pub interface: String,
+    /// native or generic.
+    pub attach_mode: String,
+    /// Packet counters by reason (`lb_common::Counter` names), summed over CPUs.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// The kernel's IPVS as lbd sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsStatus {
+    /// Whether the kernel has IPVS.
+    pub available: bool,
+    /// IPVS version, when available.
+    pub version: Option<String>,
+    /// In words.
+    pub detail: String,
+}
+
+/// One virtual server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServerStatus {
+    /// VIP:port.
+    pub vip: String,
+    /// tcp, udp or sctp.
+    pub protocol: String,
+    /// IPVS scheduler.
+    pub scheduler: String,
+    /// nat, dr or tun.
+    pub forwarding: String,
+    /// Packets the XDP program counted for this VIP (None without XDP).
+    pub xdp_packets: Option<u64>,
+    /// Their bytes.
+    pub xdp_bytes: Option<u64>,
+    /// Real servers.
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+/// One real server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerStatus {
+    /// address:port.
+    pub address: String,
+    /// Configured weight.
+    pub weight: u32,
+}
+
+/// Errors of the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting to the socket failed.
+    #[error("connecting to {path}: {source} (is lbd running, and are you root?)")]
+    Connect {
+        /// Socket path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing failed.
+    #[error("talking to lbd: {0}")]
+    Io(#[from] std::io::Error),
+    /// The answer was not valid JSON of the protocol.
+    #[error("lbd sent an answer lbctl does not understand: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// Sends one request to the daemon listening on `path` and returns its answer.
+pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
+    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer)?;
+    Ok(serde_json::from_str(&answer)?)
+}

@@ -1,0 +1,377 @@
+//! The running daemon: sets up the data plane from the [`Model`], serves the control socket,
+//! and tears everything down on shutdown.
+//!
+//! Tasks:
+//! ```text
+//!   control listener ──(Query)──▶ state owner (owns the XDP program and its maps)
+//!        ▲                              │
+//!   lbctl connections            shutdown future (SIGTERM/SIGINT) ends both
+//! ```
+//! The state owner is the one task that touches the data plane; the listener only asks it.
+
+use std::{
+    future::Future,
+    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    control::{
+        DataplaneStatus, IpvsStatus, RealServerStatus, Request, Response, Status,
+        VirtualServerStatus, XdpStatus,
+    },
+    dataplane::{
+        BpfObject,
+        xdp::{XdpDataplane, vip_key},
+    },
+    ipvs::{IpvsClient, IpvsError},
+    model::{Dataplane, Model, Protocol},
+};
+
+/// How the daemon was started.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The configuration file, for status.
+    pub config_path: String,
+    /// Where to listen for lbctl.
+    pub control_socket: PathBuf,
+    /// Where to write the pid, if anywhere.
+    pub pid_file: Option<PathBuf>,
+    /// Which BPF object to use.
+    pub bpf_object: BpfObject,
+}
+
+/// What stops the daemon from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another lbd answers on the control socket.
+    #[error("another lbd is already listening on {0}")]
+    AlreadyRunning(PathBuf),
+    /// Setting up the control socket failed.
+    #[error("control socket {path}: {source}")]
+    ControlSocket {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the pid file failed.
+    #[error("pid file {path}: {source}")]
+    PidFile {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The data plane as it runs, and what it is asked to run.
+struct State {
+    model: Model,
+    options: RunOptions,
+    started: tokio::time::Instant,
+    xdp: Option<XdpDataplane>,
+    xdp_error: Option<String>,
+    ipvs: Option<IpvsStatus>,
+}
+
+/// XDP-capable VIP keys of the model, in virtual-server order; SCTP is left to IPVS.
+fn xdp_vips(model: &Model) -> Vec<lb_common::VipKey> {
+    model
+        .virtual_servers
+        .iter()
+        .filter(|vs| vs.protocol != Protocol::Sctp)
+        .map(|vs| vip_key(vs.vip.ip(), vs.vip.port(), vs.protocol))
+        .collect()
+}
+
+fn start_xdp(model: &Model, object: &BpfObject) -> Result<Option<XdpDataplane>, String> {
+    let Some(settings) = model.dataplane.xdp() else {
+        return Ok(None);
+    };
+    let bytes = object
+        .bytes()
+        .map_err(|e| format!("reading BPF object {}: {e}", object.describe()))?
+        .ok_or_else(|| {
+            "this lbd was built without its BPF object (run `cargo xtask build-ebpf`) and no --bpf-object was given"
+                .to_owned()
+        })?;
+    let mut xdp = XdpDataplane::load(&bytes).map_err(|e| e.to_string())?;
+    xdp.set_vips(&xdp_vips(model)).map_err(|e| e.to_string())?;
+    let mode = xdp
+        .attach(&settings.interface, settings.attach)
+        .map_err(|e| e.to_string())?;
+    info!(interface = %settings.interface, mode = mode.name(), vips = xdp_vips(model).len(), "XDP program attached");
+    Ok(Some(xdp))
+}
+
+fn probe_ipvs() -> IpvsStatus {
+    match IpvsClient::connect().and_then(|c| c.info()) {
+        Ok(info) => {
+            let (a, b, c) = info.version;
+            IpvsStatus {
+                available: true,
+                version: Some(format!("{a}.{b}.{c}")),
+                detail: format!(
+                    "IPVS {a}.{b}.{c}, connection table size {}",
+                    info.conn_tab_size
+                ),
+            }
+        }
+        Err(IpvsError::NotAvailable) => IpvsStatus {
+            available: false,
+            version: None,
+            detail: "the kernel has no IPVS: virtual servers are not programmed into IPVS"
+                .to_owned(),
+        },
+        Err(e) => IpvsStatus {
+            available: false,
+            version: None,
+            detail: e.to_string(),
+        },
+    }
+}
+
+impl State {
+    fn new(model: Model, options: RunOptions) -> Self {
+        let (xdp, xdp_error) = match start_xdp(&model, &options.bpf_object) {
+            Ok(xdp) => (xdp, None),
+            Err(e) => {
+                error!(error = %e, "XDP unavailable: running IPVS-only");
+                (None, Some(e))
+            }
+        };
+        let uses_ipvs = model.dataplane.uses_ipvs() || xdp_error.is_some();
+        let ipvs = uses_ipvs.then(probe_ipvs);
+        if let Some(status) = ipvs.as_ref().filter(|s| !s.available) {
+            warn!(detail = %status.detail, "IPVS unavailable");
+        }
+        Self {
+            model,
+            options,
+            started: tokio::time::Instant::now(),
+            xdp,
+            xdp_error,
+            ipvs,
+        }
+    }
+
+    fn effective_mode(&self) -> &'static str {
+        match (&self.model.dataplane, &self.xdp) {
+            (Dataplane::Xdp(_) | Dataplane::XdpIpvs(_), None) => "ipvs",
+            (dp, _) => dp.name(),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let xdp_status = self.xdp.as_ref().and_then(|x| {
+            let (interface, mode) = x.attached()?;
+            let counters = match x.counters() {
+                Ok(c) => c
+                    .into_iter()
+                    .map(|(c, n)| (c.name().to_owned(), n))
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "reading XDP counters");
+                    Vec::new()
+                }
+            };
+            Some(XdpStatus {
+                interface: interface.to_owned(),
+                attach_mode: mode.name().to_owned(),
+                counters,
+            })
+        });
+        let mut slot = 0u32;
+        let virtual_servers = self
+            .model
+            .virtual_servers
+            .iter()
+            .map(|vs| {
+                let stats = match (&self.xdp, vs.protocol) {
+                    (Some(x), Protocol::Tcp | Protocol::Udp) => {
+                        let s = x.vip_stats(slot).ok();
+                        slot += 1;
+                        s
+                    }
+                    _ => None,
+                };
+                VirtualServerStatus {
+                    vip: vs.vip.to_string(),
+                    protocol: vs.protocol.name().to_owned(),
+                    scheduler: vs.scheduler.name().to_owned(),
+                    forwarding: vs.forwarding.name().to_owned(),
+                    xdp_packets: stats.map(|s| s.packets),
+                    xdp_bytes: stats.map(|s| s.bytes),
+                    real_servers: vs
+                        .real_servers
+                        .iter()
+                        .map(|r| RealServerStatus {
+                            address: r.addr.to_string(),
+                            weight: r.weight.get(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            config: self.options.config_path.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            dataplane: DataplaneStatus {
+                configured_mode: self.model.dataplane.name().to_owned(),
+                mode: self.effective_mode().to_owned(),
+                bpf_object: self.options.bpf_object.describe(),
+                xdp: xdp_status,
+                xdp_error: self.xdp_error.clone(),
+                ipvs: self.ipvs.clone(),
+            },
+            virtual_servers,
+        }
+    }
+}
+
+/// Binds the control socket: parent directory 0700 if lbd creates it, socket 0600.
+async fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
+    let err = |source| DaemonError::ControlSocket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(DaemonError::AlreadyRunning(path.to_owned()));
+        }
+        // A socket left by an lbd that died: nobody answers on it.
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sender<Status>>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    // A client that sends nothing does not hold a task forever.
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        BufReader::new(read).read_line(&mut line),
+    )
+    .await;
+    let response = match read {
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Status) => {
+                let (tx, rx) = oneshot::channel();
+                match (queries.send(tx).await, rx) {
+                    (Ok(()), rx) => match rx.await {
+                        Ok(status) => Response::Status(status),
+                        Err(_) => Response::Error {
+                            message: "lbd is shutting down".to_owned(),
+                        },
+                    },
+                    (Err(_), _) => Response::Error {
+                        message: "lbd is shutting down".to_owned(),
+                    },
+                }
+            }
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        },
+        Ok(Err(e)) => Response::Error {
+            message: format!("reading request: {e}"),
+        },
+        Err(_) => Response::Error {
+            message: "no request within 5 s".to_owned(),
+        },
+    };
+    let mut out = serde_json::to_string(&response)
+        .unwrap_or_else(|e| format!("{{\"response\":\"error\",\"message\":\"{e}\"}}"));
+    out.push('\n');
+    if let Err(e) = write.write_all(out.as_bytes()).await {
+        warn!(error = %e, "writing control answer");
+    }
+}
+
+/// Runs lbd on `model` until `shutdown` completes.
+pub async fn run(
+    model: Model,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let listener = bind_control(&options.control_socket).await?;
+    if let Some(path) = &options.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            DaemonError::PidFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    let socket = options.control_socket.clone();
+    let pid_file = options.pid_file.clone();
+    info!(
+        config = %options.config_path,
+        mode = model.dataplane.name(),
+        virtual_servers = model.virtual_servers.len(),
+        socket = %socket.display(),
+        "lbd starting"
+    );
+    let state = State::new(model, options);
+    info!(mode = state.effective_mode(), "lbd running");
+
+    let (queries_tx, mut queries_rx) = mpsc::channel::<oneshot::Sender<Status>>(16);
+    let owner = async move {
+        while let Some(reply) = queries_rx.recv().await {
+            // A client that went away no longer wants its answer.
+            reply.send(state.status()).ok();
+        }
+    };
+    let listen = async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_connection(stream, queries_tx.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a control connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown => info!("lbd stopping"),
+        () = owner => {},
+        () = listen => {},
+    }
+    // The state (and with it the XDP program) was moved into `owner`, dropped here: detached.
+    for path in std::iter::once(socket).chain(pid_file) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!(path = %path.display(), error = %e, "removing at exit");
+        }
+    }
+    info!("lbd stopped");
+    Ok(())
+}

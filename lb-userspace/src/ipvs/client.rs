@@ -1,0 +1,238 @@
+//! A synchronous IPVS client on neli's generic-netlink router: the only module that opens the
+//! IPVS netlink socket. Kernel errors come back as [`IpvsError::Kernel`] with the errno.
+
+use neli::{
+    consts::{nl::NlmF, socket::NlFamily},
+    err::RouterError,
+    genl::{Genlmsghdr, GenlmsghdrBuilder, Nlattr},
+    nl::{NlPayload, Nlmsghdr},
+    router::synchronous::NlRouter,
+    types::{Buffer, GenlBuffer},
+    utils::Groups,
+};
+
+use super::msg::{
+    Dest, IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd, IpvsCmdAttr, IpvsDestAttr, IpvsInfo,
+    IpvsSvcAttr, Service, dest_attr, parse_dest, parse_info, parse_service, service_attr,
+    service_key_attr,
+};
+
+type IpvsMsg = Genlmsghdr<IpvsCmd, IpvsCmdAttr>;
+
+/// What went wrong talking to IPVS, naming the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum IpvsError {
+    /// The kernel has no IPVS (module not loaded, or not built).
+    #[error("the kernel has no IPVS (generic netlink family {IPVS_GENL_NAME:?} not found)")]
+    NotAvailable,
+    /// The kernel refused the operation.
+    #[error("{op}: kernel error {}: {}", errno_name(*.errno), std::io::Error::from_raw_os_error(*.errno))]
+    Kernel {
+        /// Operation.
+        op: &'static str,
+        /// Positive errno.
+        errno: i32,
+    },
+    /// Netlink transport or decoding failed.
+    #[error("{op}: netlink: {message}")]
+    Netlink {
+        /// Operation.
+        op: &'static str,
+        /// What neli said.
+        message: String,
+    },
+}
+
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EEXIST => "EEXIST",
+        libc::ENOENT => "ENOENT",
+        libc::EINVAL => "EINVAL",
+        libc::ENOMEM => "ENOMEM",
+        libc::ESRCH => "ESRCH",
+        libc::EPERM => "EPERM",
+        libc::EBUSY => "EBUSY",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => "errno",
+    }
+}
+
+fn netlink<T, P>(op: &'static str) -> impl Fn(RouterError<T, P>) -> IpvsError
+where
+    T: std::fmt::Debug,
+    P: std::fmt::Debug,
+{
+    move |e| match e {
+        RouterError::Nlmsgerr(err) => IpvsError::Kernel {
+            op,
+            errno: -*err.error(),
+        },
+        other => IpvsError::Netlink {
+            op,
+            message: format!("{other:?}"),
+        },
+    }
+}
+
+fn ser(op: &'static str) -> impl Fn(neli::err::SerError) -> IpvsError {
+    move |e| IpvsError::Netlink {
+        op,
+        message: e.to_string(),
+    }
+}
+
+fn de(op: &'static str) -> impl Fn(neli::err::DeError) -> IpvsError {
+    move |e| IpvsError::Netlink {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// A connection to the kernel's IPVS in the current network namespace.
+pub struct IpvsClient {
+    router: NlRouter,
+    family: u16,
+}
+
+impl std::fmt::Debug for IpvsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpvsClient")
+            .field("family", &self.family)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IpvsClient {
+    /// Opens a generic-netlink socket and resolves the IPVS family.
+    pub fn connect() -> Result<Self, IpvsError> {
+        let (router, _multicast) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
+            .map_err(|e| IpvsError::Netlink {
+                op: "connect",
+                message: e.to_string(),
+            })?;
+        let family = router
+            .resolve_genl_family(IPVS_GENL_NAME)
+            .map_err(|e| match e {
+                RouterError::Nlmsgerr(err) if -*err.error() == libc::ENOENT => {
+                    IpvsError::NotAvailable
+                }
+                RouterError::Msg(_) => IpvsError::NotAvailable,
+                other => IpvsError::Netlink {
+                    op: "resolve family",
+                    message: format!("{other:?}"),
+                },
+            })?;
+        Ok(Self { router, family })
+    }
+
+    /// Sends `cmd` with `attrs` and collects the replies (for dumps) or the ack.
+    fn request(
+        &self,
+        op: &'static str,
+        cmd: IpvsCmd,
+        flags: NlmF,
+        attrs: Vec<Nlattr<IpvsCmdAttr, Buffer>>,
+    ) -> Result<Vec<Nlmsghdr<u16, IpvsMsg>>, IpvsError> {
+        let msg = GenlmsghdrBuilder::default()
+            .cmd(cmd)
+            .version(IPVS_GENL_VERSION)
+            .attrs(attrs.into_iter().collect::<GenlBuffer<_, _>>())
+            .build()
+            .map_err(|e| IpvsError::Netlink {
+                op,
+                message: e.to_string(),
+            })?;
+        let replies = self
+            .router
+            .send::<u16, IpvsMsg, u16, IpvsMsg>(self.family, flags, NlPayload::Payload(msg))
+            .map_err(netlink(op))?;
+        replies.map(|r| r.map_err(netlink(op))).collect()
+    }
+
+    /// `IPVS_CMD_GET_INFO`: version and connection table size.
+    pub fn info(&self) -> Result<IpvsInfo, IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_INFO";
+        let replies = self.request(OP, IpvsCmd::GetInfo, NlmF::empty(), Vec::new())?;
+        let reply = replies
+            .iter()
+            .find_map(|r| r.get_payload())
+            .ok_or(IpvsError::Netlink {
+                op: OP,
+                message: "no reply".to_owned(),
+            })?;
+        parse_info(&reply.attrs().get_attr_handle()).map_err(de(OP))
+    }
+
+    /// `IPVS_CMD_NEW_SERVICE`.
+    pub fn new_service(&self, svc: &Service) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_NEW_SERVICE";
+        self.request(
+            OP,
+            IpvsCmd::NewService,
+            NlmF::ACK,
+            vec![service_attr(svc).map_err(ser(OP))?],
+        )?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_DEL_SERVICE` (its destinations go with it).
+    pub fn del_service(&self, svc: &Service) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_DEL_SERVICE";
+        self.request(
+            OP,
+            IpvsCmd::DelService,
+            NlmF::ACK,
+            vec![service_key_attr(svc).map_err(ser(OP))?],
+        )?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_NEW_DEST` under `svc`.
+    pub fn new_dest(&self, svc: &Service, dest: &Dest) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_NEW_DEST";
+        let attrs = vec![
+            service_key_attr(svc).map_err(ser(OP))?,
+            dest_attr(dest).map_err(ser(OP))?,
+        ];
+        self.request(OP, IpvsCmd::NewDest, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_FLUSH`: every service and destination goes.
+    pub fn flush(&self) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_FLUSH";
+        self.request(OP, IpvsCmd::Flush, NlmF::ACK, Vec::new())?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_GET_SERVICE` dump: every address-based service.
+    pub fn services(&self) -> Result<Vec<Service>, IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_SERVICE";
+        let replies = self.request(OP, IpvsCmd::GetService, NlmF::DUMP, Vec::new())?;
+        let mut services = Vec::new();
+        for reply in replies.iter().filter_map(|r| r.get_payload()) {
+            let attrs = reply.attrs().get_attr_handle();
+            let svc = attrs
+                .get_nested_attributes::<IpvsSvcAttr>(IpvsCmdAttr::Service)
+                .map_err(de(OP))?;
+            services.push(parse_service(&svc).map_err(de(OP))?);
+        }
+        Ok(services)
+    }
+
+    /// `IPVS_CMD_GET_DEST` dump: the destinations of `svc`.
+    pub fn dests(&self, svc: &Service) -> Result<Vec<Dest>, IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_DEST";
+        let key = service_key_attr(svc).map_err(ser(OP))?;
+        let replies = self.request(OP, IpvsCmd::GetDest, NlmF::DUMP, vec![key])?;
+        let mut dests = Vec::new();
+        for reply in replies.iter().filter_map(|r| r.get_payload()) {
+            let attrs = reply.attrs().get_attr_handle();
+            let dest = attrs
+                .get_nested_attributes::<IpvsDestAttr>(IpvsCmdAttr::Dest)
+                .map_err(de(OP))?;
+            dests.push(parse_dest(&dest, svc.addr).map_err(de(OP))?);
+        }
+        Ok(dests)
+    }
+}

@@ -1,0 +1,403 @@
+//! The IPVS generic-netlink message model, named as in `linux/ip_vs.h`. Pure: builds and reads
+//! attribute lists, never touches a socket.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use neli::{
+    consts::genl::{Cmd, NlAttrType},
+    err::{DeError, SerError},
+    genl::{AttrTypeBuilder, GenlAttrHandle, Nlattr, NlattrBuilder},
+    neli_enum,
+    types::Buffer,
+};
+
+/// `IPVS_GENL_NAME`.
+pub const IPVS_GENL_NAME: &str = "IPVS";
+/// `IPVS_GENL_VERSION`.
+pub const IPVS_GENL_VERSION: u8 = 1;
+
+/// `enum { IPVS_CMD_* }`.
+#[neli_enum(serialized_type = "u8")]
+pub enum IpvsCmd {
+    /// IPVS_CMD_UNSPEC
+    Unspec = 0,
+    /// IPVS_CMD_NEW_SERVICE
+    NewService = 1,
+    /// IPVS_CMD_SET_SERVICE
+    SetService = 2,
+    /// IPVS_CMD_DEL_SERVICE
+    DelService = 3,
+    /// IPVS_CMD_GET_SERVICE
+    GetService = 4,
+    /// IPVS_CMD_NEW_DEST
+    NewDest = 5,
+    /// IPVS_CMD_SET_DEST
+    SetDest = 6,
+    /// IPVS_CMD_DEL_DEST
+    DelDest = 7,
+    /// IPVS_CMD_GET_DEST
+    GetDest = 8,
+    /// IPVS_CMD_NEW_DAEMON
+    NewDaemon = 9,
+    /// IPVS_CMD_DEL_DAEMON
+    DelDaemon = 10,
+    /// IPVS_CMD_GET_DAEMON
+    GetDaemon = 11,
+    /// IPVS_CMD_SET_CONFIG
+    SetConfig = 12,
+    /// IPVS_CMD_GET_CONFIG
+    GetConfig = 13,
+    /// IPVS_CMD_SET_INFO
+    SetInfo = 14,
+    /// IPVS_CMD_GET_INFO
+    GetInfo = 15,
+    /// IPVS_CMD_ZERO
+    Zero = 16,
+    /// IPVS_CMD_FLUSH
+    Flush = 17,
+}
+impl Cmd for IpvsCmd {}
+
+/// `enum { IPVS_CMD_ATTR_* }`: the top-level attributes of a message.
+#[neli_enum(serialized_type = "u16")]
+pub enum IpvsCmdAttr {
+    /// IPVS_CMD_ATTR_UNSPEC
+    Unspec = 0,
+    /// IPVS_CMD_ATTR_SERVICE (nested `IPVS_SVC_ATTR_*`)
+    Service = 1,
+    /// IPVS_CMD_ATTR_DEST (nested `IPVS_DEST_ATTR_*`)
+    Dest = 2,
+    /// IPVS_CMD_ATTR_DAEMON
+    Daemon = 3,
+    /// IPVS_CMD_ATTR_TIMEOUT_TCP
+    TimeoutTcp = 4,
+    /// IPVS_CMD_ATTR_TIMEOUT_TCP_FIN
+    TimeoutTcpFin = 5,
+    /// IPVS_CMD_ATTR_TIMEOUT_UDP
+    TimeoutUdp = 6,
+}
+impl NlAttrType for IpvsCmdAttr {}
+
+/// `enum { IPVS_SVC_ATTR_* }`.
+#[neli_enum(serialized_type = "u16")]
+pub enum IpvsSvcAttr {
+    /// IPVS_SVC_ATTR_UNSPEC
+    Unspec = 0,
+    /// IPVS_SVC_ATTR_AF (u16)
+    Af = 1,
+    /// IPVS_SVC_ATTR_PROTOCOL (u16)
+    Protocol = 2,
+    /// IPVS_SVC_ATTR_ADDR (union nf_inet_addr, 16 bytes)
+    Addr = 3,
+    /// IPVS_SVC_ATTR_PORT (be16)
+    Port = 4,
+    /// IPVS_SVC_ATTR_FWMARK (u32)
+    Fwmark = 5,
+    /// IPVS_SVC_ATTR_SCHED_NAME (string)
+    SchedName = 6,
+    /// IPVS_SVC_ATTR_FLAGS (struct ip_vs_flags: u32 flags, u32 mask)
+    Flags = 7,
+    /// IPVS_SVC_ATTR_TIMEOUT (u32, seconds)
+    Timeout = 8,
+    /// IPVS_SVC_ATTR_NETMASK (u32)
+    Netmask = 9,
+    /// IPVS_SVC_ATTR_STATS (nested)
+    Stats = 10,
+    /// IPVS_SVC_ATTR_PE_NAME (string)
+    PeName = 11,
+    /// IPVS_SVC_ATTR_STATS64 (nested)
+    Stats64 = 12,
+}
+impl NlAttrType for IpvsSvcAttr {}
+
+/// `enum { IPVS_DEST_ATTR_* }`.
+#[neli_enum(serialized_type = "u16")]
+pub enum IpvsDestAttr {
+    /// IPVS_DEST_ATTR_UNSPEC
+    Unspec = 0,
+    /// IPVS_DEST_ATTR_ADDR (16 bytes)
+    Addr = 1,
+    /// IPVS_DEST_ATTR_PORT (be16)
+    Port = 2,
+    /// IPVS_DEST_ATTR_FWD_METHOD (u32)
+    FwdMethod = 3,
+    /// IPVS_DEST_ATTR_WEIGHT (u32)
+    Weight = 4,
+    /// IPVS_DEST_ATTR_U_THRESH (u32)
+    UThresh = 5,
+    /// IPVS_DEST_ATTR_L_THRESH (u32)
+    LThresh = 6,
+    /// IPVS_DEST_ATTR_ACTIVE_CONNS (u32)
+    ActiveConns = 7,
+    /// IPVS_DEST_ATTR_INACT_CONNS (u32)
+    InactConns = 8,
+    /// IPVS_DEST_ATTR_PERSIST_CONNS (u32)
+    PersistConns = 9,
+    /// IPVS_DEST_ATTR_STATS (nested)
+    Stats = 10,
+    /// IPVS_DEST_ATTR_ADDR_FAMILY (u16)
+    AddrFamily = 11,
+    /// IPVS_DEST_ATTR_STATS64 (nested)
+    Stats64 = 12,
+    /// IPVS_DEST_ATTR_TUN_TYPE (u8)
+    TunType = 13,
+    /// IPVS_DEST_ATTR_TUN_PORT (be16)
+    TunPort = 14,
+    /// IPVS_DEST_ATTR_TUN_FLAGS (u16)
+    TunFlags = 15,
+}
+impl NlAttrType for IpvsDestAttr {}
+
+/// `enum { IPVS_INFO_ATTR_* }`.
+#[neli_enum(serialized_type = "u16")]
+pub enum IpvsInfoAttr {
+    /// IPVS_INFO_ATTR_UNSPEC
+    Unspec = 0,
+    /// IPVS_INFO_ATTR_VERSION (u32: major << 16 | minor << 8 | patch)
+    Version = 1,
+    /// IPVS_INFO_ATTR_CONN_TAB_SIZE (u32)
+    ConnTabSize = 2,
+}
+impl NlAttrType for IpvsInfoAttr {}
+
+/// `IP_VS_CONN_F_MASQ`.
+pub const IP_VS_CONN_F_MASQ: u32 = 0;
+/// `IP_VS_CONN_F_TUNNEL`.
+pub const IP_VS_CONN_F_TUNNEL: u32 = 2;
+/// `IP_VS_CONN_F_DROUTE`.
+pub const IP_VS_CONN_F_DROUTE: u32 = 3;
+/// `IP_VS_CONN_F_FWD_MASK`.
+pub const IP_VS_CONN_F_FWD_MASK: u32 = 7;
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// `IPVS_CMD_GET_INFO`'s answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpvsInfo {
+    /// (major, minor, patch).
+    pub version: (u8, u8, u8),
+    /// Size of the connection hash table.
+    pub conn_tab_size: u32,
+}
+
+/// A virtual service, identified by (address, protocol, port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Virtual address.
+    pub addr: IpAddr,
+    /// IP protocol number (6 TCP, 17 UDP, 132 SCTP).
+    pub protocol: u16,
+    /// Port.
+    pub port: u16,
+    /// Scheduler name.
+    pub scheduler: String,
+    /// `IP_VS_SVC_F_*` flags.
+    pub flags: u32,
+    /// Persistence timeout in seconds (0: none).
+    pub timeout: u32,
+    /// Persistence netmask (IPv4) or prefix length (IPv6).
+    pub netmask: u32,
+}
+
+impl Service {
+    /// A service with the kernel's defaults: no flags, no persistence, host netmask.
+    pub fn new(addr: IpAddr, protocol: u16, port: u16, scheduler: &str) -> Self {
+        let netmask = if addr.is_ipv4() { u32::MAX } else { 128 };
+        Self {
+            addr,
+            protocol,
+            port,
+            scheduler: scheduler.to_owned(),
+            flags: 0,
+            timeout: 0,
+            netmask,
+        }
+    }
+}
+
+/// A destination (real server) of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dest {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// `IP_VS_CONN_F_MASQ`, `_TUNNEL` or `_DROUTE`.
+    pub fwd_method: u32,
+    /// Weight.
+    pub weight: u32,
+    /// Upper connection threshold (0: none).
+    pub u_thresh: u32,
+    /// Lower connection threshold.
+    pub l_thresh: u32,
+}
+
+fn attr<T: NlAttrType>(
+    kind: T,
+    payload: impl neli::ToBytes + neli::Size,
+) -> Result<Nlattr<T, Buffer>, SerError> {
+    let ty = AttrTypeBuilder::default()
+        .nla_type(kind)
+        .build()
+        .map_err(|e| SerError::new(e.to_string()))?;
+    NlattrBuilder::default()
+        .nla_type(ty)
+        .nla_payload(payload)
+        .build()
+        .map_err(|e| SerError::new(e.to_string()))
+}
+
+fn family(ip: IpAddr) -> u16 {
+    if ip.is_ipv4() { AF_INET } else { AF_INET6 }
+}
+
+/// `union nf_inet_addr`: an IPv4 address in the first 4 bytes, zero padded to 16.
+fn inet_addr(ip: IpAddr) -> Vec<u8> {
+    let mut bytes = vec![0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => bytes.copy_from_slice(&v6.octets()),
+    }
+    bytes
+}
+
+fn parse_inet_addr(af: u16, bytes: &[u8]) -> Result<IpAddr, DeError> {
+    match (af, bytes.len()) {
+        (AF_INET, 4..) => Ok(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        (AF_INET6, 16..) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&bytes[..16]);
+            Ok(IpAddr::V6(Ipv6Addr::from(a)))
+        }
+        _ => Err(DeError::new(format!(
+            "address of family {af} with {} bytes",
+            bytes.len()
+        ))),
+    }
+}
+
+fn empty_nest<T: NlAttrType>(kind: T) -> Result<Nlattr<T, Buffer>, SerError> {
+    attr(kind, Buffer::from(Vec::<u8>::new()))
+}
+
+/// `IPVS_CMD_ATTR_SERVICE` with only the identifying attributes (for dest commands and deletes).
+pub fn service_key_attr(svc: &Service) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
+    empty_nest(IpvsCmdAttr::Service)?
+        .nest(&attr(IpvsSvcAttr::Af, family(svc.addr))?)?
+        .nest(&attr(IpvsSvcAttr::Protocol, svc.protocol)?)?
+        .nest(&attr(IpvsSvcAttr::Addr, Buffer::from(inet_addr(svc.addr)))?)?
+        .nest(&attr(
+            IpvsSvcAttr::Port,
+            Buffer::from(svc.port.to_be_bytes().to_vec()),
+        )?)
+}
+
+/// `IPVS_CMD_ATTR_SERVICE` with every attribute (for `IPVS_CMD_NEW_SERVICE` / `SET_SERVICE`).
+pub fn service_attr(svc: &Service) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
+    let mut flags = Vec::with_capacity(8);
+    flags.extend_from_slice(&svc.flags.to_ne_bytes());
+    flags.extend_from_slice(&u32::MAX.to_ne_bytes());
+    service_key_attr(svc)?
+        .nest(&attr(IpvsSvcAttr::SchedName, svc.scheduler.as_str())?)?
+        .nest(&attr(IpvsSvcAttr::Flags, Buffer::from(flags))?)?
+        .nest(&attr(IpvsSvcAttr::Timeout, svc.timeout)?)?
+        .nest(&attr(IpvsSvcAttr::Netmask, svc.netmask)?)
+}
+
+/// `IPVS_CMD_ATTR_DEST` with every attribute (for `IPVS_CMD_NEW_DEST` / `SET_DEST`).
+pub fn dest_attr(dest: &Dest) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
+    empty_nest(IpvsCmdAttr::Dest)?
+        .nest(&attr(
+            IpvsDestAttr::Addr,
+            Buffer::from(inet_addr(dest.addr)),
+        )?)?
+        .nest(&attr(
+            IpvsDestAttr::Port,
+            Buffer::from(dest.port.to_be_bytes().to_vec()),
+        )?)?
+        .nest(&attr(IpvsDestAttr::FwdMethod, dest.fwd_method)?)?
+        .nest(&attr(IpvsDestAttr::Weight, dest.weight)?)?
+        .nest(&attr(IpvsDestAttr::UThresh, dest.u_thresh)?)?
+        .nest(&attr(IpvsDestAttr::LThresh, dest.l_thresh)?)?
+        .nest(&attr(IpvsDestAttr::AddrFamily, family(dest.addr))?)
+}
+
+fn be16(bytes: Option<&[u8]>) -> Result<u16, DeError> {
+    match bytes {
+        Some([a, b, ..]) => Ok(u16::from_be_bytes([*a, *b])),
+        _ => Err(DeError::new("port attribute shorter than 2 bytes")),
+    }
+}
+
+/// Reads the nested `IPVS_SVC_ATTR_*` of a service.
+pub fn parse_service(svc: &GenlAttrHandle<'_, IpvsSvcAttr>) -> Result<Service, DeError> {
+    let af: u16 = svc.get_attr_payload_as(IpvsSvcAttr::Af)?;
+    let addr = svc.get_attribute(IpvsSvcAttr::Addr).ok_or_else(|| {
+        DeError::new("service without IPVS_SVC_ATTR_ADDR (fwmark services are not read yet)")
+    })?;
+    let addr = parse_inet_addr(af, addr.nla_payload().as_ref())?;
+    let port = be16(
+        svc.get_attribute(IpvsSvcAttr::Port)
+            .map(|a| a.nla_payload().as_ref()),
+    )?;
+    let flags = match svc
+        .get_attribute(IpvsSvcAttr::Flags)
+        .map(|a| a.nla_payload().as_ref())
+    {
+        Some([a, b, c, d, ..]) => u32::from_ne_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    };
+    Ok(Service {
+        addr,
+        protocol: svc.get_attr_payload_as(IpvsSvcAttr::Protocol)?,
+        port,
+        scheduler: svc.get_attr_payload_as_with_len::<String>(IpvsSvcAttr::SchedName)?,
+        flags,
+        timeout: svc.get_attr_payload_as(IpvsSvcAttr::Timeout).unwrap_or(0),
+        netmask: svc.get_attr_payload_as(IpvsSvcAttr::Netmask).unwrap_or(0),
+    })
+}
+
+/// Reads the nested `IPVS_DEST_ATTR_*` of a destination; `service_af` when the kernel omits
+/// `IPVS_DEST_ATTR_ADDR_FAMILY`.
+pub fn parse_dest(
+    dest: &GenlAttrHandle<'_, IpvsDestAttr>,
+    service_af: IpAddr,
+) -> Result<Dest, DeError> {
+    let af: u16 = dest
+        .get_attr_payload_as(IpvsDestAttr::AddrFamily)
+        .unwrap_or(family(service_af));
+    let addr = dest
+        .get_attribute(IpvsDestAttr::Addr)
+        .ok_or_else(|| DeError::new("dest without address"))?;
+    let addr = parse_inet_addr(af, addr.nla_payload().as_ref())?;
+    let port = be16(
+        dest.get_attribute(IpvsDestAttr::Port)
+            .map(|a| a.nla_payload().as_ref()),
+    )?;
+    let fwd: u32 = dest.get_attr_payload_as(IpvsDestAttr::FwdMethod)?;
+    Ok(Dest {
+        addr,
+        port,
+        fwd_method: fwd & IP_VS_CONN_F_FWD_MASK,
+        weight: dest.get_attr_payload_as(IpvsDestAttr::Weight)?,
+        u_thresh: dest.get_attr_payload_as(IpvsDestAttr::UThresh).unwrap_or(0),
+        l_thresh: dest.get_attr_payload_as(IpvsDestAttr::LThresh).unwrap_or(0),
+    })
+}
+
+/// Reads `IPVS_CMD_GET_INFO`'s answer.
+pub fn parse_info(info: &GenlAttrHandle<'_, IpvsCmdAttr>) -> Result<IpvsInfo, DeError> {
+    // GET_INFO's reply carries IPVS_INFO_ATTR_* at the top level, which share numbers with
+    // IPVS_CMD_ATTR_SERVICE (1) and IPVS_CMD_ATTR_DEST (2).
+    let version: u32 = info.get_attr_payload_as(IpvsCmdAttr::Service)?;
+    let conn_tab_size: u32 = info.get_attr_payload_as(IpvsCmdAttr::Dest)?;
+    let [_, major, minor, patch] = version.to_be_bytes();
+    Ok(IpvsInfo {
+        version: (major, minor, patch),
+        conn_tab_size,
+    })
+}

@@ -1,0 +1,187 @@
+//! A namespace lab owned by a guard.
+//!
+//! Every host is a network namespace named `lbt<pid>x<n>-<host>`, so parallel tests and a
+//! crashed earlier run never collide. Links are veth pairs created directly inside the lab's
+//! namespaces, so nothing touches the machine's own interfaces; every namespace gets IPv4 and
+//! IPv6 `unreachable` default routes, so no packet can leave the machine. Dropping the [`Lab`]
+//! (also while unwinding from a panic) kills the processes it started and deletes its
+//! namespaces.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// Whether we run as root.
+pub fn is_root() -> bool {
+    crate::sys::euid() == 0
+}
+
+/// Runs `ip` with `args`; panics with its stderr when it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip (iproute2)");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+}
+
+/// A network namespace of a lab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Netns {
+    /// Its full name under /run/netns.
+    pub name: String,
+}
+
+impl Netns {
+    /// `ip -n NS args...`.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// A command that runs in this namespace (`ip netns exec`).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Runs `program args` in the namespace and returns its output (whatever its status).
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program).args(args).output().unwrap_or_else(|e| panic!("running {program} in {}: {e}", self.name))
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it opens live here.
+    pub fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let name = self.name.clone();
+        thread::spawn(move || {
+            crate::sys::enter_netns(&name).unwrap_or_else(|e| panic!("setns into {name}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Starts `f` on a thread inside this namespace and returns at once.
+    pub fn spawn_within(&self, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+        let name = self.name.clone();
+        thread::spawn(move || {
+            crate::sys::enter_netns(&name).unwrap_or_else(|e| panic!("setns into {name}: {e}"));
+            f()
+        })
+    }
+}
+
+/// The lab: its namespaces and the processes started in them.
+#[derive(Debug)]
+pub struct Lab {
+    tag: String,
+    namespaces: Vec<Netns>,
+    children: Vec<(String, Child)>,
+}
+
+impl Lab {
+    /// A new, empty lab.
+    pub fn new() -> Self {
+        let tag = format!("lbt{}x{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed));
+        Self { tag, namespaces: Vec::new(), children: Vec::new() }
+    }
+
+    /// The lab's unique tag.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// A new namespace with `lo` up and unreachable default routes.
+    pub fn netns(&mut self, host: &str) -> Netns {
+        let ns = Netns { name: format!("{}-{host}", self.tag) };
+        ip(&["netns", "add", &ns.name]);
+        self.namespaces.push(ns.clone());
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.ip(&["route", "add", "unreachable", "default"]);
+        ns.ip(&["-6", "route", "add", "unreachable", "default"]);
+        ns
+    }
+
+    /// A veth pair `a_if` in `a` and `b_if` in `b`, both up, with no IPv6 DAD delay.
+    pub fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+        ip(&["link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+        for (ns, ifname) in [(a, a_if), (b, b_if)] {
+            // Addresses are usable at once (tests must not wait out duplicate address detection).
+            sysctl(ns, &format!("net.ipv6.conf.{ifname}.accept_dad"), "0");
+            ns.ip(&["link", "set", ifname, "up"]);
+        }
+    }
+
+    /// Starts `cmd` and keeps it: killed when the lab is dropped.
+    pub fn spawn(&mut self, what: &str, mut cmd: Command) -> u32 {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let pid = child.id();
+        self.children.push((what.to_owned(), child));
+        pid
+    }
+
+    /// Stops a process started with [`Lab::spawn`] with `signal` and waits for it (bounded).
+    pub fn stop(&mut self, pid: u32, signal: &str) -> Option<std::process::ExitStatus> {
+        let index = self.children.iter().position(|(_, c)| c.id() == pid)?;
+        let (what, mut child) = self.children.remove(index);
+        let _kill = Command::new("kill").args(["-s", signal, &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().ok();
+        panic!("{what} (pid {pid}) did not exit within 10 s of SIG{signal}");
+    }
+
+    /// Whether a process started with [`Lab::spawn`] is still running.
+    pub fn running(&mut self, pid: u32) -> bool {
+        self.children.iter_mut().any(|(_, c)| c.id() == pid && matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            // Best effort: a namespace that is already gone is fine.
+            let _deleted = Command::new("ip").args(["netns", "del", &ns.name]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+/// Sets a sysctl inside `ns`.
+pub fn sysctl(ns: &Netns, key: &str, value: &str) {
+    let out = ns.run("sysctl", &["-qw", &format!("{key}={value}")]);
+    assert!(out.status.success(), "sysctl {key}={value} in {}: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+}
+
+/// Waits until `cond` holds, polling every 20 ms; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a file (a socket, a pid file) to appear.
+pub fn wait_for_path(path: &Path, timeout: Duration) {
+    wait_until(&format!("{} to appear", path.display()), timeout, || path.exists());
+}

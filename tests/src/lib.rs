@@ -1,0 +1,49 @@
+//! The test rigs of lbd: a namespace lab and packet builders.
+//!
+//! # Layout
+//! - [`lab`]: namespaces, veth pairs and processes owned by a guard that removes them on drop
+//!   (also on panic); documentation addresses only; no route off the machine.
+//! - [`packet`]: Ethernet/IPv4/IPv6/TCP/UDP frames for BPF_PROG_TEST_RUN fixtures.
+//! - [`sys`]: the one place that calls setns(2).
+//!
+//! The binaries `lb-demo` and `lb-bench` (run by `cargo xtask demo` / `bench`) use the same rigs.
+
+pub mod lab;
+pub mod packet;
+mod sys;
+
+use std::path::PathBuf;
+
+/// A workspace binary (`lbd`, `lbctl`) next to the running test or tool.
+///
+/// `cargo xtask test` builds them before the privileged tier; a missing one is a test failure
+/// that says how to build it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> for tests, target/<profile>/<bin> for binaries.
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p lb-userspace --bins` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// The BPF object lbd embeds, or a failure that says how to build it.
+pub fn bpf_object() -> &'static [u8] {
+    lbd::dataplane::embedded_object()
+        .expect("lbd was built without its BPF object: run `cargo xtask build-ebpf` first (cargo xtask test does)")
+}
+
+/// Fails the test unless it runs as root (privileged tests never skip silently).
+pub fn require_root() {
+    assert!(
+        lab::is_root(),
+        "this test needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN): run it through `cargo xtask test` as root"
+    );
+}

@@ -1,0 +1,18 @@
+//! setns(2): the only unsafe code of the test rigs.
+#![expect(unsafe_code, reason = "setns and geteuid have no safe wrapper in std")]
+
+use std::{fs::File, io, os::fd::AsRawFd as _};
+
+/// Moves the calling thread into the network namespace `name` (`/run/netns/NAME`).
+pub(crate) fn enter_netns(name: &str) -> io::Result<()> {
+    let file = File::open(format!("/run/netns/{name}"))?;
+    // SAFETY: the fd is open for the call's duration; setns only changes this thread's namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The effective user id.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
