@@ -24,8 +24,16 @@ pub fn is_root() -> bool {
 
 /// Runs `ip` with `args`; panics with its stderr when it fails.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip (iproute2)");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
 }
 
 /// A network namespace of a lab.
@@ -52,7 +60,10 @@ impl Netns {
 
     /// Runs `program args` in the namespace and returns its output (whatever its status).
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program).args(args).output().unwrap_or_else(|e| panic!("running {program} in {}: {e}", self.name))
+        self.command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program} in {}: {e}", self.name))
     }
 
     /// Runs `f` on a thread that has entered this namespace: sockets it opens live here.
@@ -67,7 +78,10 @@ impl Netns {
     }
 
     /// Starts `f` on a thread inside this namespace and returns at once.
-    pub fn spawn_within(&self, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    pub fn spawn_within<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
         let name = self.name.clone();
         thread::spawn(move || {
             crate::sys::enter_netns(&name).unwrap_or_else(|e| panic!("setns into {name}: {e}"));
@@ -87,8 +101,16 @@ pub struct Lab {
 impl Lab {
     /// A new, empty lab.
     pub fn new() -> Self {
-        let tag = format!("lbt{}x{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed));
-        Self { tag, namespaces: Vec::new(), children: Vec::new() }
+        let tag = format!(
+            "lbt{}x{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            tag,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// The lab's unique tag.
@@ -98,7 +120,9 @@ impl Lab {
 
     /// A new namespace with `lo` up and unreachable default routes.
     pub fn netns(&mut self, host: &str) -> Netns {
-        let ns = Netns { name: format!("{}-{host}", self.tag) };
+        let ns = Netns {
+            name: format!("{}-{host}", self.tag),
+        };
         ip(&["netns", "add", &ns.name]);
         self.namespaces.push(ns.clone());
         ns.ip(&["link", "set", "lo", "up"]);
@@ -109,7 +133,10 @@ impl Lab {
 
     /// A veth pair `a_if` in `a` and `b_if` in `b`, both up, with no IPv6 DAD delay.
     pub fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-        ip(&["link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+        ip(&[
+            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+            &b.name,
+        ]);
         for (ns, ifname) in [(a, a_if), (b, b_if)] {
             // Addresses are usable at once (tests must not wait out duplicate address detection).
             sysctl(ns, &format!("net.ipv6.conf.{ifname}.accept_dad"), "0");
@@ -119,7 +146,9 @@ impl Lab {
 
     /// Starts `cmd` and keeps it: killed when the lab is dropped.
     pub fn spawn(&mut self, what: &str, mut cmd: Command) -> u32 {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let pid = child.id();
         self.children.push((what.to_owned(), child));
         pid
@@ -129,7 +158,9 @@ impl Lab {
     pub fn stop(&mut self, pid: u32, signal: &str) -> Option<std::process::ExitStatus> {
         let index = self.children.iter().position(|(_, c)| c.id() == pid)?;
         let (what, mut child) = self.children.remove(index);
-        let _kill = Command::new("kill").args(["-s", signal, &pid.to_string()]).status();
+        let _kill = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -143,7 +174,9 @@ impl Lab {
 
     /// Whether a process started with [`Lab::spawn`] is still running.
     pub fn running(&mut self, pid: u32) -> bool {
-        self.children.iter_mut().any(|(_, c)| c.id() == pid && matches!(c.try_wait(), Ok(None)))
+        self.children
+            .iter_mut()
+            .any(|(_, c)| c.id() == pid && matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -161,7 +194,10 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.drain(..).rev() {
             // Best effort: a namespace that is already gone is fine.
-            let _deleted = Command::new("ip").args(["netns", "del", &ns.name]).stderr(Stdio::null()).status();
+            let _deleted = Command::new("ip")
+                .args(["netns", "del", &ns.name])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -169,19 +205,29 @@ impl Drop for Lab {
 /// Sets a sysctl inside `ns`.
 pub fn sysctl(ns: &Netns, key: &str, value: &str) {
     let out = ns.run("sysctl", &["-qw", &format!("{key}={value}")]);
-    assert!(out.status.success(), "sysctl {key}={value} in {}: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sysctl {key}={value} in {}: {}",
+        ns.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Waits until `cond` holds, polling every 20 ms; panics with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// Waits for a file (a socket, a pid file) to appear.
 pub fn wait_for_path(path: &Path, timeout: Duration) {
-    wait_until(&format!("{} to appear", path.display()), timeout, || path.exists());
+    wait_until(&format!("{} to appear", path.display()), timeout, || {
+        path.exists()
+    });
 }

@@ -8,7 +8,11 @@ pub(crate) fn enter_netns(name: &str) -> io::Result<()> {
     let file = File::open(format!("/run/netns/{name}"))?;
     // SAFETY: the fd is open for the call's duration; setns only changes this thread's namespace.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The effective user id.

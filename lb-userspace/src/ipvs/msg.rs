@@ -160,6 +160,9 @@ pub enum IpvsInfoAttr {
 }
 impl NlAttrType for IpvsInfoAttr {}
 
+/// `IP_VS_SVC_F_HASHED`: set by the kernel on every service in its table; not a user setting.
+pub const IP_VS_SVC_F_HASHED: u32 = 0x0002;
+
 /// `IP_VS_CONN_F_MASQ`.
 pub const IP_VS_CONN_F_MASQ: u32 = 0;
 /// `IP_VS_CONN_F_TUNNEL`.
@@ -347,7 +350,7 @@ pub fn parse_service(svc: &GenlAttrHandle<'_, IpvsSvcAttr>) -> Result<Service, D
         .get_attribute(IpvsSvcAttr::Flags)
         .map(|a| a.nla_payload().as_ref())
     {
-        Some([a, b, c, d, ..]) => u32::from_ne_bytes([*a, *b, *c, *d]),
+        Some([a, b, c, d, ..]) => u32::from_ne_bytes([*a, *b, *c, *d]) & !IP_VS_SVC_F_HASHED,
         _ => 0,
     };
     Ok(Service {

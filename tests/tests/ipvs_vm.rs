@@ -1,0 +1,165 @@
+//! IPVS over generic netlink against a real kernel: runs inside the IPVS VM (`cargo xtask test`,
+//! tier "vm", or `cargo xtask vm -- <this test binary>`), each test in a fresh network namespace
+//! (IPVS state is per namespace).
+#![expect(
+    unused_crate_dependencies,
+    reason = "each target of lb-tests uses part of the package's dependencies; cargo cannot scope them"
+)]
+
+use std::net::IpAddr;
+
+use lb_tests::lab::{Lab, Netns};
+use lbd::ipvs::{
+    Dest, IpvsClient, IpvsError, Service,
+    msg::{IP_VS_CONN_F_DROUTE, IP_VS_CONN_F_MASQ, IP_VS_CONN_F_TUNNEL},
+};
+
+fn in_vm() {
+    assert!(
+        std::env::var_os("RUN_IN_VM").is_some(),
+        "this test needs kernel IPVS: run it with `cargo xtask test` (tier vm) or `cargo xtask vm -- <test binary>`"
+    );
+}
+
+fn ipvsadm(ns: &Netns) -> String {
+    let out = ns.run("ipvsadm", &["-Ln"]);
+    assert!(
+        out.status.success(),
+        "ipvsadm -Ln: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dest(addr: &str, port: u16, fwd_method: u32, weight: u32) -> Dest {
+    Dest {
+        addr: addr.parse().expect("address"),
+        port,
+        fwd_method,
+        weight,
+        u_thresh: 0,
+        l_thresh: 0,
+    }
+}
+
+#[test]
+fn a_service_with_two_destinations_reads_back_through_neli_and_ipvsadm() {
+    in_vm();
+    let mut lab = Lab::new();
+    let ns = lab.netns("director");
+    let vip: IpAddr = "203.0.113.10".parse().expect("vip");
+    let service = Service::new(vip, 6, 80, "wrr");
+    let dests = vec![
+        dest("192.0.2.2", 8080, IP_VS_CONN_F_MASQ, 3),
+        dest("192.0.2.3", 8080, IP_VS_CONN_F_MASQ, 1),
+    ];
+    let (info, services, read_dests, duplicate) = {
+        let (service, dests) = (service.clone(), dests.clone());
+        ns.within(move || {
+            let ipvs = IpvsClient::connect().expect("IPVS family");
+            let info = ipvs.info().expect("GET_INFO");
+            ipvs.new_service(&service).expect("NEW_SERVICE");
+            for d in &dests {
+                ipvs.new_dest(&service, d).expect("NEW_DEST");
+            }
+            let duplicate = ipvs.new_service(&service);
+            (
+                info,
+                ipvs.services().expect("GET_SERVICE"),
+                ipvs.dests(&service).expect("GET_DEST"),
+                duplicate,
+            )
+        })
+    };
+    assert_eq!(info.version, (1, 2, 1), "Debian 6.1's IPVS");
+    assert!(info.conn_tab_size > 0);
+    assert_eq!(services, vec![service.clone()]);
+    let mut read_dests = read_dests;
+    read_dests.sort_by_key(|d| d.addr);
+    assert_eq!(read_dests, dests);
+    assert!(
+        matches!(duplicate, Err(IpvsError::Kernel { errno, .. }) if errno == libc::EEXIST),
+        "a duplicate service is EEXIST: {duplicate:?}"
+    );
+    let listing = ipvsadm(&ns);
+    assert!(listing.contains("TCP  203.0.113.10:80 wrr"), "{listing}");
+    assert!(
+        listing.contains("-> 192.0.2.2:8080               Masq    3      0          0"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("-> 192.0.2.3:8080               Masq    1      0          0"),
+        "{listing}"
+    );
+
+    let remaining = ns.within(move || {
+        let ipvs = IpvsClient::connect().expect("IPVS family");
+        ipvs.del_service(&service).expect("DEL_SERVICE");
+        let missing = ipvs.del_service(&service);
+        (ipvs.services().expect("GET_SERVICE"), missing)
+    });
+    assert_eq!(remaining.0, Vec::new());
+    assert!(
+        matches!(remaining.1, Err(IpvsError::Kernel { errno, .. }) if errno == libc::ESRCH),
+        "deleting a missing service is ESRCH: {:?}",
+        remaining.1
+    );
+    assert!(!ipvsadm(&ns).contains("203.0.113.10"));
+}
+
+#[test]
+fn udp_ipv6_and_every_forwarding_method_read_back() {
+    in_vm();
+    let mut lab = Lab::new();
+    let ns = lab.netns("director");
+    let udp = Service::new("203.0.113.11".parse().expect("vip"), 17, 53, "rr");
+    let v6 = Service::new("2001:db8::10".parse().expect("vip6"), 6, 443, "sh");
+    let udp_dests = vec![
+        dest("192.0.2.4", 53, IP_VS_CONN_F_DROUTE, 5),
+        dest("192.0.2.5", 53, IP_VS_CONN_F_TUNNEL, 0),
+    ];
+    let v6_dests = vec![dest("2001:db8::20", 8443, IP_VS_CONN_F_MASQ, 2)];
+    let (services, got_udp, got_v6) = {
+        let (udp, v6, udp_dests, v6_dests) =
+            (udp.clone(), v6.clone(), udp_dests.clone(), v6_dests.clone());
+        ns.within(move || {
+            let ipvs = IpvsClient::connect().expect("IPVS family");
+            for (svc, dests) in [(&udp, &udp_dests), (&v6, &v6_dests)] {
+                ipvs.new_service(svc).expect("NEW_SERVICE");
+                for d in dests {
+                    ipvs.new_dest(svc, d).expect("NEW_DEST");
+                }
+            }
+            (
+                ipvs.services().expect("services"),
+                ipvs.dests(&udp).expect("dests"),
+                ipvs.dests(&v6).expect("dests6"),
+            )
+        })
+    };
+    assert_eq!(services.len(), 2);
+    assert!(
+        services.contains(&udp) && services.contains(&v6),
+        "{services:?}"
+    );
+    let mut got_udp = got_udp;
+    got_udp.sort_by_key(|d| d.addr);
+    assert_eq!(got_udp, udp_dests);
+    assert_eq!(got_v6, v6_dests);
+    let listing = ipvsadm(&ns);
+    assert!(listing.contains("UDP  203.0.113.11:53 rr"), "{listing}");
+    assert!(
+        listing.contains("-> 192.0.2.4:53                 Route   5"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("-> 192.0.2.5:53                 Tunnel  0"),
+        "{listing}"
+    );
+    assert!(listing.contains("TCP  [2001:db8::10]:443 sh"), "{listing}");
+    assert!(
+        listing.contains("-> [2001:db8::20]:8443          Masq    2"),
+        "{listing}"
+    );
+    drop(lab);
+}
