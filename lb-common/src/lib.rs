@@ -179,3 +179,26 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for VipStats {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_keys_are_ipv4_mapped_with_network_order_ports() {
+        let key = VipKey::v4([203, 0, 113, 10], 80, IPPROTO_TCP);
+        assert_eq!(
+            key.addr,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 203, 0, 113, 10]
+        );
+        assert_eq!(key.port_be.to_ne_bytes(), [0, 80]);
+        assert_eq!((key.proto, key._pad), (6, 0));
+    }
+
+    #[test]
+    fn counter_slots_match_their_discriminants() {
+        for (slot, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, slot, "{}", counter.name());
+        }
+    }
+}

@@ -28,8 +28,8 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
-    /// Answer to [`Request::Status`].
-    Status(Status),
+    /// Answer to [`Request::Status`] (boxed: it dwarfs the error variant).
+    Status(Box<Status>),
     /// The request could not be served.
     Error {
         /// Why.
@@ -155,4 +155,27 @@ pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Respons
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer)?;
     Ok(serde_json::from_str(&answer)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_form_is_tagged_json() {
+        assert_eq!(
+            serde_json::to_string(&Request::Status).expect("json"),
+            r#"{"request":"status"}"#
+        );
+        let error = Response::Error {
+            message: "no".into(),
+        };
+        let json = serde_json::to_string(&error).expect("json");
+        assert_eq!(json, r#"{"response":"error","message":"no"}"#);
+        assert_eq!(
+            serde_json::from_str::<Response>(&json).expect("parses"),
+            error
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
+    }
 }

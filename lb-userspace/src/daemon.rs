@@ -285,7 +285,7 @@ async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sen
                 let (tx, rx) = oneshot::channel();
                 match (queries.send(tx).await, rx) {
                     (Ok(()), rx) => match rx.await {
-                        Ok(status) => Response::Status(status),
+                        Ok(status) => Response::Status(Box::new(status)),
                         Err(_) => Response::Error {
                             message: "lbd is shutting down".to_owned(),
                         },

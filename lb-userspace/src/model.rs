@@ -206,3 +206,27 @@ pub struct RealServer {
 pub(crate) fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_bounded_like_keepalived() {
+        assert_eq!(Weight::new(0).map(Weight::get), Some(0));
+        assert_eq!(Weight::new(65535).map(Weight::get), Some(65535));
+        assert_eq!(Weight::new(65536), None);
+        assert_eq!(Weight::new(-1), None);
+        assert_eq!(Weight::default().get(), 1);
+    }
+
+    #[test]
+    fn only_kernel_schedulers_exist() {
+        assert_eq!(
+            Scheduler::new("mh").map(|s| s.name().to_owned()),
+            Some("mh".to_owned())
+        );
+        assert!(Scheduler::new("roundrobin").is_none());
+        assert_eq!(Scheduler::default().name(), "wlc");
+    }
+}

@@ -48,7 +48,7 @@ pub fn ipv4(
     l4: &[u8],
 ) -> Vec<u8> {
     assert!(
-        options.len() % 4 == 0 && options.len() <= 40,
+        options.len().is_multiple_of(4) && options.len() <= 40,
         "IPv4 options come in 4-byte words, at most 40"
     );
     let hlen = 20 + options.len();

@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let rc = vm::run_in_vm(&command)?;
             Ok(ExitCode::from(u8::try_from(rc).unwrap_or(125)))
         }
-        Job::Test(args) => test::test(&args),
+        Job::Test(args) => Ok(test::test(&args)),
         Job::Bench { name, args } => {
             let mut all = vec![name];
             all.extend(args);

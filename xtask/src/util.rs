@@ -71,14 +71,13 @@ pub(crate) fn have(program: &str) -> bool {
 }
 
 /// Whether we run as root.
+#[expect(
+    unsafe_code,
+    reason = "geteuid: libc call without a safe wrapper in std"
+)]
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    #[expect(
-        unsafe_code,
-        reason = "geteuid: libc call without a safe wrapper in std"
-    )]
-    let euid = unsafe { libc::geteuid() };
-    euid == 0
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Whether this run is under CI (`CI=true`): missing privileges or tools fail instead of skipping.

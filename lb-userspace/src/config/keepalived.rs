@@ -517,3 +517,67 @@ pub fn parse(
         Err(reader.errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<Token> {
+        lex("t", text)
+            .expect("lexes")
+            .into_iter()
+            .map(|t| t.value)
+            .collect()
+    }
+
+    fn w(s: &str) -> Token {
+        Token::Word(s.to_owned())
+    }
+
+    #[test]
+    fn comments_quotes_and_glued_braces() {
+        assert_eq!(
+            words("a b{c}# comment\n! also a comment\n\"q w\" x!y"),
+            [
+                w("a"),
+                w("b"),
+                Token::Open,
+                w("c"),
+                Token::Close,
+                Token::Newline,
+                Token::Newline,
+                w("q w"),
+                w("x")
+            ]
+        );
+    }
+
+    #[test]
+    fn escapes_in_quoted_strings() {
+        assert_eq!(words(r#""a\"b\\c\x41\101\cA\n""#), [w("a\"b\\cAA\u{1}\n")]);
+    }
+
+    #[test]
+    fn statements_take_blocks_on_the_same_or_the_next_line() {
+        let tokens = lex("t", "a 1 {\n b 2\n}\nc\n{\n d\n}\ne").expect("lexes");
+        let list = statements("t", &tokens).expect("parses");
+        let names: Vec<(&str, usize, Option<usize>)> = list
+            .iter()
+            .map(|s| {
+                (
+                    s.keyword.value.as_str(),
+                    s.args.len(),
+                    s.block.as_ref().map(Vec::len),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [("a", 1, Some(1)), ("c", 0, Some(1)), ("e", 0, None)]
+        );
+        assert_eq!(
+            list[1].block.as_ref().map(|b| b[0].keyword.pos),
+            Some(Pos { line: 6, col: 2 })
+        );
+    }
+}

@@ -150,3 +150,309 @@ pub fn load(
     let model = validate(file, &spec)?;
     Ok(Loaded { model, warnings })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dataplane, Forwarding, Protocol, XdpAttach, XdpSettings};
+
+    fn load_toml(text: &str) -> Result<Loaded, Vec<ConfigError>> {
+        load(
+            "lbd.toml",
+            text,
+            Format::Toml,
+            Unimplemented::Reject,
+            &Overrides::default(),
+        )
+    }
+
+    fn load_keepalived(
+        text: &str,
+        unimplemented: Unimplemented,
+    ) -> Result<Loaded, Vec<ConfigError>> {
+        load(
+            "keepalived.conf",
+            text,
+            Format::Keepalived,
+            unimplemented,
+            &Overrides::default(),
+        )
+    }
+
+    fn messages(errors: &[ConfigError]) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    const TOML: &str = r#"
+[dataplane]
+mode = "xdp+ipvs"
+xdp_interface = "eth0"
+xdp_attach = "generic"
+
+[[virtual_server]]
+address = "203.0.113.10"
+port = 80
+scheduler = "wrr"
+forwarding = "dr"
+real_server = [
+  { address = "192.0.2.2", port = 80, weight = 3 },
+  { address = "192.0.2.3", port = 80 },
+]
+
+[[virtual_server]]
+address = "2001:db8::10"
+port = 53
+protocol = "udp"
+"#;
+
+    const KEEPALIVED: &str = r#"
+! keepalived.conf as users write it
+virtual_server 203.0.113.10 80 {
+    lb_algo wrr          # legacy spelling of lvs_sched
+    lb_kind DR
+    protocol TCP
+    real_server 192.0.2.2 80 {
+        weight 3
+    }
+    real_server 192.0.2.3 80
+    {
+    }
+}
+virtual_server 2001:db8::10 53 { protocol "UDP" }
+"#;
+
+    #[test]
+    fn toml_and_keepalived_give_the_same_virtual_servers() {
+        let toml = load_toml(TOML).expect("valid TOML").model;
+        let keepalived = load_keepalived(KEEPALIVED, Unimplemented::Reject)
+            .expect("valid keepalived.conf")
+            .model;
+        assert_eq!(toml.virtual_servers, keepalived.virtual_servers);
+        let vs = &toml.virtual_servers[0];
+        assert_eq!(
+            (vs.vip.to_string(), vs.protocol, vs.scheduler.name()),
+            ("203.0.113.10:80".into(), Protocol::Tcp, "wrr")
+        );
+        assert_eq!(vs.forwarding, Forwarding::Dr);
+        assert_eq!(
+            vs.real_servers
+                .iter()
+                .map(|r| r.weight.get())
+                .collect::<Vec<_>>(),
+            [3, 1]
+        );
+        // keepalived's defaults where the file is silent.
+        let v6 = &toml.virtual_servers[1];
+        assert_eq!(
+            (v6.scheduler.name(), v6.forwarding, v6.protocol),
+            ("wlc", Forwarding::Nat, Protocol::Udp)
+        );
+        assert_eq!(
+            toml.dataplane,
+            Dataplane::XdpIpvs(XdpSettings {
+                interface: "eth0".into(),
+                attach: XdpAttach::Generic
+            })
+        );
+        assert_eq!(
+            keepalived.dataplane,
+            Dataplane::Ipvs,
+            "a keepalived.conf means IPVS unless told otherwise"
+        );
+    }
+
+    #[test]
+    fn every_toml_validation_error_is_reported_with_its_position() {
+        let text = r#"[dataplane]
+mode = "xdp"
+
+[[virtual_server]]
+address = "203.0.113.300"
+port = 70000
+protocol = "icmp"
+scheduler = "fastest"
+real_server = [ { address = "2001:db8::1", port = 80, weight = 70000 } ]
+"#;
+        let errors = messages(&load_toml(text).expect_err("invalid"));
+        assert_eq!(
+            errors,
+            [
+                "lbd.toml:2:8: dataplane mode \"xdp\" needs xdp_interface",
+                "lbd.toml:5:11: virtual server address \"203.0.113.300\" is not an IPv4 or IPv6 address",
+                "lbd.toml:6:8: port 70000 is out of range 0-65535",
+                "lbd.toml:7:12: protocol must be tcp, udp or sctp, not \"icmp\"",
+                "lbd.toml:8:13: unknown scheduler \"fastest\" (IPVS has rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)",
+                "lbd.toml:9:64: weight 70000 is out of range 0-65535",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_toml_fields_are_rejected_at_their_position() {
+        let errors = messages(
+            &load_toml("[[virtual_server]]\naddress = \"203.0.113.1\"\nport = 1\nweigth = 2\n")
+                .expect_err("typo"),
+        );
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("lbd.toml:4:1: unknown field `weigth`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_errors_have_a_position() {
+        let errors = messages(&load_toml("[dataplane\nmode = 1\n").expect_err("syntax"));
+        assert!(errors[0].starts_with("lbd.toml:1:"), "{errors:?}");
+    }
+
+    #[test]
+    fn duplicates_and_family_mismatches_are_errors() {
+        let text = r#"
+[[virtual_server]]
+address = "203.0.113.10"
+port = 80
+real_server = [ { address = "192.0.2.2", port = 80 }, { address = "192.0.2.2", port = 80 }, { address = "2001:db8::2", port = 80 } ]
+
+[[virtual_server]]
+address = "203.0.113.10"
+port = 80
+"#;
+        let errors = messages(&load_toml(text).expect_err("invalid"));
+        assert_eq!(
+            errors,
+            [
+                "lbd.toml:5:55: duplicate real server 192.0.2.2:80",
+                "lbd.toml:5:105: real server [2001:db8::2]:80 is not of the VIP's address family",
+            ],
+            "the first virtual server is invalid, so the second is no duplicate of a valid one"
+        );
+        let text = "[[virtual_server]]\naddress = \"203.0.113.10\"\nport = 80\n[[virtual_server]]\naddress = \"203.0.113.10\"\nport = 80\n";
+        assert_eq!(
+            messages(&load_toml(text).expect_err("dup")),
+            ["lbd.toml:4:1: duplicate virtual server 203.0.113.10:80 tcp"]
+        );
+    }
+
+    #[test]
+    fn keepalived_keywords_lbd_does_not_implement_are_named_or_skipped_with_a_warning() {
+        let text = "global_defs {\n  router_id d1\n}\nvirtual_server 203.0.113.10 80 {\n  delay_loop 6\n  real_server 192.0.2.2 80 {\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
+        let errors =
+            messages(&load_keepalived(text, Unimplemented::Reject).expect_err("unimplemented"));
+        assert_eq!(
+            errors,
+            [
+                "keepalived.conf:1:1: keepalived keyword \"global_defs\" (the top level) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:5:3: keepalived keyword \"delay_loop\" (virtual_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:7:5: keepalived keyword \"TCP_CHECK\" (real_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+            ]
+        );
+        let loaded = load_keepalived(text, Unimplemented::Warn).expect("accepted with warnings");
+        assert_eq!(loaded.warnings.len(), 3);
+        assert_eq!(loaded.model.virtual_servers[0].real_servers.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keepalived_keywords_are_errors_even_when_unimplemented_ones_are_allowed() {
+        let text = "virtual_server 203.0.113.10 80 {\n  lb_algoo rr\n}\nfrobnicate\n";
+        let errors = messages(&load_keepalived(text, Unimplemented::Warn).expect_err("unknown"));
+        assert_eq!(
+            errors,
+            [
+                "keepalived.conf:2:3: unknown keyword \"lb_algoo\" in virtual_server",
+                "keepalived.conf:4:1: unknown keyword \"frobnicate\" in the top level",
+            ]
+        );
+    }
+
+    #[test]
+    fn keepalived_structure_errors_have_positions() {
+        let cases = [
+            (
+                "virtual_server 203.0.113.10 80 {\n  protocol TCP\n",
+                "keepalived.conf:1:32: '{' is never closed",
+            ),
+            ("}\n", "keepalived.conf:1:1: '}' without a matching '{'"),
+            (
+                "{\n}\n",
+                "keepalived.conf:1:1: '{' without a keyword before it",
+            ),
+            (
+                "virtual_server 203.0.113.10 80 {\n  protocol \"TCP\n}\n",
+                "keepalived.conf:2:12: unterminated quoted string",
+            ),
+            (
+                "virtual_server 203.0.113.10 {\n}\n",
+                "keepalived.conf:1:1: virtual_server takes 2 arguments, got 1",
+            ),
+            (
+                "virtual_server 203.0.113.10 http {\n}\n",
+                "keepalived.conf:1:29: \"http\" is not a number",
+            ),
+            (
+                "virtual_server fwmark 1 {\n}\n",
+                "keepalived.conf:1:16: virtual_server fwmark is not implemented by lbd; only virtual_server IP PORT",
+            ),
+            (
+                "virtual_server 203.0.113.10 80 {\n lb_kind TUN type gue\n}\n",
+                "keepalived.conf:2:14: lb_kind options after the method (type) are not implemented by lbd",
+            ),
+        ];
+        for (text, expected) in cases {
+            let errors = messages(&load_keepalived(text, Unimplemented::Reject).expect_err(text));
+            assert_eq!(errors, [expected], "for {text:?}");
+        }
+    }
+
+    #[test]
+    fn command_line_overrides_win_and_report_without_a_position() {
+        let overrides = Overrides {
+            dataplane: Some("xdp".into()),
+            xdp_interface: None,
+        };
+        let errors = load(
+            "k.conf",
+            "",
+            Format::Keepalived,
+            Unimplemented::Reject,
+            &overrides,
+        )
+        .expect_err("no iface");
+        assert_eq!(
+            messages(&errors),
+            ["k.conf: dataplane mode \"xdp\" needs xdp_interface (command line)"]
+        );
+        let overrides = Overrides {
+            dataplane: Some("xdp".into()),
+            xdp_interface: Some("veth1".into()),
+        };
+        let model = load(
+            "k.conf",
+            "",
+            Format::Keepalived,
+            Unimplemented::Reject,
+            &overrides,
+        )
+        .expect("valid")
+        .model;
+        assert_eq!(
+            model.dataplane.xdp().map(|x| x.interface.as_str()),
+            Some("veth1")
+        );
+    }
+
+    #[test]
+    fn format_follows_the_file_name() {
+        assert_eq!(Format::from_path("/etc/lbd/lbd.toml"), Format::Toml);
+        assert_eq!(
+            Format::from_path("/etc/keepalived/keepalived.conf"),
+            Format::Keepalived
+        );
+    }
+
+    #[test]
+    fn positions_count_characters_not_bytes() {
+        assert_eq!(Pos::of_offset("é = 1\nab", 8), Pos { line: 2, col: 2 });
+        assert_eq!(Pos::of_offset("é = 1", 2), Pos { line: 1, col: 2 });
+    }
+}

@@ -404,3 +404,92 @@ pub fn parse_info(info: &GenlAttrHandle<'_, IpvsCmdAttr>) -> Result<IpvsInfo, De
         conn_tab_size,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use neli::{Size as _, ToBytes as _};
+
+    use super::*;
+
+    fn bytes(attr: &Nlattr<IpvsCmdAttr, Buffer>) -> Vec<u8> {
+        let mut out = Cursor::new(vec![0xa5; attr.padded_size()]);
+        attr.to_bytes(&mut out).expect("serializes");
+        out.into_inner()
+    }
+
+    #[test]
+    fn service_key_matches_the_ip_vs_h_layout() {
+        let svc = Service::new("203.0.113.10".parse().expect("ip"), 6, 80, "wrr");
+        #[rustfmt::skip]
+        let expected = [
+            // IPVS_CMD_ATTR_SERVICE (1) | NLA_F_NESTED, length 4 + 8 + 8 + 20 + 8 = 48
+            48, 0, 0x01, 0x80,
+            // IPVS_SVC_ATTR_AF (1): u16 AF_INET, padded to 4
+            6, 0, 1, 0, 2, 0, 0, 0,
+            // IPVS_SVC_ATTR_PROTOCOL (2): u16 IPPROTO_TCP
+            6, 0, 2, 0, 6, 0, 0, 0,
+            // IPVS_SVC_ATTR_ADDR (3): union nf_inet_addr, IPv4 in the first 4 of 16 bytes
+            20, 0, 3, 0, 203, 0, 113, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            // IPVS_SVC_ATTR_PORT (4): be16 80
+            6, 0, 4, 0, 0, 80, 0, 0,
+        ];
+        assert_eq!(bytes(&service_key_attr(&svc).expect("encodes")), expected);
+    }
+
+    #[test]
+    fn dest_matches_the_ip_vs_h_layout() {
+        let dest = Dest {
+            addr: "2001:db8::2".parse().expect("ip"),
+            port: 8080,
+            fwd_method: IP_VS_CONN_F_DROUTE,
+            weight: 3,
+            u_thresh: 100,
+            l_thresh: 10,
+        };
+        #[rustfmt::skip]
+        let expected = [
+            // IPVS_CMD_ATTR_DEST (2) | NLA_F_NESTED, length 4 + 20 + 8 + 8*4 + 8 = 72
+            72, 0, 0x02, 0x80,
+            // IPVS_DEST_ATTR_ADDR (1): 16 bytes of IPv6
+            20, 0, 1, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+            // IPVS_DEST_ATTR_PORT (2): be16 8080
+            6, 0, 2, 0, 0x1f, 0x90, 0, 0,
+            // IPVS_DEST_ATTR_FWD_METHOD (3): IP_VS_CONN_F_DROUTE
+            8, 0, 3, 0, 3, 0, 0, 0,
+            // IPVS_DEST_ATTR_WEIGHT (4)
+            8, 0, 4, 0, 3, 0, 0, 0,
+            // IPVS_DEST_ATTR_U_THRESH (5)
+            8, 0, 5, 0, 100, 0, 0, 0,
+            // IPVS_DEST_ATTR_L_THRESH (6)
+            8, 0, 6, 0, 10, 0, 0, 0,
+            // IPVS_DEST_ATTR_ADDR_FAMILY (11): AF_INET6
+            6, 0, 11, 0, 10, 0, 0, 0,
+        ];
+        assert_eq!(bytes(&dest_attr(&dest).expect("encodes")), expected);
+    }
+
+    #[test]
+    fn a_full_service_adds_scheduler_flags_timeout_and_netmask() {
+        let svc = Service::new("2001:db8::10".parse().expect("ip"), 17, 53, "sh");
+        let b = bytes(&service_attr(&svc).expect("encodes"));
+        let key = bytes(&service_key_attr(&svc).expect("encodes"));
+        #[rustfmt::skip]
+        let tail = [
+            // IPVS_SVC_ATTR_SCHED_NAME (6): "sh\0", padded
+            7, 0, 6, 0, b's', b'h', 0, 0,
+            // IPVS_SVC_ATTR_FLAGS (7): struct ip_vs_flags { flags 0, mask ~0 }
+            12, 0, 7, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+            // IPVS_SVC_ATTR_TIMEOUT (8): 0
+            8, 0, 8, 0, 0, 0, 0, 0,
+            // IPVS_SVC_ATTR_NETMASK (9): 128 for IPv6
+            8, 0, 9, 0, 128, 0, 0, 0,
+        ];
+        assert_eq!(&b[key.len()..], tail);
+        assert_eq!(
+            u16::from_ne_bytes([b[0], b[1]]) as usize,
+            key.len() + tail.len()
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! The command-line contract of `lbd` and `lbctl`, run as the user running the tests: no
+//! privileges needed (data plane `none`, or an XDP request that falls back before the kernel).
+#![expect(
+    unused_crate_dependencies,
+    reason = "integration tests see the package's dependencies; cargo cannot scope them per target"
+)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output},
+    time::{Duration, Instant},
+};
+
+const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
+
+/// A temporary directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("lbd-cli-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("writing scratch file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A running lbd, killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .expect("running the binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
+    let child = Command::new(LBD)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--control-socket")
+        .arg(socket)
+        .args(extra)
+        .spawn()
+        .expect("starting lbd");
+    let mut daemon = Daemon(child);
+    wait_for("lbd's control socket", || {
+        assert!(matches!(daemon.0.try_wait(), Ok(None)), "lbd exited early");
+        socket.exists()
+    });
+    daemon
+}
+
+fn status_json(socket: &Path) -> serde_json::Value {
+    let out = run(
+        LBCTL,
+        &[
+            "--control-socket",
+            socket.to_str().expect("utf-8"),
+            "status",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "lbctl: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+const VALID: &str = r#"
+[dataplane]
+mode = "none"
+
+[[virtual_server]]
+address = "203.0.113.10"
+port = 80
+scheduler = "rr"
+real_server = [ { address = "192.0.2.2", port = 80, weight = 2 } ]
+"#;
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let dir = Scratch::new("valid");
+    let out = run(
+        LBD,
+        &[
+            "check-config",
+            dir.file("lbd.toml", VALID).to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn check_config_prints_every_error_with_its_position() {
+    let dir = Scratch::new("invalid");
+    let path = dir.file(
+        "bad.toml",
+        "[[virtual_server]]\naddress = \"not-an-ip\"\nport = -1\n",
+    );
+    let out = run(LBD, &["check-config", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let p = path.display();
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{p}:2:11: virtual server address \"not-an-ip\" is not an IPv4 or IPv6 address\n\
+             {p}:3:8: port -1 is out of range 0-65535\n{p}: 2 errors\n"
+        )
+    );
+}
+
+#[test]
+fn a_keepalived_conf_is_read_as_keepalived_syntax() {
+    let dir = Scratch::new("keepalived");
+    let conf = "global_defs {\n  router_id d1\n}\nvirtual_server 203.0.113.10 80 {\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 { weight 1 }\n}\n";
+    let path = dir.file("keepalived.conf", conf);
+    let path = path.to_str().expect("utf-8");
+    let strict = run(LBD, &["check-config", path]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(
+        text(&strict.stderr).contains(":1:1: keepalived keyword \"global_defs\""),
+        "{}",
+        text(&strict.stderr)
+    );
+    let lenient = run(LBD, &["check-config", "--allow-unimplemented", path]);
+    assert!(lenient.status.success(), "{}", text(&lenient.stderr));
+    assert!(
+        text(&lenient.stderr).starts_with(&format!("warning: {path}:1:1:")),
+        "{}",
+        text(&lenient.stderr)
+    );
+    let as_toml = run(LBD, &["check-config", "--format", "toml", path]);
+    assert_eq!(
+        as_toml.status.code(),
+        Some(1),
+        "forced TOML cannot read keepalived syntax"
+    );
+}
+
+#[test]
+fn check_config_of_a_missing_file_fails_and_says_so() {
+    let out = run(LBD, &["check-config", "/nonexistent/lbd.toml"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("reading /nonexistent/lbd.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn lbd_runs_answers_lbctl_and_stops_cleanly_on_sigterm() {
+    let dir = Scratch::new("run");
+    let config = dir.file("lbd.toml", VALID);
+    let socket = dir.0.join("sub/lbd.sock");
+    let pid_file = dir.0.join("lbd.pid");
+    let mut daemon = start(
+        &config,
+        &socket,
+        &["--pid-file", pid_file.to_str().expect("utf-8")],
+    );
+    let pid = daemon.0.id();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file").trim(),
+        pid.to_string()
+    );
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(
+        mode.expect("socket metadata"),
+        0o600,
+        "the control socket is for its owner only"
+    );
+
+    let status = status_json(&socket);
+    assert_eq!(status["pid"], pid);
+    assert_eq!(status["dataplane"]["mode"], "none");
+    assert_eq!(status["dataplane"]["xdp"], serde_json::Value::Null);
+    assert_eq!(status["virtual_servers"][0]["vip"], "203.0.113.10:80");
+    assert_eq!(status["virtual_servers"][0]["scheduler"], "rr");
+    assert_eq!(status["virtual_servers"][0]["real_servers"][0]["weight"], 2);
+
+    let table = run(
+        LBCTL,
+        &[
+            "--control-socket",
+            socket.to_str().expect("utf-8"),
+            "status",
+        ],
+    );
+    let table = text(&table.stdout);
+    assert!(table.contains("data plane: none"), "{table}");
+    assert!(table.contains("203.0.113.10:80"), "{table}");
+    assert!(table.contains("-> 192.0.2.2:80"), "{table}");
+
+    // A second lbd on the same socket refuses to start.
+    let second = Command::new(LBD)
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(&socket)
+        .output()
+        .expect("second lbd");
+    assert!(!second.status.success());
+    assert!(
+        text(&second.stderr).contains("another lbd is already listening"),
+        "{}",
+        text(&second.stderr)
+    );
+
+    assert!(run("kill", &["-TERM", &pid.to_string()]).status.success());
+    let mut exit = None;
+    wait_for("lbd to exit after SIGTERM", || {
+        exit = daemon.0.try_wait().expect("try_wait");
+        exit.is_some()
+    });
+    assert!(exit.expect("exit status").success());
+    assert!(!socket.exists(), "socket removed");
+    assert!(!pid_file.exists(), "pid file removed");
+}
+
+#[test]
+fn a_bad_file_never_starts_the_daemon() {
+    let dir = Scratch::new("bad-run");
+    let config = dir.file("lbd.toml", "[dataplane]\nmode = \"turbo\"\n");
+    let socket = dir.0.join("lbd.sock");
+    let out = Command::new(LBD)
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(&socket)
+        .output()
+        .expect("lbd");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(":2:8: dataplane mode must be none, ipvs, xdp or xdp+ipvs"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!socket.exists());
+}
+
+#[test]
+fn without_its_bpf_object_lbd_runs_ipvs_only_and_says_why() {
+    let dir = Scratch::new("fallback");
+    let config = dir.file(
+        "lbd.toml",
+        "[[virtual_server]]\naddress = \"203.0.113.10\"\nport = 80\n",
+    );
+    let socket = dir.0.join("lbd.sock");
+    let _daemon = start(
+        &config,
+        &socket,
+        &[
+            "--dataplane",
+            "xdp",
+            "--xdp-interface",
+            "lo",
+            "--bpf-object",
+            "/nonexistent/lb-ebpf.o",
+        ],
+    );
+    let status = status_json(&socket);
+    assert_eq!(status["dataplane"]["configured_mode"], "xdp");
+    assert_eq!(status["dataplane"]["mode"], "ipvs", "{status}");
+    let error = status["dataplane"]["xdp_error"]
+        .as_str()
+        .expect("xdp_error");
+    assert!(error.contains("/nonexistent/lb-ebpf.o"), "{error}");
+    assert!(
+        status["dataplane"]["ipvs"].is_object(),
+        "IPVS is probed in the fallback: {status}"
+    );
+}
+
+#[test]
+fn lbctl_says_when_no_lbd_is_listening() {
+    let out = run(
+        LBCTL,
+        &["--control-socket", "/nonexistent/lbd.sock", "status"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is lbd running"),
+        "{}",
+        text(&out.stderr)
+    );
+}
