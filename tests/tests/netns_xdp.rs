@@ -115,10 +115,20 @@ fn start_capture(t: &mut Topology, pcap: &Path) -> u32 {
     // the count filters below select the client's packets by destination anyway.
     // --immediate-mode: without it packets wait in the ring until a block retires, and a SIGINT
     // before that loses them ("N received by filter, 0 captured").
-    cmd.args(["-i", "c0", "-n", "-U", "--immediate-mode", "-w"])
-        .arg(pcap)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("tcpdump log"));
+    // -B: a capture buffer (KiB) that a burst of test traffic cannot overflow.
+    cmd.args([
+        "-i",
+        "c0",
+        "-n",
+        "-U",
+        "--immediate-mode",
+        "-B",
+        "8192",
+        "-w",
+    ])
+    .arg(pcap)
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("tcpdump log"));
     let pid = t.lab.spawn("tcpdump", cmd);
     wait_until("tcpdump to listen", Duration::from_secs(10), || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on"))

@@ -31,16 +31,27 @@ pub(crate) fn build_ebpf() -> anyhow::Result<PathBuf> {
         .env("CARGO_TARGET_DIR", &ebpf_target)
         .env("RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf")
         .env_remove("RUSTC_WRAPPER")
+        // `cargo rustc` so that `-D warnings` holds lb-ebpf to the workspace lints without
+        // applying to the `core` that build-std compiles. (Host clippy cannot check this crate:
+        // with the workspace's features unified, lb-common brings std into it.)
         .args([
-            "build",
+            "rustc",
             "--release",
             "--locked",
             "-p",
             "lb-ebpf",
+            "--bin",
+            "lb-ebpf",
+        ])
+        .args([
             "--target",
             "bpfel-unknown-none",
-        ])
-        .args(["-Z", "build-std=core"]))?;
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     let built = ebpf_target.join("bpfel-unknown-none/release/lb-ebpf");
     let installed = object_path();
     std::fs::create_dir_all(installed.parent().context("object path has a parent")?)?;

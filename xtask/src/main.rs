@@ -55,9 +55,19 @@ enum Job {
     },
 }
 
-/// Builds the BPF object, then runs a binary of the lb-tests crate (release) with `args`.
+/// Builds the BPF object and lbd, then runs a binary of the lb-tests crate (release) with `args`.
 fn run_tests_bin(bin: &str, args: &[String]) -> anyhow::Result<ExitCode> {
     ebpf::build_ebpf()?;
+    // The lab runs the real binaries, from the same profile as the tool.
+    util::run(Command::new(util::cargo()).current_dir(util::root()).args([
+        "build",
+        "--release",
+        "--locked",
+        "-q",
+        "-p",
+        "lb-userspace",
+        "--bins",
+    ]))?;
     let status = util::status(
         Command::new(util::cargo())
             .current_dir(util::root())

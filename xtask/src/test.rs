@@ -131,6 +131,9 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                 "clippy",
                 "--locked",
                 "--workspace",
+                // lb-ebpf only builds for BPF; build-ebpf holds it to the lints.
+                "--exclude",
+                "lb-ebpf",
                 "--all-targets",
                 "--all-features",
                 "--",

@@ -77,7 +77,7 @@ fn bench_xdp(args: &[String]) -> ExitCode {
             ),
         ),
         (
-            "IPv4 UDP to a VIP (wildcard miss first)",
+            "IPv4 UDP to one of 512 VIPs",
             ethernet(
                 ETH_P_IP,
                 None,

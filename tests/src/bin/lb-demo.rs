@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::lab::{Lab, wait_for_path};
+use lb_tests::lab::{Lab, wait_for_path, wait_until};
 
 const CONFIG: &str = include_str!("../../demo/lbd-demo.toml");
 const VIP: &str = "203.0.113.10";
@@ -99,6 +99,9 @@ fn main() -> ExitCode {
         .env("RUST_LOG", "info");
     let lbd_pid = lab.spawn("lbd", lbd);
     wait_for_path(&socket, Duration::from_secs(20));
+    wait_until("lbd to log that it runs", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("lbd running"))
+    });
     println!("    lbd is running (pid {lbd_pid}); its log:");
     for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
         println!("    | {line}");
