@@ -1,7 +1,8 @@
 //! `cargo xtask test`: every tier, cheapest first, with a summary.
 //!
 //! Tiers: setup, build-ebpf, fmt, clippy, unit (pure modules and the CLI, no privileges),
-//! privileged (namespace lab, XDP attach, BPF_PROG_TEST_RUN; root), vm (IPVS in Debian's kernel
+//! privileged (namespace lab, XDP attach, BPF_PROG_TEST_RUN; root), demo (`cargo xtask demo
+//! --ci`: the README's first command, asserting on its outcome), vm (IPVS in Debian's kernel
 //! under qemu). Under `CI=true` a tier that cannot run fails the run, saying what is missing;
 //! elsewhere it is reported SKIPPED with the reason, never counted as passed.
 
@@ -15,7 +16,7 @@ use crate::util::{cargo, is_ci, is_root, root, status};
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
 pub(crate) struct TestArgs {
-    /// Run only these tiers (setup, build-ebpf, fmt, clippy, unit, privileged, vm).
+    /// Run only these tiers (setup, build-ebpf, fmt, clippy, unit, privileged, demo, vm).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -171,6 +172,19 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                     ])
                     .args(["--test", "netns_xdp", "--test", "xdp_test_run"]),
                 )
+            })
+        },
+        &mut tiers,
+    );
+    tier(
+        "demo",
+        &mut || {
+            gated(missing_privileges(), || {
+                let xtask = match std::env::current_exe() {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::Failed(format!("locating xtask: {e}")),
+                };
+                check(Command::new(xtask).args(["demo", "--", "--ci"]))
             })
         },
         &mut tiers,
