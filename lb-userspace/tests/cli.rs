@@ -66,14 +66,20 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn start(config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
-    let child = Command::new(LBD)
-        .arg("run")
+/// `lbd run --config CONFIG --control-socket SOCKET EXTRA...`.
+fn lbd_run(config: &Path, socket: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(LBD);
+    cmd.arg("run")
         .arg("--config")
         .arg(config)
         .arg("--control-socket")
         .arg(socket)
-        .args(extra)
+        .args(extra);
+    cmd
+}
+
+fn start(config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
+    let child = lbd_run(config, socket, extra)
         .spawn()
         .expect("starting lbd");
     let mut daemon = Daemon(child);
@@ -227,13 +233,7 @@ fn lbd_runs_answers_lbctl_and_stops_cleanly_on_sigterm() {
     assert!(table.contains("-> 192.0.2.2:80"), "{table}");
 
     // A second lbd on the same socket refuses to start.
-    let second = Command::new(LBD)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--control-socket")
-        .arg(&socket)
-        .output()
-        .expect("second lbd");
+    let second = lbd_run(&config, &socket, &[]).output().expect("second lbd");
     assert!(!second.status.success());
     assert!(
         text(&second.stderr).contains("another lbd is already listening"),
@@ -257,13 +257,7 @@ fn a_bad_file_never_starts_the_daemon() {
     let dir = Scratch::new("bad-run");
     let config = dir.file("lbd.toml", "[dataplane]\nmode = \"turbo\"\n");
     let socket = dir.0.join("lbd.sock");
-    let out = Command::new(LBD)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--control-socket")
-        .arg(&socket)
-        .output()
-        .expect("lbd");
+    let out = lbd_run(&config, &socket, &[]).output().expect("lbd");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains(":2:8: dataplane mode must be none, ipvs, xdp or xdp+ipvs"),

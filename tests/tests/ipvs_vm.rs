@@ -31,6 +31,17 @@ fn ipvsadm(ns: &Netns) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `ipvsadm -Ln` in `ns` shows every one of `lines`.
+fn assert_listed(ns: &Netns, lines: &[&str]) {
+    let listing = ipvsadm(ns);
+    for line in lines {
+        assert!(
+            listing.contains(line),
+            "ipvsadm -Ln lacks {line:?}:\n{listing}"
+        );
+    }
+}
+
 fn dest(addr: &str, port: u16, fwd_method: u32, weight: u32) -> Dest {
     Dest {
         addr: addr.parse().expect("address"),
@@ -81,15 +92,13 @@ fn a_service_with_two_destinations_reads_back_through_neli_and_ipvsadm() {
         matches!(duplicate, Err(IpvsError::Kernel { errno, .. }) if errno == libc::EEXIST),
         "a duplicate service is EEXIST: {duplicate:?}"
     );
-    let listing = ipvsadm(&ns);
-    assert!(listing.contains("TCP  203.0.113.10:80 wrr"), "{listing}");
-    assert!(
-        listing.contains("-> 192.0.2.2:8080               Masq    3      0          0"),
-        "{listing}"
-    );
-    assert!(
-        listing.contains("-> 192.0.2.3:8080               Masq    1      0          0"),
-        "{listing}"
+    assert_listed(
+        &ns,
+        &[
+            "TCP  203.0.113.10:80 wrr",
+            "-> 192.0.2.2:8080               Masq    3      0          0",
+            "-> 192.0.2.3:8080               Masq    1      0          0",
+        ],
     );
 
     let remaining = ns.within(move || {
@@ -146,20 +155,15 @@ fn udp_ipv6_and_every_forwarding_method_read_back() {
     got_udp.sort_by_key(|d| d.addr);
     assert_eq!(got_udp, udp_dests);
     assert_eq!(got_v6, v6_dests);
-    let listing = ipvsadm(&ns);
-    assert!(listing.contains("UDP  203.0.113.11:53 rr"), "{listing}");
-    assert!(
-        listing.contains("-> 192.0.2.4:53                 Route   5"),
-        "{listing}"
-    );
-    assert!(
-        listing.contains("-> 192.0.2.5:53                 Tunnel  0"),
-        "{listing}"
-    );
-    assert!(listing.contains("TCP  [2001:db8::10]:443 sh"), "{listing}");
-    assert!(
-        listing.contains("-> [2001:db8::20]:8443          Masq    2"),
-        "{listing}"
+    assert_listed(
+        &ns,
+        &[
+            "UDP  203.0.113.11:53 rr",
+            "-> 192.0.2.4:53                 Route   5",
+            "-> 192.0.2.5:53                 Tunnel  0",
+            "TCP  [2001:db8::10]:443 sh",
+            "-> [2001:db8::20]:8443          Masq    2",
+        ],
     );
     drop(lab);
 }

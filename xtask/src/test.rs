@@ -70,6 +70,11 @@ fn missing_vm() -> Option<String> {
         .then(|| "needs qemu-system-x86_64 (run `cargo xtask setup`)".to_owned())
 }
 
+/// This xtask binary, for tiers that run another xtask job.
+fn xtask_exe() -> Result<std::path::PathBuf, Outcome> {
+    std::env::current_exe().map_err(|e| Outcome::Failed(format!("locating xtask: {e}")))
+}
+
 fn run_tier(name: &'static str, body: impl FnOnce() -> Outcome) -> Tier {
     eprintln!("\n=== tier {name} ===");
     let started = Instant::now();
@@ -179,12 +184,9 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
     tier(
         "demo",
         &mut || {
-            gated(missing_privileges(), || {
-                let xtask = match std::env::current_exe() {
-                    Ok(p) => p,
-                    Err(e) => return Outcome::Failed(format!("locating xtask: {e}")),
-                };
-                check(Command::new(xtask).args(["demo", "--", "--ci"]))
+            gated(missing_privileges(), || match xtask_exe() {
+                Ok(xtask) => check(Command::new(xtask).args(["demo", "--", "--ci"])),
+                Err(failed) => failed,
             })
         },
         &mut tiers,
@@ -193,9 +195,9 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
         "vm",
         &mut || {
             gated(missing_vm(), || {
-                let xtask = match std::env::current_exe() {
-                    Ok(p) => p,
-                    Err(e) => return Outcome::Failed(format!("locating xtask: {e}")),
+                let xtask = match xtask_exe() {
+                    Ok(xtask) => xtask,
+                    Err(failed) => return failed,
                 };
                 // Each test binary runs inside one VM: cargo runs `RUNNER test-binary args`.
                 let runner = format!("{} vm --", xtask.display());

@@ -39,13 +39,13 @@ pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
     let dataplane = dataplane(spec.dataplane.as_ref(), &mut errors);
     let mut seen = HashSet::new();
     let mut virtual_servers = Vec::new();
-    for vs in &spec.virtual_servers {
-        if let Some(vs) = virtual_server(vs, &mut errors) {
+    for written in &spec.virtual_servers {
+        if let Some(vs) = virtual_server(written, &mut errors) {
             if seen.insert((vs.vip, vs.protocol)) {
                 virtual_servers.push(vs);
             } else {
                 let msg = format!("duplicate virtual server {} {}", vs.vip, vs.protocol.name());
-                errors.push(spec_pos_of(spec, &vs), msg);
+                errors.push(written.pos, msg);
             }
         }
     }
@@ -56,18 +56,6 @@ pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
         }),
         _ => Err(errors.list),
     }
-}
-
-/// Position of the second (duplicate) definition of `vs`.
-fn spec_pos_of(spec: &Spec, vs: &VirtualServer) -> Pos {
-    spec.virtual_servers
-        .iter()
-        .filter(|s| {
-            s.address.value.parse::<IpAddr>().ok() == Some(vs.vip.ip())
-                && u16::try_from(s.port.value).ok() == Some(vs.vip.port())
-        })
-        .nth(1)
-        .map_or(Pos::default(), |s| s.pos)
 }
 
 fn dataplane(spec: Option<&DataplaneSpec>, errors: &mut Errors<'_>) -> Option<Dataplane> {
