@@ -58,6 +58,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "these tests wait on real processes, in real time"
+)]
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {

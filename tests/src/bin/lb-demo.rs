@@ -50,13 +50,16 @@ fn main() -> ExitCode {
     }
     let mut lab = Lab::new();
     let tag = lab.tag().to_owned();
-    // Ctrl-C reaches lbd too (same process group), which stops on SIGINT; the namespaces go here.
+    let dir = std::env::temp_dir().join(lab.tag());
+    let dir_for_handler = dir.clone();
+    // Ctrl-C reaches lbd too (same process group), which stops on SIGINT; the lab goes here.
     ctrlc::set_handler(move || {
         for host in ["client", "director"] {
             let _deleted = Command::new("ip")
                 .args(["netns", "del", &format!("{tag}-{host}")])
                 .status();
         }
+        std::fs::remove_dir_all(&dir_for_handler).ok();
         eprintln!("\ninterrupted: lab removed");
         std::process::exit(130);
     })
@@ -76,7 +79,6 @@ fn main() -> ExitCode {
         director.name
     );
 
-    let dir = std::env::temp_dir().join(lab.tag());
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("lbd-demo.toml");
     std::fs::write(&config, CONFIG).expect("writing the config");
