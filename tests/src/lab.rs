@@ -90,10 +90,11 @@ impl Netns {
     }
 }
 
-/// The lab: its namespaces and the processes started in them.
+/// The lab: its namespaces, the processes started in them, and a scratch directory.
 #[derive(Debug)]
 pub struct Lab {
     tag: String,
+    dir: std::path::PathBuf,
     namespaces: Vec<Netns>,
     children: Vec<(String, Child)>,
 }
@@ -106,8 +107,11 @@ impl Lab {
             std::process::id(),
             NEXT_LAB.fetch_add(1, Ordering::Relaxed)
         );
+        let dir = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         Self {
             tag,
+            dir,
             namespaces: Vec::new(),
             children: Vec::new(),
         }
@@ -116,6 +120,11 @@ impl Lab {
     /// The lab's unique tag.
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+
+    /// The lab's scratch directory (configs, sockets, captures), removed with the lab.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// A new namespace with `lo` up and unreachable default routes.
@@ -199,6 +208,7 @@ impl Drop for Lab {
                 .stderr(Stdio::null())
                 .status();
         }
+        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 

@@ -54,19 +54,12 @@ fn topology() -> Topology {
         "via",
         "2001:db8::2",
     ]);
-    let dir = std::env::temp_dir().join(lab.tag());
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = lab.dir().to_path_buf();
     Topology {
         lab,
         client,
         director,
         dir,
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     }
     let mut lab = Lab::new();
     let tag = lab.tag().to_owned();
-    let dir = std::env::temp_dir().join(lab.tag());
+    let dir = lab.dir().to_path_buf();
     let dir_for_handler = dir.clone();
     // Ctrl-C reaches lbd too (same process group), which stops on SIGINT; the lab goes here.
     ctrlc::set_handler(move || {
@@ -79,7 +79,6 @@ fn main() -> ExitCode {
         director.name
     );
 
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("lbd-demo.toml");
     std::fs::write(&config, CONFIG).expect("writing the config");
     let socket = dir.join("lbd.sock");
@@ -223,7 +222,6 @@ fn main() -> ExitCode {
         }
     );
     drop(lab);
-    std::fs::remove_dir_all(&dir).ok();
 
     let ok =
         dns == Some(5) && http.is_some_and(|n| n >= 30) && icmp.is_some_and(|n| n >= 3) && detached;
