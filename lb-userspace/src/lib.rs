@@ -7,6 +7,8 @@
 //! - [`dataplane`]: the XDP program (aya), the only module touching BPF.
 //! - [`ipvs`]: IPVS over generic netlink (neli): message model (pure) and client.
 //! - [`daemon`]: the running daemon: tasks, control socket, shutdown.
+//! - [`vrrp`]: VRRP v2/v3 codec and state machine (pure).
+//! - [`time`]: the monotonic [`time::Instant`] pure code is given.
 //!
 //! Pure modules take text, bytes and values and return values; they never touch sockets, the
 //! kernel or the clock.
@@ -17,6 +19,8 @@ pub mod daemon;
 pub mod dataplane;
 pub mod ipvs;
 pub mod model;
+pub mod time;
+pub mod vrrp;
 
 // Dependencies of the `lbd` and `lbctl` binaries only: cargo cannot scope a dependency to one
 // target of a package, and `unused_crate_dependencies` checks each target.
