@@ -1,1 +1,498 @@
-//! placeholder
+//! One VRRP virtual router as a sans-IO state machine (RFC 3768 §6, RFC 9568 §6).
+//!
+//! The instance never reads a clock or touches a socket. The driver feeds it what happened,
+//! `handle_advert(now, src, &repr)`, `handle_timeout(now)`, `startup(now)`, `shutdown(now)`, and
+//! drains what it wants done: `poll_transmit()` (adverts to send), `poll_event()` (state
+//! changes, for VIPs, gratuitous ARP and notify scripts) and `poll_timeout()` (when to call
+//! `handle_timeout` next). Time is a [`crate::time::Instant`] on the monotonic clock.
+//!
+//! States use RFC 9568's names (Active is keepalived's MASTER). Timer arithmetic matches
+//! keepalived's, so the two agree on who takes over and when:
+//! - Skew_Time: v3 `((256 - priority) * Active_Adver_Interval_cs) / 256` in whole centiseconds;
+//!   v2 `(256 - priority) / 256` seconds.
+//! - Active_Down_Interval: `down_timer_adverts` (3 in the RFCs) times Active_Adver_Interval,
+//!   plus Skew_Time.
+
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
+
+use super::wire::{AdvertRepr, Auth, DecodeError, Version};
+use crate::time::Instant;
+
+/// What one instance is configured to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Protocol version.
+    pub version: Version,
+    /// Virtual router id (1-255).
+    pub vrid: u8,
+    /// Priority (1-255; 255 is the address owner).
+    pub priority: u8,
+    /// Advertisement interval in centiseconds (v2: whole seconds only).
+    pub advert_int_cs: u16,
+    /// The virtual addresses, all of one family.
+    pub addresses: Vec<IpAddr>,
+    /// This router's primary address on the interface: the adverts' source, and the tie
+    /// breaker at equal priority.
+    pub primary: IpAddr,
+    /// Whether a higher-priority backup takes over from a lower-priority active router.
+    pub preempt: bool,
+    /// keepalived's `preempt_delay`: how long a lower-priority active router is tolerated,
+    /// from the first of its adverts this backup hears, before preempting.
+    pub preempt_delay: Duration,
+    /// keepalived's `state MASTER`: start active instead of waiting out the down interval.
+    pub start_active: bool,
+    /// v2 authentication.
+    pub auth: Auth,
+    /// Active_Down_Interval in adverts (keepalived's `down_timer_adverts`; the RFCs' 3).
+    pub down_timer_adverts: u8,
+    /// Whether an advert whose address list differs from ours is counted and dropped (v2, as
+    /// RFC 3768 §7.1 says, unless sent by the owner) or only counted (v3, RFC 9568 §7.1).
+    pub check_addresses: bool,
+}
+
+/// The instance's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not running (before startup, after shutdown).
+    Initialize,
+    /// Listening to the active router; takes over when `down_at` passes.
+    Backup {
+        /// When the active router is declared down.
+        down_at: Instant,
+    },
+    /// Owning the addresses and advertising; the next advert goes at `advert_at`.
+    Active {
+        /// When the next advert is due.
+        advert_at: Instant,
+    },
+}
+
+/// Why the instance became active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActiveReason {
+    /// It owns the addresses (priority 255).
+    Owner,
+    /// Configured to start active (keepalived's `state MASTER`).
+    StartActive,
+    /// No advert from an active router within Active_Down_Interval (or Skew_Time after a
+    /// priority-0 advert).
+    ActiveDown,
+}
+
+/// Why the instance became backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupReason {
+    /// Startup, waiting to hear from an active router.
+    Startup,
+    /// An advert with a higher priority, or an equal one from a higher address.
+    Preempted {
+        /// Its sender.
+        by: IpAddr,
+        /// Its priority.
+        priority: u8,
+    },
+}
+
+/// What the driver must act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Now active: add the addresses, announce them (gratuitous ARP / unsolicited NA), notify.
+    BecameActive(ActiveReason),
+    /// Now backup: remove the addresses (if it held them), notify.
+    BecameBackup(BackupReason),
+    /// Stopped (after a shutdown): remove the addresses, notify.
+    Stopped,
+}
+
+/// Per-instance statistics (RFC 6527 `vrrpRouterStatisticsEntry`), plus the decode errors the
+/// driver counts for the instance's VRID.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transitions to Active.
+    pub became_active: u64,
+    /// Adverts received and accepted for processing.
+    pub adverts_received: u64,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Priority-0 adverts received.
+    pub priority_zero_received: u64,
+    /// Priority-0 adverts sent.
+    pub priority_zero_sent: u64,
+    /// v2 adverts whose interval differs from ours.
+    pub advert_interval_errors: u64,
+    /// Adverts of another version than ours.
+    pub version_errors: u64,
+    /// v2 adverts whose authentication type differs from ours.
+    pub auth_type_mismatch: u64,
+    /// v2 adverts whose authentication data differs from ours.
+    pub auth_failures: u64,
+    /// Adverts whose address list differs from ours.
+    pub address_list_errors: u64,
+    /// Adverts from ourselves or to an owner (ignored).
+    pub ignored: u64,
+    /// Decode errors, by `DecodeError::counter`: TTL, checksum, length, type, VRID, ...
+    pub ttl_errors: u64,
+    /// Checksum errors.
+    pub checksum_errors: u64,
+    /// Length errors.
+    pub length_errors: u64,
+    /// Other decode errors (type, auth type, interval 0, IP header).
+    pub other_decode_errors: u64,
+}
+
+impl Stats {
+    /// Counts a message for this VRID that failed to decode.
+    pub fn count_decode_error(&mut self, error: DecodeError) {
+        match error {
+            DecodeError::Ttl(_) => self.ttl_errors += 1,
+            DecodeError::Checksum => self.checksum_errors += 1,
+            DecodeError::Length => self.length_errors += 1,
+            DecodeError::Version(_) => self.version_errors += 1,
+            DecodeError::Type(_)
+            | DecodeError::Vrid
+            | DecodeError::AuthType(_)
+            | DecodeError::AdvertInterval
+            | DecodeError::IpHeader => self.other_decode_errors += 1,
+        }
+    }
+}
+
+/// One virtual router.
+#[derive(Debug)]
+pub struct Instance {
+    config: Config,
+    state: State,
+    /// Active_Adver_Interval: learned from the active router's adverts (v3), ours otherwise.
+    active_adver_int_cs: u16,
+    /// The active router as last heard (address, priority), while backup.
+    active_router: Option<(IpAddr, u8)>,
+    /// With `preempt_delay`: when this backup may preempt the lower-priority active router.
+    preempt_at: Option<Instant>,
+    stats: Stats,
+    transmits: VecDeque<AdvertRepr>,
+    events: VecDeque<Event>,
+}
+
+impl Instance {
+    /// A stopped instance.
+    pub fn new(config: Config) -> Self {
+        let active_adver_int_cs = config.advert_int_cs;
+        Self {
+            config,
+            state: State::Initialize,
+            active_adver_int_cs,
+            active_router: None,
+            preempt_at: None,
+            stats: Stats::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether it is active.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, State::Active { .. })
+    }
+
+    /// The active router as last heard, while backup: (address, priority).
+    pub fn active_router(&self) -> Option<(IpAddr, u8)> {
+        self.active_router
+    }
+
+    /// Active_Adver_Interval in centiseconds.
+    pub fn active_adver_int_cs(&self) -> u16 {
+        self.active_adver_int_cs
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Statistics, for the driver's decode-error counts.
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Skew_Time.
+    pub fn skew_time(&self) -> Duration {
+        let weight = 256 - u64::from(self.config.priority);
+        match self.config.version {
+            // keepalived: whole centiseconds.
+            Version::V3 => {
+                Duration::from_millis(weight * u64::from(self.active_adver_int_cs) / 256 * 10)
+            }
+            Version::V2 => Duration::from_micros(weight * 1_000_000 / 256),
+        }
+    }
+
+    /// Active_Down_Interval.
+    pub fn active_down_interval(&self) -> Duration {
+        let adverts = u64::from(self.config.down_timer_adverts.max(1));
+        Duration::from_millis(adverts * u64::from(self.active_adver_int_cs) * 10) + self.skew_time()
+    }
+
+    fn advertisement_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.config.advert_int_cs) * 10)
+    }
+
+    fn advert(&self, priority: u8) -> AdvertRepr {
+        AdvertRepr {
+            version: self.config.version,
+            vrid: self.config.vrid,
+            priority,
+            advert_int_cs: self.config.advert_int_cs,
+            addresses: self.config.addresses.clone(),
+            auth: self.config.auth,
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        self.stats.adverts_sent += 1;
+        if priority == 0 {
+            self.stats.priority_zero_sent += 1;
+        }
+        self.transmits.push_back(self.advert(priority));
+    }
+
+    fn become_active(&mut self, now: Instant, reason: ActiveReason) {
+        self.send_advert(self.config.priority);
+        self.state = State::Active {
+            advert_at: now + self.advertisement_interval(),
+        };
+        self.active_router = None;
+        self.active_adver_int_cs = self.config.advert_int_cs;
+        self.stats.became_active += 1;
+        self.events.push_back(Event::BecameActive(reason));
+    }
+
+    fn become_backup(&mut self, now: Instant, reason: BackupReason) {
+        self.state = State::Backup {
+            down_at: now + self.active_down_interval(),
+        };
+        self.events.push_back(Event::BecameBackup(reason));
+    }
+
+    /// RFC 9568 §6.4.1: leaves Initialize.
+    pub fn startup(&mut self, now: Instant) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.active_adver_int_cs = self.config.advert_int_cs;
+        self.preempt_at = None;
+        if self.config.priority == 255 {
+            self.become_active(now, ActiveReason::Owner);
+        } else if self.config.start_active {
+            self.become_active(now, ActiveReason::StartActive);
+        } else {
+            self.become_backup(now, BackupReason::Startup);
+        }
+    }
+
+    /// RFC 9568 §6.4.2/6.4.3 Shutdown: an active router sends a priority-0 advert so a backup
+    /// takes over after Skew_Time instead of Active_Down_Interval.
+    pub fn shutdown(&mut self, _now: Instant) {
+        match self.state {
+            State::Initialize => return,
+            State::Active { .. } => self.send_advert(0),
+            State::Backup { .. } => {}
+        }
+        self.state = State::Initialize;
+        self.active_router = None;
+        self.events.push_back(Event::Stopped);
+    }
+
+    /// The timers: Adver_Timer while active, Active_Down_Timer while backup.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Initialize => {}
+            // RFC 9568 §6.4.2: Active_Down_Timer fires.
+            State::Backup { down_at } if now >= down_at => {
+                self.become_active(now, ActiveReason::ActiveDown)
+            }
+            // RFC 9568 §6.4.3: Adver_Timer fires.
+            State::Active { advert_at } if now >= advert_at => {
+                self.send_advert(self.config.priority);
+                self.state = State::Active {
+                    advert_at: now + self.advertisement_interval(),
+                };
+            }
+            State::Backup { .. } | State::Active { .. } => {}
+        }
+    }
+
+    /// When `handle_timeout` is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Initialize => None,
+            State::Backup { down_at } => Some(down_at),
+            State::Active { advert_at } => Some(advert_at),
+        }
+    }
+
+    /// The next advert to send, if any (to the multicast group or the unicast peers).
+    pub fn poll_transmit(&mut self) -> Option<AdvertRepr> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The configuration-dependent checks of RFC 3768 §7.1 / RFC 9568 §7.1; `false` drops.
+    fn accept(&mut self, src: IpAddr, advert: &AdvertRepr) -> bool {
+        if advert.version != self.config.version {
+            self.stats.version_errors += 1;
+            return false;
+        }
+        // Our own adverts come back on some setups (unicast to ourselves, looped multicast).
+        if src == self.config.primary {
+            self.stats.ignored += 1;
+            return false;
+        }
+        if self.config.version == Version::V2 {
+            match (self.config.auth, advert.auth) {
+                (Auth::None, Auth::None) => {}
+                (Auth::Simple(ours), Auth::Simple(theirs)) if ours == theirs => {}
+                (Auth::Simple(_), Auth::Simple(_)) => {
+                    self.stats.auth_failures += 1;
+                    return false;
+                }
+                _ => {
+                    self.stats.auth_type_mismatch += 1;
+                    return false;
+                }
+            }
+            // RFC 3768 §7.1: the v2 interval must be ours.
+            if advert.advert_int_cs != self.config.advert_int_cs {
+                self.stats.advert_interval_errors += 1;
+                return false;
+            }
+        }
+        if self.config.check_addresses && !same_addresses(&advert.addresses, &self.config.addresses)
+        {
+            self.stats.address_list_errors += 1;
+            // RFC 3768 §7.1 drops unless the owner sent it; RFC 9568 §7.1 only logs.
+            if self.config.version == Version::V2 && advert.priority != 255 {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// An advert for our VRID, already decoded and checked by the codec.
+    pub fn handle_advert(&mut self, now: Instant, src: IpAddr, advert: &AdvertRepr) {
+        if self.state == State::Initialize || !self.accept(src, advert) {
+            return;
+        }
+        self.stats.adverts_received += 1;
+        if advert.priority == 0 {
+            self.stats.priority_zero_received += 1;
+        }
+        // The owner never yields (RFC 9568 §6.4.3 only ever moves a non-owner to Backup).
+        match self.state {
+            State::Initialize => {}
+            State::Backup { .. } => self.backup_receives(now, src, advert),
+            State::Active { .. } => self.active_receives(now, src, advert),
+        }
+    }
+
+    /// RFC 9568 §6.4.2, Backup receives an ADVERTISEMENT.
+    fn backup_receives(&mut self, now: Instant, src: IpAddr, advert: &AdvertRepr) {
+        if advert.priority == 0 {
+            // The active router is leaving: take over after Skew_Time.
+            self.state = State::Backup {
+                down_at: now + self.skew_time(),
+            };
+            return;
+        }
+        let lower = advert.priority < self.config.priority;
+        let tolerate_lower = lower && self.config.preempt && self.in_preempt_delay(now);
+        if !self.config.preempt || !lower || tolerate_lower {
+            if !lower {
+                self.preempt_at = None;
+            }
+            if self.config.version == Version::V3 {
+                self.active_adver_int_cs = advert.advert_int_cs;
+            }
+            self.active_router = Some((src, advert.priority));
+            self.state = State::Backup {
+                down_at: now + self.active_down_interval(),
+            };
+        }
+        // else: discard; Active_Down_Timer runs out and this router preempts.
+    }
+
+    /// keepalived's `preempt_delay`: counted from the first lower-priority advert heard.
+    fn in_preempt_delay(&mut self, now: Instant) -> bool {
+        if self.config.preempt_delay.is_zero() {
+            return false;
+        }
+        let until = *self
+            .preempt_at
+            .get_or_insert(now + self.config.preempt_delay);
+        now < until
+    }
+
+    /// RFC 9568 §6.4.3, Active receives an ADVERTISEMENT.
+    fn active_receives(&mut self, now: Instant, src: IpAddr, advert: &AdvertRepr) {
+        if advert.priority == 0 {
+            // Another router left: make sure the backups hear from us at once.
+            self.send_advert(self.config.priority);
+            self.state = State::Active {
+                advert_at: now + self.advertisement_interval(),
+            };
+            return;
+        }
+        let ours = self.config.priority;
+        let yields = advert.priority > ours
+            || (advert.priority == ours
+                && ours != 255
+                && address_greater(src, self.config.primary));
+        if yields {
+            if self.config.version == Version::V3 {
+                self.active_adver_int_cs = advert.advert_int_cs;
+            }
+            self.active_router = Some((src, advert.priority));
+            self.become_backup(
+                now,
+                BackupReason::Preempted {
+                    by: src,
+                    priority: advert.priority,
+                },
+            );
+        } else {
+            // A lower-priority router thinks it is active: answer at once so it yields now
+            // rather than at our next advert (keepalived: "forcing a new election").
+            self.send_advert(ours);
+            self.state = State::Active {
+                advert_at: now + self.advertisement_interval(),
+            };
+        }
+    }
+}
+
+/// RFC 9568 §6.4.3: "unsigned integer comparison of the IPvX addresses in network byte order".
+fn address_greater(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets() > b.octets(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets() > b.octets(),
+        _ => false,
+    }
+}
+
+/// The same addresses, in any order.
+fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}

@@ -3,3 +3,8 @@
 
 pub mod instance;
 pub mod wire;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! RFC behaviour of [`super::instance::Instance`], on the simulated LAN of [`super::sim`].
+//!
+//! Times are exact: the LAN delivers after 100 µs and the clock is virtual. For VRRPv3 at an
+//! interval of 1 s, Skew_Time is `(256 - p) * 100 / 256` whole centiseconds: 210 ms at priority
+//! 200, 410 ms at 150, 600 ms at 100; Active_Down_Interval is 3 s plus that.
+
+use std::time::Duration;
+
+use super::{
+    instance::{ActiveReason, BackupReason, Event, State},
+    sim::{Lan, config},
+    wire::{Auth, Version},
+};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+const A: &str = "192.0.2.11";
+const B: &str = "192.0.2.12";
+const C: &str = "192.0.2.13";
+
+/// Three routers at priorities 100, 150, 200, all started at 0.
+fn three(version: Version) -> Lan {
+    let mut lan = Lan::new(vec![
+        config(version, 100, A, 100),
+        config(version, 150, B, 100),
+        config(version, 200, C, 100),
+    ]);
+    for r in 0..3 {
+        lan.start(r);
+    }
+    lan
+}
+
+#[test]
+fn the_highest_priority_wins_the_election_after_its_down_interval() {
+    // Input: three backups start together. Output: the 200 takes over at 3 s + 210 ms, alone.
+    let mut lan = three(Version::V3);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [2]);
+    assert_eq!(
+        lan.changes(2),
+        [
+            (ms(0), Event::BecameBackup(BackupReason::Startup)),
+            (ms(3210), Event::BecameActive(ActiveReason::ActiveDown)),
+        ]
+    );
+    assert_eq!(
+        lan.changes(1),
+        [(ms(0), Event::BecameBackup(BackupReason::Startup))]
+    );
+    assert_eq!(
+        lan.instance(1).active_router(),
+        Some(("192.0.2.13".parse().expect("ip"), 200))
+    );
+}
+
+#[test]
+fn a_crashed_active_router_is_replaced_after_the_active_down_interval() {
+    // Input: the 200 dies silently at 10.5 s; its last advert left at 10.21 s and arrived
+    // 100 µs later. Output: the 150 takes over 3.41 s after that arrival; the 100 never does.
+    let mut lan = three(Version::V3);
+    lan.run_for(ms(10_500));
+    lan.crash(2);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(
+            ms(10_210 + 3_410) + us(100),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
+    );
+    assert_eq!(lan.changes(0).len(), 1, "the 100 only ever started");
+}
+
+#[test]
+fn a_graceful_stop_hands_over_after_skew_time() {
+    // Input: the 200 stops at 10.5 s and sends priority 0. Output: the 150 takes over after its
+    // Skew_Time (410 ms), well before the 100's (600 ms), which then hears the new active.
+    let mut lan = three(Version::V3);
+    lan.run_for(ms(10_500));
+    lan.stop(2);
+    lan.run_for(Duration::from_secs(5));
+    assert_eq!(lan.active(), [1]);
+    assert_eq!(lan.changes(2).last(), Some(&(ms(10_500), Event::Stopped)));
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(
+            ms(10_500 + 410) + us(100),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
+    );
+    assert_eq!(lan.instance(1).stats().priority_zero_received, 1);
+    assert_eq!(lan.instance(2).stats().priority_zero_sent, 1);
+}
+
+/// A 150 running alone, and a 200 configured by `tune` that starts at 10 s.
+fn late_higher(tune: impl FnOnce(&mut super::instance::Config)) -> Lan {
+    let mut high = config(Version::V3, 200, C, 100);
+    tune(&mut high);
+    let mut lan = Lan::new(vec![config(Version::V3, 150, B, 100), high]);
+    lan.start(0);
+    lan.run_for(Duration::from_secs(10));
+    lan.start(1);
+    lan
+}
+
+#[test]
+fn a_higher_priority_router_preempts() {
+    // Output: the 200 discards the 150's adverts, takes over when its down timer runs out
+    // (10 s + 3.21 s) and the 150 yields on its first advert.
+    let mut lan = late_higher(|_| {});
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(ms(13_210), Event::BecameActive(ActiveReason::ActiveDown)))
+    );
+    let by = "192.0.2.13".parse().expect("ip");
+    assert_eq!(
+        lan.changes(0).last(),
+        Some(&(
+            ms(13_210) + us(100),
+            Event::BecameBackup(BackupReason::Preempted { by, priority: 200 })
+        ))
+    );
+}
+
+#[test]
+fn nopreempt_leaves_the_active_router_alone() {
+    let mut lan = late_higher(|c| c.preempt = false);
+    lan.run_for(Duration::from_secs(30));
+    assert_eq!(lan.active(), [0]);
+    assert_eq!(
+        lan.changes(1),
+        [(ms(10_000), Event::BecameBackup(BackupReason::Startup))]
+    );
+}
+
+#[test]
+fn preempt_delay_tolerates_the_lower_router_for_that_long() {
+    // The 150 advertises at 3.41 s + k. The 200 first hears it at 10.4101 s, tolerates it until
+    // 15.4101 s (5 s later): the last advert it honours arrives at 14.4101 s, so it takes over
+    // 3.21 s after that, at 17.6201 s.
+    let mut lan = late_higher(|c| c.preempt_delay = Duration::from_secs(5));
+    lan.run_for(Duration::from_secs(20));
+    assert_eq!(lan.active(), [1]);
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(
+            ms(14_410 + 3_210) + us(100),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
+    );
+}
+
+#[test]
+fn at_equal_priority_the_higher_address_wins() {
+    // Both start active (keepalived's `state MASTER`); their first adverts cross.
+    let mut low = config(Version::V3, 100, A, 100);
+    let mut high = config(Version::V3, 100, B, 100);
+    low.start_active = true;
+    high.start_active = true;
+    let mut lan = Lan::new(vec![low, high]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+    let by = B.parse().expect("ip");
+    assert_eq!(
+        lan.changes(0).last(),
+        Some(&(
+            us(100),
+            Event::BecameBackup(BackupReason::Preempted { by, priority: 100 })
+        ))
+    );
+    // Started as backups, they time out together and resolve the same way.
+    let mut lan = Lan::new(vec![
+        config(Version::V3, 100, A, 100),
+        config(Version::V3, 100, B, 100),
+    ]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+}
+
+#[test]
+fn the_address_owner_takes_over_at_once_and_never_yields() {
+    let mut lan = Lan::new(vec![
+        config(Version::V3, 254, A, 100),
+        config(Version::V3, 255, B, 100),
+    ]);
+    lan.start(0);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [0]);
+    lan.start(1);
+    assert_eq!(
+        lan.changes(1),
+        [(ms(10_000), Event::BecameActive(ActiveReason::Owner))]
+    );
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+}
+
+#[test]
+fn a_v3_backup_learns_the_active_router_s_interval() {
+    // The active advertises every 50 cs; the backup is configured for 100 cs but must use the
+    // active's: down interval 3 * 500 ms + (106 * 50 / 256 = 20 cs) 200 ms = 1.7 s.
+    let mut lan = Lan::new(vec![
+        config(Version::V3, 200, A, 50),
+        config(Version::V3, 150, B, 100),
+    ]);
+    lan.start(0);
+    lan.run_for(ms(100));
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.instance(1).active_adver_int_cs(), 50);
+    assert_eq!(lan.instance(1).active_down_interval(), ms(1_700));
+    lan.crash(0);
+    let crashed_at = lan.elapsed();
+    lan.run_for(Duration::from_secs(5));
+    let (at, event) = *lan.changes(1).last().expect("a change");
+    assert_eq!(event, Event::BecameActive(ActiveReason::ActiveDown));
+    assert!(
+        at > crashed_at && at <= crashed_at + ms(1_700 + 500),
+        "took over at {at:?}, crash at {crashed_at:?}"
+    );
+}
+
+#[test]
+fn v2_uses_second_intervals_and_a_fractional_skew() {
+    // v2 Skew_Time is (256 - 150) / 256 s = 414.0625 ms.
+    let mut lan = three(Version::V2);
+    assert_eq!(lan.instance(1).skew_time(), us(414_062));
+    lan.run_for(ms(10_500));
+    lan.crash(2);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+    // The 200's last advert left at 3.21875 s + 7 s (v2 skew at 200 is 218.75 ms).
+    let last = us(3_218_750 + 7_000_000 + 100);
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(
+            last + us(3_414_062),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
+    );
+}
+
+#[test]
+fn ipv6_v3_elects_the_same_way() {
+    let mut lan = Lan::new(vec![
+        config(Version::V3, 100, "fe80::11", 100),
+        config(Version::V3, 200, "fe80::12", 100),
+    ]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [1]);
+}
+
+#[test]
+fn v2_adverts_with_other_passwords_or_intervals_are_dropped_and_counted() {
+    let mut a = config(Version::V2, 100, A, 100);
+    let mut b = config(Version::V2, 200, B, 100);
+    a.auth = Auth::simple("secret12");
+    b.auth = Auth::simple("other");
+    let mut lan = Lan::new(vec![a, b]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [0, 1], "neither hears the other");
+    assert!(lan.instance(0).stats().auth_failures > 0);
+    assert_eq!(lan.instance(0).stats().adverts_received, 0);
+
+    let mut lan = Lan::new(vec![
+        config(Version::V2, 100, A, 100),
+        config(Version::V2, 200, B, 200),
+    ]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [0, 1]);
+    assert!(lan.instance(0).stats().advert_interval_errors > 0);
+}
+
+#[test]
+fn address_list_mismatch_drops_in_v2_and_is_only_counted_in_v3() {
+    for (version, expect_active) in [(Version::V2, vec![0, 1]), (Version::V3, vec![1])] {
+        let mut other = config(version, 200, B, 100);
+        other.addresses = vec!["192.0.2.200".parse().expect("ip")];
+        let mut lan = Lan::new(vec![config(version, 100, A, 100), other]);
+        lan.start(0);
+        lan.start(1);
+        lan.run_for(Duration::from_secs(10));
+        assert_eq!(lan.active(), expect_active, "{version:?}");
+        assert!(lan.instance(0).stats().address_list_errors > 0);
+    }
+}
+
+#[test]
+fn a_version_mismatch_is_counted_and_ignored() {
+    let mut lan = Lan::new(vec![
+        config(Version::V2, 100, A, 100),
+        config(Version::V3, 200, B, 100),
+    ]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.active(), [0, 1]);
+    assert!(lan.instance(0).stats().version_errors > 0);
+}
+
+#[test]
+fn under_loss_the_highest_priority_router_ends_active() {
+    // Input: 15 % of deliveries lost (fixed seed), 3 routers, 10 minutes. Output: whatever
+    // flaps the loss causes, the 200 is active, alone, at the end of each quiet minute.
+    let mut lan = three(Version::V3).with_loss(150, 7);
+    for _ in 0..10 {
+        lan.run_for(Duration::from_secs(60));
+        assert_eq!(lan.active(), [2], "at {:?}", lan.elapsed());
+    }
+    assert!(
+        lan.lost > 100 && lan.delivered > 1000,
+        "lost {} delivered {}",
+        lan.lost,
+        lan.delivered
+    );
+    // Each takeover by a lower router was undone by the 200's next advert.
+    let takeovers = lan
+        .changes(1)
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::BecameActive(_)))
+        .count();
+    let yields = lan
+        .changes(1)
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::BecameBackup(BackupReason::Preempted { .. })))
+        .count();
+    assert_eq!(takeovers, yields);
+}
+
+#[test]
+fn shutdown_from_backup_sends_nothing_and_restart_works() {
+    let mut lan = three(Version::V3);
+    lan.run_for(Duration::from_secs(5));
+    lan.stop(0);
+    assert_eq!(lan.instance(0).state(), State::Initialize);
+    assert_eq!(lan.instance(0).stats().priority_zero_sent, 0);
+    lan.start(0);
+    lan.run_for(Duration::from_secs(5));
+    assert_eq!(lan.active(), [2]);
+    assert!(matches!(lan.instance(0).state(), State::Backup { .. }));
+}
+
+#[test]
+fn skew_and_down_interval_follow_keepalived_s_arithmetic() {
+    // (version, priority, interval cs) -> (skew, down interval), worked by hand:
+    // v3 skew = floor((256 - p) * cs / 256) centiseconds; v2 skew = (256 - p) / 256 s.
+    let cases = [
+        (Version::V3, 1, 100, ms(990), ms(3_990)), // 255 * 100 / 256 = 99.6 -> 99 cs
+        (Version::V3, 254, 5, ms(0), ms(150)),     // 2 * 5 / 256 = 0.04 -> 0 cs
+        (Version::V3, 128, 1000, ms(5_000), ms(35_000)), // 128 * 1000 / 256 = 500 cs
+        (Version::V3, 200, 1, ms(0), ms(30)),      // advert_int 0.01 s
+        (Version::V3, 50, 256, ms(2_060), ms(9_740)), // 206 * 256 / 256 = 206 cs
+        (Version::V2, 1, 100, us(996_093), us(3_996_093)), // 255 / 256 s
+        (Version::V2, 255, 300, us(3_906), us(9_003_906)), // 1 / 256 s, 3 * 3 s + skew
+    ];
+    for (version, priority, cs, skew, down) in cases {
+        let instance = super::instance::Instance::new(config(version, priority, A, cs));
+        assert_eq!(
+            (instance.skew_time(), instance.active_down_interval()),
+            (skew, down),
+            "{version:?} p{priority} {cs}cs"
+        );
+    }
+}
