@@ -13,6 +13,10 @@ pub struct Model {
     pub dataplane: Dataplane,
     /// Virtual servers, in configuration order.
     pub virtual_servers: Vec<VirtualServer>,
+    /// VRRP instances, in configuration order.
+    pub vrrp_instances: Vec<VrrpInstance>,
+    /// keepalived's `router_id`, shown in status.
+    pub router_id: Option<String>,
 }
 
 /// Which data plane programs the virtual servers, and where.
@@ -229,4 +233,46 @@ mod tests {
         assert!(Scheduler::new("roundrobin").is_none());
         assert_eq!(Scheduler::default().name(), "wlc");
     }
+}
+
+/// A VRRP instance (keepalived's `vrrp_instance`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpInstance {
+    /// Its name (notify scripts and logs use it).
+    pub name: String,
+    /// The interface it runs on.
+    pub interface: String,
+    /// VRRP version.
+    pub version: crate::vrrp::wire::Version,
+    /// Virtual router id, 1-255.
+    pub vrid: u8,
+    /// Priority, 1-255 (255: the address owner).
+    pub priority: u8,
+    /// Advertisement interval in centiseconds (v2: whole seconds).
+    pub advert_int_cs: u16,
+    /// Start active (keepalived's `state MASTER`).
+    pub start_active: bool,
+    /// Preempt a lower-priority active router (keepalived's default; `nopreempt` turns it off).
+    pub preempt: bool,
+    /// Delay before preempting (keepalived's `preempt_delay`).
+    pub preempt_delay: std::time::Duration,
+    /// The virtual addresses with their prefix lengths, all of one family.
+    pub addresses: Vec<VirtualAddress>,
+    /// v2 simple-password authentication (keepalived's `auth_type PASS`).
+    pub auth_pass: Option<String>,
+    /// The source address of adverts (default: the interface's primary address).
+    pub unicast_src: Option<IpAddr>,
+    /// Unicast peers; empty means multicast.
+    pub unicast_peers: Vec<IpAddr>,
+    /// How the VRRPv3 checksum over IPv4 is computed.
+    pub v3_ipv4_checksum: crate::vrrp::wire::V3Ipv4Checksum,
+}
+
+/// A virtual address of a VRRP instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtualAddress {
+    /// The address.
+    pub addr: IpAddr,
+    /// Its prefix length (keepalived's default: 32 or 128).
+    pub prefix: u8,
 }

@@ -15,7 +15,7 @@
 
 use super::{
     ConfigError, Pos, Unimplemented,
-    spec::{At, RealServerSpec, Spec, VirtualServerSpec},
+    spec::{At, RealServerSpec, Spec, VirtualServerSpec, VrrpInstanceSpec},
 };
 
 /// A lexical token.
@@ -219,7 +219,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "includea",
     "include_check",
     // top-level blocks
-    "global_defs",
     "linkbeat_interfaces",
     "interface_up_down_delays",
     "track_group",
@@ -233,7 +232,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "vrrp_script",
     "vrrp_sync_group",
     "garp_group",
-    "vrrp_instance",
     "virtual_server_group",
     "SSL",
     "net_namespace",
@@ -315,6 +313,164 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "max_reply_length",
     "dynamic",
     "regex",
+    // global_defs keywords lbd does not implement yet
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_connect_timeout",
+    "smtp_helo_name",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "instance",
+    "use_pid_dir",
+    "script_user",
+    "enable_script_security",
+    "set_supplementary_groups",
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
+    "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
+    "vrrp_garp_master_delay",
+    "vrrp_garp_master_repeat",
+    "vrrp_garp_lower_prio_delay",
+    "vrrp_garp_lower_prio_repeat",
+    "vrrp_garp_master_refresh",
+    "vrrp_garp_master_refresh_repeat",
+    "vrrp_garp_interval",
+    "vrrp_gna_interval",
+    "vrrp_min_garp",
+    "vrrp_garp_extra_if",
+    "vrrp_down_timer_adverts",
+    "vrrp_lower_prio_no_advert",
+    "vrrp_higher_prio_send_advert",
+    "vrrp_skip_check_adv_addr",
+    "vrrp_check_unicast_src",
+    "vrrp_strict",
+    "vrrp_startup_delay",
+    "vrrp_delay_after_boot",
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "nftables",
+    "nftables_priority",
+    "nftables_ifindex",
+    "nftables_counters",
+    "vmac_prefix",
+    "vmac_addr_prefix",
+    "log_unknown_vrids",
+    "vrrp_priority",
+    "checker_priority",
+    "bfd_priority",
+    "vrrp_rt_priority",
+    "checker_rt_priority",
+    "bfd_rt_priority",
+    "vrrp_rlimit_rttime",
+    "checker_rlimit_rttime",
+    "bfd_rlimit_rttime",
+    "vrrp_no_swap",
+    "checker_no_swap",
+    "bfd_no_swap",
+    "vrrp_cpu_affinity",
+    "checker_cpu_affinity",
+    "bfd_cpu_affinity",
+    "max_auto_priority",
+    "min_auto_priority_delay",
+    "lvs_sync_daemon",
+    "lvs_timeouts",
+    "lvs_flush",
+    "lvs_flush_on_stop",
+    "nftables_ipvs",
+    "notify_fifo",
+    "notify_fifo_script",
+    "vrrp_notify_fifo",
+    "vrrp_notify_fifo_script",
+    "lvs_notify_fifo",
+    "lvs_notify_fifo_script",
+    "fifo_write_vrrp_states_on_reload",
+    "vrrp_notify_priority_changes",
+    "rs_init_notifies",
+    "reload_check_config",
+    "reload_time_file",
+    "reload_repeat",
+    "reload_file",
+    "config_save_dir",
+    "tmp_config_directory",
+    "state_file_location",
+    "stats_file_location",
+    "json_file_location",
+    "json_version",
+    "enable_snmp_vrrp",
+    "enable_snmp_checker",
+    "enable_snmp_rfc",
+    "enable_snmp_rfcv2",
+    "enable_snmp_rfcv3",
+    "enable_traps",
+    "snmp_socket",
+    "enable_dbus",
+    "dbus_service_name",
+    "dynamic_interfaces",
+    "default_interface",
+    "child_wait_time",
+    "random_seed",
+    "umask",
+    // vrrp_instance keywords lbd does not implement yet
+    "vrf",
+    "use_vmac",
+    "use_vmac_addr",
+    "vmac_xmit_base",
+    "use_ipvlan",
+    "native_ipv6",
+    "dont_track_primary",
+    "track_interface",
+    "track_script",
+    "track_process",
+    "track_bfd",
+    "mcast_src_ip",
+    "mcast_dst_ip",
+    "track_src_ip",
+    "check_unicast_src",
+    "unicast_fault_no_peer",
+    "unicast_ttl",
+    "old_unicast_checksum",
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "garp_master_refresh",
+    "garp_master_refresh_repeat",
+    "garp_interval",
+    "gna_interval",
+    "garp_extra_if",
+    "down_timer_adverts",
+    "timer_expired_backup",
+    "lower_prio_no_advert",
+    "higher_prio_send_advert",
+    "auth_hmac",
+    "virtual_ipaddress_excluded",
+    "no_virtual_ipaddress",
+    "promote_secondaries",
+    "virtual_routes",
+    "virtual_rules",
+    "accept",
+    "no_accept",
+    "skip_check_adv_addr",
+    "strict_mode",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify_stop",
+    "notify_deleted",
+    "notify_master_rx_lower_pri",
+    "notify",
+    "notify_priority_changes",
+    "kernel_rx_buf_size",
+    "linkbeat_use_polling",
+    "debug",
+    "sync_group_tracking_weight",
+    "global_tracking",
 ];
 
 fn is_known_unimplemented(keyword: &str) -> bool {
@@ -485,12 +641,145 @@ impl Reader<'_> {
     }
 }
 
-/// Parses keepalived.conf syntax. Warnings (skipped unimplemented keywords) go to `warnings`.
+impl Reader<'_> {
+    /// The one argument of `s`, if it has exactly one and no block.
+    fn one(&mut self, s: &Statement) -> Option<At<String>> {
+        self.no_block(s);
+        self.args(s, 1).map(|mut a| a.remove(0))
+    }
+
+    fn float(&mut self, at: &At<String>) -> Option<At<f64>> {
+        match at.value.parse::<f64>() {
+            Ok(n) if n.is_finite() => Some(At::new(n, at.pos)),
+            _ => {
+                self.error(at.pos, format!("{:?} is not a number", at.value));
+                None
+            }
+        }
+    }
+
+    /// keepalived's optional boolean argument: none means true; `true/on/yes` or
+    /// `false/off/no` otherwise.
+    fn flag(&mut self, s: &Statement) -> Option<At<bool>> {
+        self.no_block(s);
+        match s.args.as_slice() {
+            [] => Some(At::new(true, s.keyword.pos)),
+            [a] => match a.value.to_ascii_lowercase().as_str() {
+                "true" | "on" | "yes" => Some(At::new(true, a.pos)),
+                "false" | "off" | "no" => Some(At::new(false, a.pos)),
+                _ => {
+                    self.error(
+                        a.pos,
+                        format!("{} takes true or false, not {:?}", s.keyword.value, a.value),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.error(
+                    s.keyword.pos,
+                    format!("{} takes at most one argument", s.keyword.value),
+                );
+                None
+            }
+        }
+    }
+
+    fn global_defs(&mut self, statement: &Statement, spec: &mut Spec) {
+        let Some(block) = &statement.block else {
+            self.error(
+                statement.keyword.pos,
+                "global_defs needs a { ... } block".to_owned(),
+            );
+            return;
+        };
+        for s in block {
+            match s.keyword.value.as_str() {
+                "router_id" => spec.router_id = self.one(s),
+                "vrrp_version" => spec.vrrp_version = self.one(s).and_then(|a| self.number(&a)),
+                _ => self.other(s, "global_defs"),
+            }
+        }
+    }
+
+    fn vrrp_instance(&mut self, statement: &Statement) -> Option<VrrpInstanceSpec> {
+        let name = self.args(statement, 1)?.remove(0);
+        let Some(block) = &statement.block else {
+            self.error(
+                statement.keyword.pos,
+                "vrrp_instance needs a { ... } block".to_owned(),
+            );
+            return None;
+        };
+        let mut vi = VrrpInstanceSpec {
+            pos: statement.keyword.pos,
+            name,
+            ..VrrpInstanceSpec::default()
+        };
+        for s in block {
+            match s.keyword.value.as_str() {
+                "interface" => vi.interface = self.one(s),
+                "state" => vi.state = self.one(s),
+                "virtual_router_id" => {
+                    vi.virtual_router_id = self.one(s).and_then(|a| self.number(&a))
+                }
+                "priority" => vi.priority = self.one(s).and_then(|a| self.number(&a)),
+                "advert_int" => vi.advert_int = self.one(s).and_then(|a| self.float(&a)),
+                "version" => vi.version = self.one(s).and_then(|a| self.number(&a)),
+                "preempt" => vi.preempt = self.flag(s),
+                "nopreempt" => vi.preempt = self.flag(s).map(|f| At::new(!f.value, f.pos)),
+                "preempt_delay" => vi.preempt_delay = self.one(s).and_then(|a| self.float(&a)),
+                "unicast_src_ip" => vi.unicast_src_ip = self.one(s),
+                "v3_checksum_as_v2" => vi.v3_checksum_as_v2 = self.flag(s),
+                "virtual_ipaddress" => {
+                    for entry in s.block.iter().flatten() {
+                        if let Some(option) = entry.args.first() {
+                            let message = format!(
+                                "virtual_ipaddress option {:?} is not implemented by lbd; only ADDRESS[/PREFIX]",
+                                option.value
+                            );
+                            self.error(option.pos, message);
+                        }
+                        vi.virtual_ipaddress.push(entry.keyword.clone());
+                    }
+                }
+                "unicast_peer" => {
+                    for entry in s.block.iter().flatten() {
+                        if let Some(option) = entry.args.first() {
+                            let message = format!(
+                                "unicast_peer option {:?} is not implemented by lbd",
+                                option.value
+                            );
+                            self.error(option.pos, message);
+                        }
+                        vi.unicast_peer.push(entry.keyword.clone());
+                    }
+                }
+                "authentication" => {
+                    for a in s.block.iter().flatten() {
+                        match a.keyword.value.as_str() {
+                            "auth_type" => vi.auth_type = self.one(a),
+                            "auth_pass" => vi.auth_pass = self.one(a),
+                            _ => self.other(a, "authentication"),
+                        }
+                    }
+                }
+                _ => self.other(s, "vrrp_instance"),
+            }
+        }
+        Some(vi)
+    }
+}
+
+/// Parses keepalived.conf syntax. Lexical and brace errors are fatal (`Err`); errors in single
+/// statements go to `errors` and the statement is left out, so validation can still report the
+/// rest. Warnings (skipped unimplemented keywords) go to `warnings`.
 pub fn parse(
     file: &str,
     text: &str,
     unimplemented: Unimplemented,
     warnings: &mut Vec<ConfigError>,
+    errors: &mut Vec<ConfigError>,
 ) -> Result<Spec, Vec<ConfigError>> {
     let tokens = lex(file, text).map_err(|e| vec![e])?;
     let statements = statements(file, &tokens).map_err(|e| vec![e])?;
@@ -508,14 +797,17 @@ pub fn parse(
                     spec.virtual_servers.push(vs);
                 }
             }
+            "global_defs" => reader.global_defs(s, &mut spec),
+            "vrrp_instance" => {
+                if let Some(vi) = reader.vrrp_instance(s) {
+                    spec.vrrp_instances.push(vi);
+                }
+            }
             _ => reader.other(s, "the top level"),
         }
     }
-    if reader.errors.is_empty() {
-        Ok(spec)
-    } else {
-        Err(reader.errors)
-    }
+    errors.append(&mut reader.errors);
+    Ok(spec)
 }
 
 #[cfg(test)]

@@ -130,9 +130,14 @@ pub fn load(
     overrides: &Overrides,
 ) -> Result<Loaded, Vec<ConfigError>> {
     let mut warnings = Vec::new();
+    // Errors of statements the parser could skip; validation still runs, so one pass reports
+    // every error.
+    let mut errors = Vec::new();
     let mut spec = match format {
         Format::Toml => toml::parse(file, text)?,
-        Format::Keepalived => keepalived::parse(file, text, unimplemented, &mut warnings)?,
+        Format::Keepalived => {
+            keepalived::parse(file, text, unimplemented, &mut warnings, &mut errors)?
+        }
     };
     if overrides.dataplane.is_some() || overrides.xdp_interface.is_some() {
         // Command-line values have no position in the file: line 0 prints as "file: message".
@@ -147,8 +152,14 @@ pub fn load(
             dataplane.xdp_interface = cli(&overrides.xdp_interface);
         }
     }
-    let model = validate(file, &spec)?;
-    Ok(Loaded { model, warnings })
+    match validate(file, &spec) {
+        Ok(model) if errors.is_empty() => Ok(Loaded { model, warnings }),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,20 +347,21 @@ port = 80
 
     #[test]
     fn keepalived_keywords_lbd_does_not_implement_are_named_or_skipped_with_a_warning() {
-        let text = "global_defs {\n  router_id d1\n}\nvirtual_server 203.0.113.10 80 {\n  delay_loop 6\n  real_server 192.0.2.2 80 {\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
+        let text = "global_defs {\n  router_id d1\n  notification_email_from lbd@example.org\n}\nvirtual_server 203.0.113.10 80 {\n  delay_loop 6\n  real_server 192.0.2.2 80 {\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
         let errors =
             messages(&load_keepalived(text, Unimplemented::Reject).expect_err("unimplemented"));
         assert_eq!(
             errors,
             [
-                "keepalived.conf:1:1: keepalived keyword \"global_defs\" (the top level) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
-                "keepalived.conf:5:3: keepalived keyword \"delay_loop\" (virtual_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
-                "keepalived.conf:7:5: keepalived keyword \"TCP_CHECK\" (real_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:3:3: keepalived keyword \"notification_email_from\" (global_defs) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:6:3: keepalived keyword \"delay_loop\" (virtual_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:8:5: keepalived keyword \"TCP_CHECK\" (real_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
             ]
         );
         let loaded = load_keepalived(text, Unimplemented::Warn).expect("accepted with warnings");
         assert_eq!(loaded.warnings.len(), 3);
         assert_eq!(loaded.model.virtual_servers[0].real_servers.len(), 1);
+        assert_eq!(loaded.model.router_id.as_deref(), Some("d1"));
     }
 
     #[test]
@@ -438,6 +450,104 @@ port = 80
         assert_eq!(
             model.dataplane.xdp().map(|x| x.interface.as_str()),
             Some("veth1")
+        );
+    }
+
+    #[test]
+    fn a_vrrp_instance_reads_the_same_from_toml_and_keepalived_conf() {
+        let keepalived = r#"
+global_defs {
+    router_id director-1
+    vrrp_version 3
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 0.05
+    nopreempt
+    virtual_ipaddress {
+        192.0.2.100/24
+        192.0.2.101
+    }
+    unicast_src_ip 192.0.2.11
+    unicast_peer {
+        192.0.2.12
+    }
+}
+"#;
+        let toml = r#"
+router_id = "director-1"
+[[vrrp_instance]]
+name = "VI_1"
+state = "MASTER"
+interface = "eth0"
+virtual_router_id = 51
+priority = 150
+advert_int = 0.05
+version = 3
+preempt = false
+virtual_ipaddress = ["192.0.2.100/24", "192.0.2.101"]
+unicast_src_ip = "192.0.2.11"
+unicast_peer = ["192.0.2.12"]
+"#;
+        let a = load_keepalived(keepalived, Unimplemented::Reject)
+            .expect("keepalived.conf")
+            .model;
+        let b = load_toml(toml).expect("toml").model;
+        assert_eq!(a.vrrp_instances, b.vrrp_instances);
+        assert_eq!(a.router_id, b.router_id);
+        let vi = &a.vrrp_instances[0];
+        assert_eq!(
+            (
+                vi.vrid,
+                vi.priority,
+                vi.advert_int_cs,
+                vi.start_active,
+                vi.preempt
+            ),
+            (51, 150, 5, true, false)
+        );
+        assert_eq!(vi.version, crate::vrrp::wire::Version::V3);
+        assert_eq!(
+            vi.addresses.iter().map(|a| a.prefix).collect::<Vec<_>>(),
+            [24, 32]
+        );
+    }
+
+    #[test]
+    fn keepalived_defaults_apply_to_a_bare_vrrp_instance() {
+        let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n authentication {\n  auth_type PASS\n  auth_pass secret12\n }\n}\n";
+        let vi = load_keepalived(text, Unimplemented::Reject)
+            .expect("valid")
+            .model
+            .vrrp_instances
+            .remove(0);
+        assert_eq!(vi.version, crate::vrrp::wire::Version::V2);
+        assert_eq!(
+            (vi.priority, vi.advert_int_cs, vi.start_active, vi.preempt),
+            (100, 100, false, true)
+        );
+        assert_eq!(vi.auth_pass.as_deref(), Some("secret12"));
+    }
+
+    #[test]
+    fn vrrp_instance_errors_have_positions() {
+        let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 0\n priority 256\n advert_int 1.5\n state LEADER\n virtual_ipaddress {\n  2001:db8::1\n  192.0.2.1/33\n }\n}\nvrrp_instance VI_2 {\n virtual_router_id 9\n use_vmac\n}\n";
+        let errors = messages(&load_keepalived(text, Unimplemented::Reject).expect_err("invalid"));
+        assert_eq!(
+            errors,
+            [
+                "keepalived.conf:14:2: keepalived keyword \"use_vmac\" (vrrp_instance) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:3:20: virtual_router_id 0 is out of range 1-255",
+                "keepalived.conf:4:11: priority 256 is out of range 1-255",
+                "keepalived.conf:6:8: state must be MASTER or BACKUP, not \"LEADER\"",
+                "keepalived.conf:5:13: advert_int 1.5 for VRRPv2 must be whole seconds, 1 to 255",
+                "keepalived.conf:8:3: VRRPv2 is IPv4 only: use version 3 for IPv6 addresses",
+                "keepalived.conf:9:3: prefix of \"192.0.2.1/33\" is out of range 0-32",
+                "keepalived.conf:12:1: vrrp_instance VI_2 needs an interface",
+            ]
         );
     }
 

@@ -20,7 +20,7 @@ use toml::Spanned;
 
 use super::{
     ConfigError, Pos,
-    spec::{At, DataplaneSpec, RealServerSpec, Spec, VirtualServerSpec},
+    spec::{At, DataplaneSpec, RealServerSpec, Spec, VirtualServerSpec, VrrpInstanceSpec},
 };
 
 #[derive(Deserialize)]
@@ -29,6 +29,32 @@ struct FileDto {
     dataplane: Option<Spanned<DataplaneDto>>,
     #[serde(default)]
     virtual_server: Vec<Spanned<VirtualServerDto>>,
+    #[serde(default)]
+    vrrp_instance: Vec<Spanned<VrrpInstanceDto>>,
+    router_id: Option<Spanned<String>>,
+}
+
+/// keepalived's vrrp_instance keywords, with the same names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VrrpInstanceDto {
+    name: Spanned<String>,
+    interface: Option<Spanned<String>>,
+    state: Option<Spanned<String>>,
+    virtual_router_id: Option<Spanned<i64>>,
+    priority: Option<Spanned<i64>>,
+    advert_int: Option<Spanned<f64>>,
+    version: Option<Spanned<i64>>,
+    preempt: Option<Spanned<bool>>,
+    preempt_delay: Option<Spanned<f64>>,
+    #[serde(default)]
+    virtual_ipaddress: Vec<Spanned<String>>,
+    auth_type: Option<Spanned<String>>,
+    auth_pass: Option<Spanned<String>>,
+    unicast_src_ip: Option<Spanned<String>>,
+    #[serde(default)]
+    unicast_peer: Vec<Spanned<String>>,
+    v3_checksum_as_v2: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -114,8 +140,41 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
             }
         })
         .collect();
+    let vrrp_instances = dto
+        .vrrp_instance
+        .into_iter()
+        .map(|vi| {
+            let pos = Pos::of_offset(text, vi.span().start);
+            let vi = vi.into_inner();
+            let float =
+                |s: &Spanned<f64>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
+            let flag =
+                |s: &Spanned<bool>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
+            VrrpInstanceSpec {
+                pos,
+                name: at(&vi.name),
+                interface: vi.interface.as_ref().map(at),
+                state: vi.state.as_ref().map(at),
+                virtual_router_id: vi.virtual_router_id.as_ref().map(at_int),
+                priority: vi.priority.as_ref().map(at_int),
+                advert_int: vi.advert_int.as_ref().map(float),
+                version: vi.version.as_ref().map(at_int),
+                preempt: vi.preempt.as_ref().map(flag),
+                preempt_delay: vi.preempt_delay.as_ref().map(float),
+                virtual_ipaddress: vi.virtual_ipaddress.iter().map(at).collect(),
+                auth_type: vi.auth_type.as_ref().map(at),
+                auth_pass: vi.auth_pass.as_ref().map(at),
+                unicast_src_ip: vi.unicast_src_ip.as_ref().map(at),
+                unicast_peer: vi.unicast_peer.iter().map(at).collect(),
+                v3_checksum_as_v2: vi.v3_checksum_as_v2.as_ref().map(flag),
+            }
+        })
+        .collect();
     Ok(Spec {
         dataplane,
         virtual_servers,
+        vrrp_instances,
+        vrrp_version: None,
+        router_id: dto.router_id.as_ref().map(at),
     })
 }

@@ -7,11 +7,14 @@ use std::{
 
 use super::{
     ConfigError, Pos,
-    spec::{At, DataplaneSpec, RealServerSpec, Spec, VirtualServerSpec},
+    spec::{At, DataplaneSpec, RealServerSpec, Spec, VirtualServerSpec, VrrpInstanceSpec},
 };
-use crate::model::{
-    Dataplane, Forwarding, Model, Protocol, RealServer, Scheduler, VirtualServer, Weight,
-    XdpAttach, XdpSettings, same_family,
+use crate::{
+    model::{
+        Dataplane, Forwarding, Model, Protocol, RealServer, Scheduler, VirtualAddress,
+        VirtualServer, VrrpInstance, Weight, XdpAttach, XdpSettings, same_family,
+    },
+    vrrp::wire::{V3Ipv4Checksum, Version},
 };
 
 /// Collects errors against one file.
@@ -49,10 +52,47 @@ pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
             }
         }
     }
+    let default_version = match spec.vrrp_version.as_ref() {
+        None => Version::V2,
+        Some(At { value: 2, .. }) => Version::V2,
+        Some(At { value: 3, .. }) => Version::V3,
+        Some(At { value, pos }) => {
+            errors.push(*pos, format!("vrrp_version must be 2 or 3, not {value}"));
+            Version::V2
+        }
+    };
+    let mut vrrp_instances: Vec<VrrpInstance> = Vec::new();
+    for written in &spec.vrrp_instances {
+        let Some(instance) = vrrp_instance(written, default_version, &mut errors) else {
+            continue;
+        };
+        let family = instance.addresses.first().map(|a| a.addr.is_ipv4());
+        if vrrp_instances.iter().any(|i| i.name == instance.name) {
+            errors.push(
+                written.name.pos,
+                format!("duplicate vrrp_instance {}", instance.name),
+            );
+        } else if let Some(other) = vrrp_instances.iter().find(|i| {
+            i.interface == instance.interface
+                && i.vrid == instance.vrid
+                && i.addresses.first().map(|a| a.addr.is_ipv4()) == family
+        }) {
+            let message = format!(
+                "vrrp_instance {} uses VRID {} on {} like {}: one virtual router per VRID, interface and family",
+                instance.name, instance.vrid, instance.interface, other.name
+            );
+            errors.push(written.pos, message);
+        } else {
+            vrrp_instances.push(instance);
+        }
+    }
+    let router_id = spec.router_id.as_ref().map(|r| r.value.clone());
     match (dataplane, errors.list.is_empty()) {
         (Some(dataplane), true) => Ok(Model {
             dataplane,
             virtual_servers,
+            vrrp_instances,
+            router_id,
         }),
         _ => Err(errors.list),
     }
@@ -242,5 +282,249 @@ fn real_server(spec: &RealServerSpec, errors: &mut Errors<'_>) -> Option<RealSer
     Some(RealServer {
         addr: SocketAddr::new(ip?, port?),
         weight: weight?,
+    })
+}
+
+/// Seconds as written to whole centiseconds, if they are a whole number of them.
+fn centiseconds(seconds: f64) -> Option<u64> {
+    let cs = (seconds * 100.0).round();
+    ((seconds * 100.0 - cs).abs() < 1e-6 && cs >= 0.0 && cs <= 1e9).then_some(cs as u64)
+}
+
+fn vrrp_instance(
+    spec: &VrrpInstanceSpec,
+    default_version: Version,
+    errors: &mut Errors<'_>,
+) -> Option<VrrpInstance> {
+    let before = errors.list.len();
+    let name = spec.name.value.clone();
+    if name.is_empty() {
+        errors.push(spec.pos, "vrrp_instance needs a name");
+    }
+    let interface = match &spec.interface {
+        Some(i) if !i.value.is_empty() && i.value.len() <= 15 && !i.value.contains('/') => {
+            i.value.clone()
+        }
+        Some(i) => {
+            errors.push(i.pos, format!("{:?} is not an interface name", i.value));
+            String::new()
+        }
+        None => {
+            errors.push(spec.pos, format!("vrrp_instance {name} needs an interface"));
+            String::new()
+        }
+    };
+    let version = match spec.version.as_ref() {
+        None => default_version,
+        Some(At { value: 2, .. }) => Version::V2,
+        Some(At { value: 3, .. }) => Version::V3,
+        Some(At { value, pos }) => {
+            errors.push(*pos, format!("version must be 2 or 3, not {value}"));
+            default_version
+        }
+    };
+    let vrid = match spec.virtual_router_id.as_ref() {
+        Some(At { value, pos }) => u8::try_from(*value).ok().filter(|v| *v >= 1).or_else(|| {
+            errors.push(
+                *pos,
+                format!("virtual_router_id {value} is out of range 1-255"),
+            );
+            None
+        }),
+        None => {
+            errors.push(
+                spec.pos,
+                format!("vrrp_instance {name} needs a virtual_router_id"),
+            );
+            None
+        }
+    };
+    let priority = match spec.priority.as_ref() {
+        None => Some(100),
+        Some(At { value, pos }) => u8::try_from(*value).ok().filter(|v| *v >= 1).or_else(|| {
+            errors.push(*pos, format!("priority {value} is out of range 1-255"));
+            None
+        }),
+    };
+    let start_active = match spec.state.as_ref() {
+        None => false,
+        Some(At { value, pos }) => match value.to_ascii_uppercase().as_str() {
+            "MASTER" => true,
+            "BACKUP" => false,
+            _ => {
+                errors.push(
+                    *pos,
+                    format!("state must be MASTER or BACKUP, not {value:?}"),
+                );
+                false
+            }
+        },
+    };
+    let advert_int_cs = match spec.advert_int.as_ref() {
+        None => Some(100),
+        Some(At { value, pos }) => {
+            let cs = centiseconds(*value);
+            match (version, cs) {
+                (Version::V2, Some(cs)) if cs % 100 == 0 && (100..=25_500).contains(&cs) => {
+                    u16::try_from(cs).ok()
+                }
+                (Version::V3, Some(cs)) if (1..=4095).contains(&cs) => u16::try_from(cs).ok(),
+                (Version::V2, _) => {
+                    errors.push(
+                        *pos,
+                        format!("advert_int {value} for VRRPv2 must be whole seconds, 1 to 255"),
+                    );
+                    None
+                }
+                (Version::V3, _) => {
+                    errors.push(
+                        *pos,
+                        format!(
+                            "advert_int {value} for VRRPv3 must be 0.01 to 40.95 s in hundredths"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let preempt_delay = match spec.preempt_delay.as_ref() {
+        None => Some(std::time::Duration::ZERO),
+        Some(At { value, pos }) => {
+            if (0.0..=1000.0).contains(value) {
+                Some(std::time::Duration::from_secs_f64(*value))
+            } else {
+                errors.push(
+                    *pos,
+                    format!("preempt_delay {value} is out of range 0-1000 s"),
+                );
+                None
+            }
+        }
+    };
+    let mut addresses = Vec::new();
+    for entry in &spec.virtual_ipaddress {
+        let (addr_text, prefix_text) = match entry.value.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (entry.value.as_str(), None),
+        };
+        let Ok(addr) = addr_text.parse::<IpAddr>() else {
+            errors.push(
+                entry.pos,
+                format!("virtual address {:?} is not ADDRESS[/PREFIX]", entry.value),
+            );
+            continue;
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix_text.map(str::parse::<u8>) {
+            None => max,
+            Some(Ok(p)) if p <= max => p,
+            Some(_) => {
+                errors.push(
+                    entry.pos,
+                    format!("prefix of {:?} is out of range 0-{max}", entry.value),
+                );
+                continue;
+            }
+        };
+        if addresses
+            .first()
+            .is_some_and(|a: &VirtualAddress| !same_family(a.addr, addr))
+        {
+            errors.push(
+                entry.pos,
+                "the virtual addresses of one instance must be of one family".to_owned(),
+            );
+            continue;
+        }
+        if version == Version::V2 && addr.is_ipv6() {
+            errors.push(
+                entry.pos,
+                "VRRPv2 is IPv4 only: use version 3 for IPv6 addresses".to_owned(),
+            );
+            continue;
+        }
+        addresses.push(VirtualAddress { addr, prefix });
+    }
+    let auth_pass = match (spec.auth_type.as_ref(), spec.auth_pass.as_ref()) {
+        (None, None) => None,
+        (Some(t), pass) if t.value.eq_ignore_ascii_case("PASS") => match pass {
+            Some(p) if version == Version::V2 => Some(p.value.clone()),
+            Some(p) => {
+                errors.push(
+                    p.pos,
+                    "authentication is VRRPv2 only (RFC 5798 removed it)".to_owned(),
+                );
+                None
+            }
+            None => {
+                errors.push(t.pos, "auth_type PASS needs auth_pass".to_owned());
+                None
+            }
+        },
+        (Some(t), _) => {
+            errors.push(
+                t.pos,
+                format!("auth_type {} is not implemented by lbd (PASS is)", t.value),
+            );
+            None
+        }
+        (None, Some(p)) => {
+            errors.push(p.pos, "auth_pass needs auth_type PASS".to_owned());
+            None
+        }
+    };
+    let family_ok = |ip: IpAddr| addresses.first().is_none_or(|a| same_family(a.addr, ip));
+    let unicast_src = spec
+        .unicast_src_ip
+        .as_ref()
+        .and_then(|s| match s.value.parse::<IpAddr>() {
+            Ok(ip) if family_ok(ip) => Some(ip),
+            _ => {
+                errors.push(
+                    s.pos,
+                    format!(
+                        "unicast_src_ip {:?} is not an address of the instance's family",
+                        s.value
+                    ),
+                );
+                None
+            }
+        });
+    let mut unicast_peers = Vec::new();
+    for peer in &spec.unicast_peer {
+        match peer.value.parse::<IpAddr>() {
+            Ok(ip) if family_ok(ip) => unicast_peers.push(ip),
+            _ => errors.push(
+                peer.pos,
+                format!(
+                    "unicast_peer {:?} is not an address of the instance's family",
+                    peer.value
+                ),
+            ),
+        }
+    }
+    let v3_ipv4_checksum = match spec.v3_checksum_as_v2.as_ref() {
+        Some(At { value: true, .. }) => V3Ipv4Checksum::MessageOnly,
+        _ => V3Ipv4Checksum::PseudoHeader,
+    };
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(VrrpInstance {
+        name,
+        interface,
+        version,
+        vrid: vrid?,
+        priority: priority?,
+        advert_int_cs: advert_int_cs?,
+        start_active,
+        preempt: spec.preempt.as_ref().is_none_or(|p| p.value),
+        preempt_delay: preempt_delay?,
+        addresses,
+        auth_pass,
+        unicast_src,
+        unicast_peers,
+        v3_ipv4_checksum,
     })
 }
