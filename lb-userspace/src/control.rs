@@ -52,6 +52,41 @@ pub struct Status {
     pub dataplane: DataplaneStatus,
     /// Every virtual server.
     pub virtual_servers: Vec<VirtualServerStatus>,
+    /// keepalived's `router_id`, if configured.
+    pub router_id: Option<String>,
+    /// Every VRRP instance.
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+/// One VRRP instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    /// Its name.
+    pub name: String,
+    /// Interface.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// VRRP version.
+    pub version: u8,
+    /// MASTER, BACKUP or INIT (keepalived's words; RFC 9568 says Active for MASTER).
+    pub state: String,
+    /// Configured priority.
+    pub priority: u8,
+    /// The active router as last heard, while backup.
+    pub active_router: Option<String>,
+    /// Active_Adver_Interval in centiseconds.
+    pub advert_int_cs: u16,
+    /// Virtual addresses.
+    pub addresses: Vec<String>,
+    /// Transitions to MASTER.
+    pub became_active: u64,
+    /// Adverts received and processed.
+    pub adverts_received: u64,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Adverts dropped by a check, all reasons.
+    pub errors: u64,
 }
 
 /// What the data plane is and does.

@@ -19,7 +19,7 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 use tracing::{error, info, warn};
 
@@ -64,6 +64,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration asks for something this build cannot run.
+    #[error("{0}")]
+    Unsupported(String),
     /// Writing the pid file failed.
     #[error("pid file {path}: {source}")]
     PidFile {
@@ -238,6 +241,8 @@ impl State {
                 ipvs: self.ipvs.clone(),
             },
             virtual_servers,
+            router_id: self.model.router_id.clone(),
+            vrrp: Vec::new(),
         }
     }
 }
@@ -314,6 +319,73 @@ async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sen
     }
 }
 
+/// A running VRRP driver.
+struct VrrpDriver {
+    interface: String,
+    queries: mpsc::Sender<crate::vrrp::driver::StatusQuery>,
+    task: tokio::task::JoinHandle<Result<(), crate::vrrp::io::IoError>>,
+}
+
+/// Starts one VRRP driver per interface.
+fn start_vrrp(model: &Model) -> Result<(watch::Sender<bool>, Vec<VrrpDriver>), DaemonError> {
+    let (shutdown, stopped) = watch::channel(false);
+    if let Some(v6) = model
+        .vrrp_instances
+        .iter()
+        .find(|i| i.addresses.first().is_some_and(|a| a.addr.is_ipv6()))
+    {
+        return Err(DaemonError::Unsupported(format!(
+            "vrrp_instance {}: the VRRP driver runs IPv4 instances only so far",
+            v6.name
+        )));
+    }
+    let mut by_interface: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
+    for instance in &model.vrrp_instances {
+        match by_interface
+            .iter_mut()
+            .find(|(i, _)| *i == instance.interface)
+        {
+            Some((_, list)) => list.push(instance.clone()),
+            None => by_interface.push((instance.interface.clone(), vec![instance.clone()])),
+        }
+    }
+    let drivers = by_interface
+        .into_iter()
+        .map(|(interface, instances)| {
+            let (queries, queries_rx) = mpsc::channel(4);
+            let task = tokio::spawn(crate::vrrp::driver::run(
+                interface.clone(),
+                instances,
+                queries_rx,
+                stopped.clone(),
+            ));
+            VrrpDriver {
+                interface,
+                queries,
+                task,
+            }
+        })
+        .collect();
+    Ok((shutdown, drivers))
+}
+
+/// Every driver's instance statuses; a driver that does not answer within a second is skipped.
+async fn vrrp_statuses(
+    drivers: &[mpsc::Sender<crate::vrrp::driver::StatusQuery>],
+) -> Vec<crate::control::VrrpStatus> {
+    let mut all = Vec::new();
+    for driver in drivers {
+        let (tx, rx) = oneshot::channel();
+        if driver.send(tx).await.is_ok()
+            && let Ok(Ok(mut statuses)) = tokio::time::timeout(Duration::from_secs(1), rx).await
+        {
+            all.append(&mut statuses);
+        }
+    }
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
+}
+
 /// Runs lbd on `model` until `shutdown` completes.
 pub async fn run(
     model: Model,
@@ -338,14 +410,18 @@ pub async fn run(
         socket = %socket.display(),
         "lbd starting"
     );
+    let (vrrp_shutdown, vrrp) = start_vrrp(&model)?;
     let state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
 
     let (queries_tx, mut queries_rx) = mpsc::channel::<oneshot::Sender<Status>>(16);
+    let vrrp_queries: Vec<_> = vrrp.iter().map(|d| d.queries.clone()).collect();
     let owner = async move {
         while let Some(reply) = queries_rx.recv().await {
+            let mut status = state.status();
+            status.vrrp = vrrp_statuses(&vrrp_queries).await;
             // A client that went away no longer wants its answer.
-            reply.send(state.status()).ok();
+            reply.send(status).ok();
         }
     };
     let listen = async move {
@@ -367,6 +443,16 @@ pub async fn run(
         () = listen => {},
     }
     // The state (and with it the XDP program) was moved into `owner`, dropped here: detached.
+    // VRRP instances send their priority-0 adverts and release their addresses first.
+    vrrp_shutdown.send(true).ok();
+    for driver in vrrp {
+        match tokio::time::timeout(Duration::from_secs(5), driver.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error!(interface = %driver.interface, error = %e, "VRRP driver"),
+            Ok(Err(e)) => error!(interface = %driver.interface, error = %e, "VRRP driver task"),
+            Err(_) => error!(interface = %driver.interface, "VRRP driver did not stop within 5 s"),
+        }
+    }
     for path in std::iter::once(socket).chain(pid_file) {
         if let Err(e) = std::fs::remove_file(&path) {
             warn!(path = %path.display(), error = %e, "removing at exit");

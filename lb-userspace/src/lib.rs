@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod ipvs;
 pub mod model;
+mod sys;
 pub mod time;
 pub mod vrrp;
 

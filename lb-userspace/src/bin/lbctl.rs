@@ -67,6 +67,42 @@ fn print_status(s: &Status) {
             }
         );
     }
+    if !s.vrrp.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:<10} {:>4} {:>2} {:<7} {:>4} {:>7} {:<28} {:>9} {:>9} {:>6}",
+            "VRRP INSTANCE",
+            "INTERFACE",
+            "VRID",
+            "V",
+            "STATE",
+            "PRIO",
+            "INT(cs)",
+            "ADDRESSES",
+            "RECEIVED",
+            "SENT",
+            "ERRORS"
+        );
+        for v in &s.vrrp {
+            println!(
+                "{:<16} {:<10} {:>4} {:>2} {:<7} {:>4} {:>7} {:<28} {:>9} {:>9} {:>6}",
+                v.name,
+                v.interface,
+                v.vrid,
+                v.version,
+                v.state,
+                v.priority,
+                v.advert_int_cs,
+                v.addresses.join(","),
+                v.adverts_received,
+                v.adverts_sent,
+                v.errors
+            );
+            if let Some(active) = &v.active_router {
+                println!("  active router: {active}");
+            }
+        }
+    }
     println!();
     println!(
         "{:<28} {:<5} {:<6} {:<4} {:>5} {:>12} {:>14}",

@@ -288,7 +288,7 @@ fn real_server(spec: &RealServerSpec, errors: &mut Errors<'_>) -> Option<RealSer
 /// Seconds as written to whole centiseconds, if they are a whole number of them.
 fn centiseconds(seconds: f64) -> Option<u64> {
     let cs = (seconds * 100.0).round();
-    ((seconds * 100.0 - cs).abs() < 1e-6 && cs >= 0.0 && cs <= 1e9).then_some(cs as u64)
+    ((seconds * 100.0 - cs).abs() < 1e-6 && (0.0..=1e9).contains(&cs)).then_some(cs as u64)
 }
 
 fn vrrp_instance(

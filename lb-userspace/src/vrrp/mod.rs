@@ -1,7 +1,10 @@
 //! VRRP v2 and v3: the wire codec ([`wire`], pure) and the per-instance state machine
-//! ([`instance`], pure); the driver that owns sockets and the clock comes on top.
+//! ([`instance`], pure), and the [`driver`] that owns an interface's sockets and the clock,
+//! with [`io`] for the kernel calls.
 
+pub mod driver;
 pub mod instance;
+pub mod io;
 pub mod wire;
 
 #[cfg(test)]

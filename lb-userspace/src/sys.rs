@@ -1,0 +1,40 @@
+//! The unsafe edges of lbd's user space, each with its argument for why it is sound.
+#![expect(
+    unsafe_code,
+    reason = "tokio fd registration and sockaddr_ll have no safe constructors"
+)]
+
+use std::io;
+
+use socket2::{SockAddr, SockAddrStorage, Socket};
+use tokio::io::{Interest, unix::AsyncFd};
+
+/// Registers a socket with tokio's reactor for readiness.
+pub(crate) fn async_socket(socket: Socket) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: `Socket` owns its file descriptor, keeps it open until dropped and returns the
+    // same descriptor from every `as_raw_fd` call; the AsyncFd takes ownership of it.
+    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
+}
+
+/// A link-layer address (`sockaddr_ll`) for an AF_PACKET socket on `ifindex`, sending
+/// `protocol` (an EtherType) to `dest`.
+pub(crate) fn link_layer_addr(ifindex: u32, protocol: u16, dest: [u8; 6]) -> io::Result<SockAddr> {
+    // SAFETY: try_init hands us zeroed storage as large as sockaddr_storage, which holds a
+    // sockaddr_ll; we write only its fields and report its size.
+    let ((), addr) = unsafe {
+        SockAddr::try_init(|storage: *mut SockAddrStorage, len| {
+            let ll = storage.cast::<libc::sockaddr_ll>();
+            (*ll).sll_family = libc::AF_PACKET as u16;
+            (*ll).sll_protocol = protocol.to_be();
+            (*ll).sll_ifindex =
+                i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            (*ll).sll_halen = 6;
+            let mut sll_addr = [0u8; 8];
+            sll_addr[..6].copy_from_slice(&dest);
+            (*ll).sll_addr = sll_addr;
+            *len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            Ok(())
+        })
+    }?;
+    Ok(addr)
+}
