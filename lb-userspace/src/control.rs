@@ -85,6 +85,10 @@ pub struct VrrpStatus {
     pub adverts_received: u64,
     /// Adverts sent.
     pub adverts_sent: u64,
+    /// Priority-0 adverts received (an active router leaving).
+    pub priority_zero_received: u64,
+    /// Priority-0 adverts sent (on leaving the active state).
+    pub priority_zero_sent: u64,
     /// Adverts dropped by a check, all reasons.
     pub errors: u64,
 }

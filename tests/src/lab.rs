@@ -77,6 +77,31 @@ impl Netns {
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
+    /// Sends the IPv4 datagram `datagram` (header included, as built by [`crate::packet`]) out
+    /// of `interface`, as it is: the test controls every header field.
+    pub fn send_ipv4_raw(&self, interface: &str, datagram: Vec<u8>) {
+        let interface = interface.to_owned();
+        self.within(move || {
+            use socket2::{Domain, Protocol, Socket, Type};
+            // IPPROTO_RAW implies IP_HDRINCL.
+            let socket = Socket::new(
+                Domain::IPV4,
+                Type::RAW,
+                Some(Protocol::from(libc::IPPROTO_RAW)),
+            )
+            .expect("raw IPv4 socket");
+            socket
+                .bind_device(Some(interface.as_bytes()))
+                .expect("SO_BINDTODEVICE");
+            let dst =
+                std::net::Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]);
+            let to = std::net::SocketAddr::from((dst, 0));
+            socket
+                .send_to(&datagram, &to.into())
+                .expect("sending a raw IPv4 datagram");
+        });
+    }
+
     /// Starts `f` on a thread inside this namespace and returns at once.
     pub fn spawn_within<T: Send + 'static>(
         &self,
@@ -96,7 +121,8 @@ pub struct Lab {
     tag: String,
     dir: std::path::PathBuf,
     namespaces: Vec<Netns>,
-    children: Vec<(String, Child)>,
+    /// Each process with its description and whether it leads its own process group.
+    children: Vec<(String, Child, bool)>,
 }
 
 impl Lab {
@@ -153,22 +179,62 @@ impl Lab {
         }
     }
 
+    /// A LAN: a bridge `br0` in its own namespace `switch`, and one namespace per host, each
+    /// with an `eth0` port on the bridge (up, no address yet).
+    pub fn lan(&mut self, hosts: &[&str]) -> (Netns, Vec<Netns>) {
+        let switch = self.netns("switch");
+        switch.ip(&["link", "add", "br0", "type", "bridge"]);
+        // Forward at once: no STP listening/learning delay on the ports.
+        switch.ip(&["link", "set", "br0", "type", "bridge", "forward_delay", "0"]);
+        switch.ip(&["link", "set", "br0", "up"]);
+        let hosts = hosts
+            .iter()
+            .map(|host| {
+                let ns = self.netns(host);
+                let port = format!("p-{host}");
+                self.veth(&ns, "eth0", &switch, &port);
+                switch.ip(&["link", "set", &port, "master", "br0"]);
+                ns
+            })
+            .collect();
+        (switch, hosts)
+    }
+
     /// Starts `cmd` and keeps it: killed when the lab is dropped.
     pub fn spawn(&mut self, what: &str, mut cmd: Command) -> u32 {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let pid = child.id();
-        self.children.push((what.to_owned(), child));
+        self.children.push((what.to_owned(), child, false));
         pid
     }
 
-    /// Stops a process started with [`Lab::spawn`] with `signal` and waits for it (bounded).
+    /// Starts `cmd` as the leader of a new process group (a daemon that forks, such as
+    /// keepalived): [`Lab::stop`] and the lab's drop signal the whole group.
+    pub fn spawn_group(&mut self, what: &str, mut cmd: Command) -> u32 {
+        use std::os::unix::process::CommandExt as _;
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let pid = child.id();
+        self.children.push((what.to_owned(), child, true));
+        pid
+    }
+
+    /// Stops a process started with [`Lab::spawn`] or [`Lab::spawn_group`] with `signal` (to
+    /// its whole group for the latter) and waits for it (bounded).
     pub fn stop(&mut self, pid: u32, signal: &str) -> Option<std::process::ExitStatus> {
-        let index = self.children.iter().position(|(_, c)| c.id() == pid)?;
-        let (what, mut child) = self.children.remove(index);
+        let index = self.children.iter().position(|(_, c, _)| c.id() == pid)?;
+        let (what, mut child, group) = self.children.remove(index);
+        let target = if group {
+            format!("-{pid}")
+        } else {
+            pid.to_string()
+        };
         let _kill = Command::new("kill")
-            .args(["-s", signal, &pid.to_string()])
+            .args(["-s", signal, "--", &target])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -185,7 +251,7 @@ impl Lab {
     pub fn running(&mut self, pid: u32) -> bool {
         self.children
             .iter_mut()
-            .any(|(_, c)| c.id() == pid && matches!(c.try_wait(), Ok(None)))
+            .any(|(_, c, _)| c.id() == pid && matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -197,7 +263,12 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
+        for (_, child, group) in &mut self.children {
+            if *group {
+                let _kill = Command::new("kill")
+                    .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+                    .status();
+            }
             child.kill().ok();
             child.wait().ok();
         }

@@ -62,10 +62,48 @@ pub fn ipv4(
     h[12..16].copy_from_slice(&src.octets());
     h[16..20].copy_from_slice(&dst.octets());
     h[20..].copy_from_slice(options);
-    let sum = checksum(&h);
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
     h.extend_from_slice(l4);
+    refresh_ipv4_checksum(&mut h);
     h
+}
+
+/// Recomputes the header checksum of the IPv4 packet `p` after a test changed its header.
+pub fn refresh_ipv4_checksum(p: &mut [u8]) {
+    let hlen = usize::from(p[0] & 0x0f) * 4;
+    p[10..12].fill(0);
+    let sum = checksum(&p[..hlen]);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// A VRRPv3 advert over IPv4 as a router sends it: TTL 255, to 224.0.0.18, emitted by lbd's own
+/// codec (whose bytes are checked against keepalived's captures in its unit tests).
+pub fn vrrp_v3_ipv4(
+    src: Ipv4Addr,
+    vrid: u8,
+    priority: u8,
+    advert_int_cs: u16,
+    vips: &[Ipv4Addr],
+) -> Vec<u8> {
+    use lbd::vrrp::wire::{AdvertRepr, Auth, MULTICAST_V4, Packet, TTL, V3Ipv4Checksum, Version};
+    let advert = AdvertRepr {
+        version: Version::V3,
+        vrid,
+        priority,
+        advert_int_cs,
+        addresses: vips.iter().map(|a| (*a).into()).collect(),
+        auth: Auth::None,
+    };
+    let mut vrrp = vec![0u8; advert.buffer_len()];
+    advert.emit(
+        &mut Packet::new_unchecked(&mut vrrp[..]),
+        src.into(),
+        MULTICAST_V4.into(),
+        V3Ipv4Checksum::default(),
+    );
+    let mut p = ipv4(112, src, MULTICAST_V4, &[], 0, &vrrp);
+    p[8] = TTL;
+    refresh_ipv4_checksum(&mut p);
+    p
 }
 
 /// An IPv6 packet.

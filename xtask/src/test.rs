@@ -54,7 +54,7 @@ fn missing_privileges() -> Option<String> {
             "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN) for namespaces and BPF".to_owned(),
         );
     }
-    for tool in ["ip", "ping", "python3"] {
+    for tool in ["ip", "bridge", "ping", "python3", "tcpdump", "keepalived"] {
         if !crate::util::have(tool) {
             return Some(format!("needs `{tool}` on PATH (run `cargo xtask setup`)"));
         }
@@ -175,7 +175,8 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                         "--features",
                         "privileged",
                     ])
-                    .args(["--test", "netns_xdp", "--test", "xdp_test_run"]),
+                    .args(["--test", "netns_xdp", "--test", "xdp_test_run"])
+                    .args(["--test", "netns_vrrp"]),
                 )
             })
         },

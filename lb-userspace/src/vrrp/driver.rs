@@ -313,6 +313,8 @@ fn status(r: &Running, interface: &str) -> VrrpStatus {
         became_active: stats.became_active,
         adverts_received: stats.adverts_received,
         adverts_sent: stats.adverts_sent,
+        priority_zero_received: stats.priority_zero_received,
+        priority_zero_sent: stats.priority_zero_sent,
         errors: stats.ttl_errors
             + stats.checksum_errors
             + stats.length_errors
