@@ -64,9 +64,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The configuration asks for something this build cannot run.
-    #[error("{0}")]
-    Unsupported(String),
     /// Writing the pid file failed.
     #[error("pid file {path}: {source}")]
     PidFile {
@@ -327,18 +324,8 @@ struct VrrpDriver {
 }
 
 /// Starts one VRRP driver per interface.
-fn start_vrrp(model: &Model) -> Result<(watch::Sender<bool>, Vec<VrrpDriver>), DaemonError> {
+fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
     let (shutdown, stopped) = watch::channel(false);
-    if let Some(v6) = model
-        .vrrp_instances
-        .iter()
-        .find(|i| i.addresses.first().is_some_and(|a| a.addr.is_ipv6()))
-    {
-        return Err(DaemonError::Unsupported(format!(
-            "vrrp_instance {}: the VRRP driver runs IPv4 instances only so far",
-            v6.name
-        )));
-    }
     let mut by_interface: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
     for instance in &model.vrrp_instances {
         match by_interface
@@ -353,12 +340,18 @@ fn start_vrrp(model: &Model) -> Result<(watch::Sender<bool>, Vec<VrrpDriver>), D
         .into_iter()
         .map(|(interface, instances)| {
             let (queries, queries_rx) = mpsc::channel(4);
-            let task = tokio::spawn(crate::vrrp::driver::run(
-                interface.clone(),
-                instances,
-                queries_rx,
-                stopped.clone(),
-            ));
+            let driver =
+                crate::vrrp::driver::run(interface.clone(), instances, queries_rx, stopped.clone());
+            let name = interface.clone();
+            let task = tokio::spawn(async move {
+                // Said at once: a driver that cannot start (no such interface, no address to
+                // send from) leaves its instances down while the rest of lbd runs.
+                let result = driver.await;
+                if let Err(e) = &result {
+                    error!(interface = %name, error = %e, "VRRP driver failed");
+                }
+                result
+            });
             VrrpDriver {
                 interface,
                 queries,
@@ -366,7 +359,7 @@ fn start_vrrp(model: &Model) -> Result<(watch::Sender<bool>, Vec<VrrpDriver>), D
             }
         })
         .collect();
-    Ok((shutdown, drivers))
+    (shutdown, drivers)
 }
 
 /// Every driver's instance statuses; a driver that does not answer within a second is skipped.
@@ -410,7 +403,7 @@ pub async fn run(
         socket = %socket.display(),
         "lbd starting"
     );
-    let (vrrp_shutdown, vrrp) = start_vrrp(&model)?;
+    let (vrrp_shutdown, vrrp) = start_vrrp(&model);
     let state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
 
@@ -448,7 +441,8 @@ pub async fn run(
     for driver in vrrp {
         match tokio::time::timeout(Duration::from_secs(5), driver.task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => error!(interface = %driver.interface, error = %e, "VRRP driver"),
+            // Already logged when it failed.
+            Ok(Ok(Err(_))) => {}
             Ok(Err(e)) => error!(interface = %driver.interface, error = %e, "VRRP driver task"),
             Err(_) => error!(interface = %driver.interface, "VRRP driver did not stop within 5 s"),
         }

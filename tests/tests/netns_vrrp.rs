@@ -24,6 +24,7 @@ use lb_tests::{
 };
 
 const VIP: &str = "192.0.2.100";
+const VIP6: &str = "2001:db8::100";
 /// Long enough for any takeover these tests cause (the slowest is VRRPv2's 3.6 s down interval).
 const TAKEOVER: Duration = Duration::from_secs(15);
 
@@ -39,6 +40,8 @@ struct Settings {
     version: u8,
     priority: u8,
     advert_int: &'static str,
+    /// The virtual address: [`VIP`] (/24) or [`VIP6`] (/64).
+    vip: &'static str,
     extra: String,
 }
 
@@ -48,6 +51,7 @@ impl Settings {
             version,
             priority,
             advert_int,
+            vip: VIP,
             extra: String::new(),
         }
     }
@@ -59,12 +63,17 @@ impl Settings {
         self
     }
 
+    fn v6(self) -> Self {
+        Self { vip: VIP6, ..self }
+    }
+
     fn keepalived_conf(&self, name: &str) -> String {
+        let prefix = if self.vip == VIP6 { 64 } else { 24 };
         format!(
             "global_defs {{\n    router_id {name}\n}}\n\
              vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
-             version {}\n    priority {}\n    advert_int {}\n{}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
-            self.version, self.priority, self.advert_int, self.extra
+             version {}\n    priority {}\n    advert_int {}\n{}    virtual_ipaddress {{\n        {}/{prefix}\n    }}\n}}\n",
+            self.version, self.priority, self.advert_int, self.extra, self.vip
         )
     }
 }
@@ -73,10 +82,11 @@ impl Settings {
 struct Router {
     name: String,
     ns: Netns,
-    address: String,
     kind: Kind,
     dir: PathBuf,
     pid: Option<u32>,
+    /// The VIP of the settings it last started with.
+    vip: &'static str,
 }
 
 impl Router {
@@ -86,6 +96,7 @@ impl Router {
 
     fn start(&mut self, lab: &mut Lab, settings: &Settings) {
         assert!(self.pid.is_none(), "{} is already running", self.name);
+        self.vip = settings.vip;
         let conf = self.dir.join(format!("{}.conf", self.name));
         std::fs::write(&conf, settings.keepalived_conf(&self.name)).expect("writing config");
         let log = std::fs::OpenOptions::new()
@@ -157,10 +168,21 @@ impl Router {
     }
 
     fn holds_vip(&self) -> bool {
-        let out = self
-            .ns
-            .run("ip", &["-o", "-4", "addr", "show", "dev", "eth0"]);
-        String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
+        let out = self.ns.run("ip", &["-o", "addr", "show", "dev", "eth0"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", self.vip))
+    }
+
+    /// Removes the VIP a crashed router left behind (a reboot would).
+    fn clear_vip(&self) {
+        let prefix = if self.vip == VIP6 { 128 } else { 32 };
+        self.ns.ip(&[
+            "addr",
+            "flush",
+            "dev",
+            "eth0",
+            "to",
+            &format!("{}/{prefix}", self.vip),
+        ]);
     }
 
     /// lbd's view of its one instance.
@@ -210,15 +232,20 @@ fn lan(kinds: &[Kind]) -> (Lab, Netns, Vec<Router>) {
         .zip(kinds)
         .enumerate()
         .map(|(i, (ns, kind))| {
-            let address = format!("192.0.2.{}", i + 1);
-            ns.ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("192.0.2.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ]);
             Router {
                 name: names[i].clone(),
                 ns,
-                address,
                 kind: *kind,
                 dir: dir.clone(),
                 pid: None,
+                vip: VIP,
             }
         })
         .collect();
@@ -282,10 +309,19 @@ fn assert_stays_master(routers: &[Router], master: usize, period: Duration) {
 
 /// Elects the higher priority, takes over on a crash, and the restarted router preempts back.
 fn crash_failover_and_preempt_back(master_kind: Kind, backup_kind: Kind, version: u8) {
+    crash_failover_and_preempt_back_with(master_kind, backup_kind, version, |s| s);
+}
+
+fn crash_failover_and_preempt_back_with(
+    master_kind: Kind,
+    backup_kind: Kind,
+    version: u8,
+    tune: impl Fn(Settings) -> Settings,
+) {
     let (mut lab, _, mut r) = lan(&[master_kind, backup_kind]);
     let int = if version == 2 { "1" } else { "0.1" };
-    let high = Settings::new(version, 150, int);
-    r[1].start(&mut lab, &Settings::new(version, 100, int));
+    let high = tune(Settings::new(version, 150, int));
+    r[1].start(&mut lab, &tune(Settings::new(version, 100, int)));
     r[0].start(&mut lab, &high);
     wait_master(&r, 0, "higher priority");
     if backup_kind == Kind::Lbd {
@@ -294,7 +330,7 @@ fn crash_failover_and_preempt_back(master_kind: Kind, backup_kind: Kind, version
             s["state"] == "BACKUP"
                 && s["active_router"]
                     .as_str()
-                    .is_some_and(|a| a.starts_with(&format!("{} priority 150", r[0].address)))
+                    .is_some_and(|a| a.ends_with(" priority 150"))
         });
     }
     // Hold: no flapping while both run (3 down intervals at v2, many more at v3).
@@ -304,8 +340,7 @@ fn crash_failover_and_preempt_back(master_kind: Kind, backup_kind: Kind, version
     let before = (backup_kind == Kind::Lbd).then(|| became_active(&r[1]));
     r[0].stop(&mut lab, "KILL");
     // A crashed router leaves its address behind; a reboot would clear it.
-    r[0].ns
-        .ip(&["addr", "flush", "dev", "eth0", "to", &format!("{VIP}/32")]);
+    r[0].clear_vip();
     wait_master(&r, 1, "the master crashed");
     if let Some(before) = before {
         let s = r[1].status();
@@ -350,6 +385,43 @@ fn lbd_master_keepalived_backup_v2() {
 #[test]
 fn lbd_master_keepalived_backup_v3() {
     crash_failover_and_preempt_back(Kind::Lbd, Kind::Keepalived, 3);
+}
+
+#[test]
+fn lbd_pair_ipv6_crash_failover_and_preempt_back() {
+    crash_failover_and_preempt_back_with(Kind::Lbd, Kind::Lbd, 3, Settings::v6);
+}
+
+#[test]
+fn keepalived_master_lbd_backup_ipv6() {
+    crash_failover_and_preempt_back_with(Kind::Keepalived, Kind::Lbd, 3, Settings::v6);
+}
+
+#[test]
+fn lbd_master_keepalived_backup_ipv6() {
+    crash_failover_and_preempt_back_with(Kind::Lbd, Kind::Keepalived, 3, Settings::v6);
+}
+
+/// The master's link goes down: it goes FAULT and drops its VIP, the backup takes over; the
+/// link comes back: it waits as backup, then preempts. Against keepalived as the backup too.
+#[test]
+fn link_down_faults_the_master_and_link_up_preempts_back() {
+    for backup in [Kind::Lbd, Kind::Keepalived] {
+        let (mut lab, _, mut r) = lan(&[Kind::Lbd, backup]);
+        r[1].start(&mut lab, &Settings::new(3, 100, "0.1"));
+        r[0].start(&mut lab, &Settings::new(3, 150, "0.1"));
+        wait_master(&r, 0, "higher priority");
+        r[0].ns.ip(&["link", "set", "eth0", "down"]);
+        wait_until("lbd to go FAULT", TAKEOVER, || {
+            r[0].status()["state"] == "FAULT"
+        });
+        assert!(!r[0].holds_vip(), "a faulty lbd keeps no VIP");
+        wait_until(&format!("{backup:?} to take over"), TAKEOVER, || {
+            r[1].holds_vip()
+        });
+        r[0].ns.ip(&["link", "set", "eth0", "up"]);
+        wait_master(&r, 0, "link back, preempting");
+    }
 }
 
 /// A graceful stop sends priority 0: the backup takes over and counts it, and the stopped
@@ -451,8 +523,7 @@ fn three_routers_fail_over_in_priority_order() {
     r[0].start(&mut lab, &Settings::new(3, 150, "0.1"));
     wait_master(&r, 0, "highest priority");
     r[0].stop(&mut lab, "KILL");
-    r[0].ns
-        .ip(&["addr", "flush", "dev", "eth0", "to", &format!("{VIP}/32")]);
+    r[0].clear_vip();
     wait_master(&r, 1, "next priority after a crash");
     assert_stays_master(&r, 1, Duration::from_secs(1));
     assert_eq!(r[2].status()["state"], "BACKUP");

@@ -65,6 +65,9 @@ pub enum State {
         /// When the next advert is due.
         advert_at: Instant,
     },
+    /// keepalived's FAULT: the interface is down (or a tracked object failed); neither
+    /// advertising nor listening until it recovers, then Backup (or Active for the owner).
+    Fault,
 }
 
 /// Why the instance became active.
@@ -100,6 +103,8 @@ pub enum Event {
     BecameActive(ActiveReason),
     /// Now backup: remove the addresses (if it held them), notify.
     BecameBackup(BackupReason),
+    /// Now faulty: remove the addresses (if it held them), notify.
+    BecameFault,
     /// Stopped (after a shutdown): remove the addresses, notify.
     Stopped,
 }
@@ -283,11 +288,15 @@ impl Instance {
         self.events.push_back(Event::BecameBackup(reason));
     }
 
-    /// RFC 9568 §6.4.1: leaves Initialize.
+    /// RFC 9568 §6.4.1: leaves Initialize (ignored in Fault: clearing the fault starts it).
     pub fn startup(&mut self, now: Instant) {
         if self.state != State::Initialize {
             return;
         }
+        self.start(now);
+    }
+
+    fn start(&mut self, now: Instant) {
         self.active_adver_int_cs = self.config.advert_int_cs;
         self.preempt_at = None;
         if self.config.priority == 255 {
@@ -299,13 +308,35 @@ impl Instance {
         }
     }
 
+    /// Enters or leaves keepalived's FAULT state (the interface went down or came back, or a
+    /// tracked object failed or recovered). An active router leaving for FAULT sends a
+    /// priority-0 advert, as on shutdown, so a backup takes over after Skew_Time; clearing the
+    /// fault starts the instance afresh (RFC 9568 §6.4.1). Works before `startup` too: an
+    /// instance whose interface is down at start waits in FAULT.
+    pub fn set_fault(&mut self, now: Instant, fault: bool) {
+        match (self.state, fault) {
+            (State::Fault, false) => self.start(now),
+            (State::Fault, true) | (State::Backup { .. } | State::Active { .. }, false) => {}
+            (_, true) => {
+                if self.is_active() {
+                    self.send_advert(0);
+                }
+                self.state = State::Fault;
+                self.active_router = None;
+                self.preempt_at = None;
+                self.events.push_back(Event::BecameFault);
+            }
+            (State::Initialize, false) => {}
+        }
+    }
+
     /// RFC 9568 §6.4.2/6.4.3 Shutdown: an active router sends a priority-0 advert so a backup
     /// takes over after Skew_Time instead of Active_Down_Interval.
     pub fn shutdown(&mut self, _now: Instant) {
         match self.state {
             State::Initialize => return,
             State::Active { .. } => self.send_advert(0),
-            State::Backup { .. } => {}
+            State::Backup { .. } | State::Fault => {}
         }
         self.state = State::Initialize;
         self.active_router = None;
@@ -315,7 +346,7 @@ impl Instance {
     /// The timers: Adver_Timer while active, Active_Down_Timer while backup.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
-            State::Initialize => {}
+            State::Initialize | State::Fault => {}
             // RFC 9568 §6.4.2: Active_Down_Timer fires.
             State::Backup { down_at } if now >= down_at => {
                 self.become_active(now, ActiveReason::ActiveDown)
@@ -334,7 +365,7 @@ impl Instance {
     /// When `handle_timeout` is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Initialize => None,
+            State::Initialize | State::Fault => None,
             State::Backup { down_at } => Some(down_at),
             State::Active { advert_at } => Some(advert_at),
         }
@@ -393,7 +424,7 @@ impl Instance {
 
     /// An advert for our VRID, already decoded and checked by the codec.
     pub fn handle_advert(&mut self, now: Instant, src: IpAddr, advert: &AdvertRepr) {
-        if self.state == State::Initialize || !self.accept(src, advert) {
+        if matches!(self.state, State::Initialize | State::Fault) || !self.accept(src, advert) {
             return;
         }
         self.stats.adverts_received += 1;
@@ -402,7 +433,7 @@ impl Instance {
         }
         // The owner never yields (RFC 9568 §6.4.3 only ever moves a non-owner to Backup).
         match self.state {
-            State::Initialize => {}
+            State::Initialize | State::Fault => {}
             State::Backup { .. } => self.backup_receives(now, src, advert),
             State::Active { .. } => self.active_receives(now, src, advert),
         }

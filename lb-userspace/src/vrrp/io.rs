@@ -1,13 +1,19 @@
 //! VRRP's contact with the kernel: the interface (rtnetlink), the raw protocol-112 sockets,
-//! virtual addresses (rtnetlink) and gratuitous ARP (AF_PACKET). Only the driver calls this.
+//! virtual addresses (rtnetlink) and gratuitous ARP / unsolicited NA (AF_PACKET). Only the
+//! driver calls this.
 //!
 //! IPv4: one receive socket bound to the interface and joined to 224.0.0.18 (it also gets
 //! unicast adverts), which returns the IP header so the codec checks the TTL; one send socket
 //! bound to the primary address with TTL 255 and DSCP CS6 (0xc0), as keepalived sends.
+//! IPv6: one socket, bound to the interface's link-local address (RFC 9568 §5.1.2.1) and joined
+//! to ff02::12, hop limit 255 and traffic class CS6 on send; the hop limit and destination of
+//! each received advert come back as ancillary data (IPV6_HOPLIMIT, IPV6_PKTINFO), since a raw
+//! IPv6 socket never returns the IPv6 header.
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
+    os::fd::AsRawFd as _,
 };
 
 use futures_util::TryStreamExt as _;
@@ -15,13 +21,13 @@ use rtnetlink::{
     Handle,
     packet_route::{
         address::{AddressAttribute, AddressMessage},
-        link::LinkAttribute,
+        link::{LinkAttribute, LinkFlags},
     },
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
-use super::wire::{IPPROTO_VRRP, MULTICAST_V4, TTL};
+use super::wire::{IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, TTL};
 use crate::model::VirtualAddress;
 
 /// What failed, naming the operation.
@@ -66,6 +72,10 @@ pub struct Link {
     pub mac: [u8; 6],
     /// Its first IPv4 address: the adverts' source unless `unicast_src_ip` says otherwise.
     pub primary_v4: Option<Ipv4Addr>,
+    /// Its link-local IPv6 address: the source of IPv6 adverts.
+    pub link_local_v6: Option<Ipv6Addr>,
+    /// Administratively up with a carrier (IFF_UP and IFF_RUNNING).
+    pub up: bool,
 }
 
 /// Looks `name` up.
@@ -84,6 +94,8 @@ pub async fn link(handle: &Handle, name: &str) -> Result<Link, IoError> {
         .map_err(netlink("looking up interface"))?
         .ok_or_else(|| IoError::Interface(format!("no interface {name}")))?;
     let index = message.header.index;
+    let up = message.header.flags.contains(LinkFlags::Up)
+        && message.header.flags.contains(LinkFlags::Running);
     let mac = message
         .attributes
         .iter()
@@ -98,19 +110,23 @@ pub async fn link(handle: &Handle, name: &str) -> Result<Link, IoError> {
         .set_link_index_filter(index)
         .execute();
     let mut primary_v4 = None;
+    let mut link_local_v6 = None;
     while let Some(address) = addresses
         .try_next()
         .await
         .map_err(netlink("listing the addresses of"))?
     {
-        let ip = address.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                Some(*ip)
+        for attribute in &address.attributes {
+            match attribute {
+                AddressAttribute::Local(IpAddr::V4(ip))
+                | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                    primary_v4.get_or_insert(*ip);
+                }
+                AddressAttribute::Address(IpAddr::V6(ip)) if ip.is_unicast_link_local() => {
+                    link_local_v6.get_or_insert(*ip);
+                }
+                _ => {}
             }
-            _ => None,
-        });
-        if primary_v4.is_none() {
-            primary_v4 = ip;
         }
     }
     Ok(Link {
@@ -118,6 +134,8 @@ pub async fn link(handle: &Handle, name: &str) -> Result<Link, IoError> {
         index,
         mac,
         primary_v4,
+        link_local_v6,
+        up,
     })
 }
 
@@ -232,73 +250,170 @@ impl Sockets4 {
     }
 }
 
-/// Sends gratuitous ARP: keepalived's request form (THA ff:ff:ff:ff:ff:ff, SPA = TPA = the VIP).
+/// The IPv6 VRRP socket of one interface.
 #[derive(Debug)]
-pub struct Arp {
+pub struct Sockets6 {
+    /// Receives every VRRP datagram on the interface and sends adverts.
+    pub socket: AsyncFd<Socket>,
+    index: u32,
+}
+
+/// An IPv6 datagram as received: its addresses, hop limit and length in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received6 {
+    /// Source address.
+    pub src: Ipv6Addr,
+    /// Destination address (ff02::12 or ours).
+    pub dst: Ipv6Addr,
+    /// Hop limit as received.
+    pub hop_limit: u8,
+    /// Bytes of VRRP message in the buffer.
+    pub len: usize,
+}
+
+impl Sockets6 {
+    /// Opens the socket on `link`, sending from `source`.
+    pub fn open(link: &Link, source: Ipv6Addr) -> Result<Self, IoError> {
+        let socket = Socket::new(
+            Domain::IPV6,
+            Type::RAW,
+            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+        )
+        .map_err(socket_err("opening the IPv6 VRRP socket"))?;
+        socket
+            .bind_device(Some(link.name.as_bytes()))
+            .map_err(socket_err(format!("binding to {}", link.name)))?;
+        let scope = if source.is_unicast_link_local() {
+            link.index
+        } else {
+            0
+        };
+        socket
+            .bind(&SocketAddr::V6(SocketAddrV6::new(source, 0, 0, scope)).into())
+            .map_err(socket_err(format!("binding to {source}")))?;
+        socket
+            .join_multicast_v6(&MULTICAST_V6, link.index)
+            .map_err(socket_err(format!(
+                "joining {MULTICAST_V6} on {}",
+                link.name
+            )))?;
+        socket
+            .set_recv_hoplimit_v6(true)
+            .map_err(socket_err("IPV6_RECVHOPLIMIT"))?;
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
+            &true,
+        )
+        .map_err(|e| IoError::Socket {
+            op: "IPV6_RECVPKTINFO".to_owned(),
+            source: e.into(),
+        })?;
+        socket
+            .set_recv_buffer_size(1 << 20)
+            .map_err(socket_err("sizing the receive buffer"))?;
+        socket
+            .set_multicast_if_v6(link.index)
+            .map_err(socket_err("IPV6_MULTICAST_IF"))?;
+        socket
+            .set_multicast_hops_v6(u32::from(TTL))
+            .map_err(socket_err("IPV6_MULTICAST_HOPS"))?;
+        socket
+            .set_unicast_hops_v6(u32::from(TTL))
+            .map_err(socket_err("IPV6_UNICAST_HOPS"))?;
+        socket
+            .set_multicast_loop_v6(false)
+            .map_err(socket_err("IPV6_MULTICAST_LOOP"))?;
+        socket
+            .set_tclass_v6(0xc0)
+            .map_err(socket_err("IPV6_TCLASS"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(socket_err("non-blocking IPv6 socket"))?;
+        Ok(Self {
+            socket: crate::sys::async_socket(socket)
+                .map_err(socket_err("registering with tokio"))?,
+            index: link.index,
+        })
+    }
+
+    /// Receives one datagram without blocking (`WouldBlock` when none is queued).
+    pub fn recv(&self, buffer: &mut [u8]) -> io::Result<Received6> {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
+        let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+        let mut iov = [io::IoSliceMut::new(buffer)];
+        let message = recvmsg::<SockaddrIn6>(
+            self.socket.get_ref().as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        let src = message
+            .address
+            .map(|a| a.ip())
+            .ok_or_else(|| io::Error::other("IPv6 datagram without a source address"))?;
+        let (mut dst, mut hop_limit) = (None, None);
+        for cmsg in message.cmsgs()? {
+            match cmsg {
+                ControlMessageOwned::Ipv6PacketInfo(info) => {
+                    dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+                }
+                ControlMessageOwned::Ipv6HopLimit(limit) => hop_limit = u8::try_from(limit).ok(),
+                _ => {}
+            }
+        }
+        match (dst, hop_limit) {
+            (Some(dst), Some(hop_limit)) => Ok(Received6 {
+                src,
+                dst,
+                hop_limit,
+                len: message.bytes,
+            }),
+            _ => Err(io::Error::other(
+                "IPv6 datagram without its destination or hop limit",
+            )),
+        }
+    }
+
+    /// Sends one VRRP message to `dst` (the group or a unicast peer) on the interface.
+    pub fn send(&self, message: &[u8], dst: Ipv6Addr) -> Result<(), IoError> {
+        self.socket
+            .get_ref()
+            .send_to(
+                message,
+                &SocketAddr::V6(SocketAddrV6::new(dst, 0, 0, self.index)).into(),
+            )
+            .map(drop)
+            .map_err(socket_err(format!("sending an advert to {dst}")))
+    }
+}
+
+/// Sends gratuitous ARP and unsolicited NA frames ([`super::announce`]) on one interface.
+#[derive(Debug)]
+pub struct Announcer {
     socket: Socket,
     index: u32,
 }
 
-/// EtherType of ARP.
-const ETH_P_ARP: u16 = 0x0806;
-
-impl Arp {
-    /// Opens an AF_PACKET socket for `link`.
+impl Announcer {
+    /// Opens a send-only AF_PACKET socket for `link` (protocol 0: it receives nothing).
     pub fn open(link: &Link) -> Result<Self, IoError> {
-        let socket = Socket::new(
-            Domain::PACKET,
-            Type::RAW,
-            Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))),
-        )
-        .map_err(socket_err("opening the ARP socket"))?;
+        let socket = Socket::new(Domain::PACKET, Type::RAW, None)
+            .map_err(socket_err("opening the AF_PACKET socket"))?;
         Ok(Self {
             socket,
             index: link.index,
         })
     }
 
-    /// One gratuitous ARP for `vip` from `mac`.
-    pub fn announce(&self, mac: [u8; 6], vip: Ipv4Addr) -> Result<(), IoError> {
-        let frame = garp_frame(mac, vip);
-        let to = crate::sys::link_layer_addr(self.index, ETH_P_ARP, [0xff; 6])
+    /// One gratuitous ARP (IPv4) or unsolicited NA (IPv6) for `vip` from `mac`.
+    pub fn announce(&self, mac: [u8; 6], vip: IpAddr) -> Result<(), IoError> {
+        let (ethertype, dest, frame) = super::announce::frame(mac, vip);
+        let to = crate::sys::link_layer_addr(self.index, ethertype, dest)
             .map_err(socket_err("building the link-layer address"))?;
         self.socket
             .send_to(&frame, &to)
             .map(drop)
-            .map_err(socket_err(format!("sending gratuitous ARP for {vip}")))
-    }
-}
-
-/// The gratuitous ARP frame keepalived sends (../shared/fixtures/vrrp README §5).
-pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
-    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&vip.octets());
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&vip.octets());
-    f
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gratuitous_arp_matches_keepalived_s_frame() {
-        // vrrpv2_ipv4.pcap frame 4 (tcpdump of keepalived 2.2.7), 42 bytes.
-        #[rustfmt::skip]
-        let captured = [
-            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x11, 0x08, 0x06, 0x00, 0x01,
-            0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x11, 0xc0, 0x00, 0x02, 0x64,
-            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc0, 0x00, 0x02, 0x64,
-        ];
-        assert_eq!(
-            garp_frame([2, 0, 0, 0, 0, 0x11], Ipv4Addr::new(192, 0, 2, 100)),
-            captured
-        );
+            .map_err(socket_err(format!("announcing {vip}")))
     }
 }

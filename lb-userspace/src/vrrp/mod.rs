@@ -2,6 +2,7 @@
 //! ([`instance`], pure), and the [`driver`] that owns an interface's sockets and the clock,
 //! with [`io`] for the kernel calls.
 
+pub mod announce;
 pub mod driver;
 pub mod instance;
 pub mod io;

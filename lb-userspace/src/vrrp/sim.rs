@@ -128,6 +128,13 @@ impl Lan {
         self.flush(router);
     }
 
+    /// The router's interface goes down (`true`) or comes back (`false`).
+    pub(crate) fn fault(&mut self, router: usize, fault: bool) {
+        let now = self.now;
+        self.routers[router].instance.set_fault(now, fault);
+        self.flush(router);
+    }
+
     /// SIGKILL: silence, nothing sent.
     pub(crate) fn crash(&mut self, router: usize) {
         self.routers[router].crashed = true;

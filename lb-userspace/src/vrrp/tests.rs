@@ -100,6 +100,61 @@ fn a_graceful_stop_hands_over_after_skew_time() {
     assert_eq!(lan.instance(2).stats().priority_zero_sent, 1);
 }
 
+#[test]
+fn a_fault_on_the_active_router_hands_over_after_skew_time_and_recovery_preempts_back() {
+    // Input: the 200's interface fails at 10.5 s (it can still send, as when a tracked script
+    // fails), and recovers at 20 s. Output: it sends priority 0 and goes FAULT, the 150 takes
+    // over after its Skew_Time; after recovery the 200 waits out its down interval as a backup,
+    // hears the 150 and, having preempt, takes over at once.
+    let mut lan = three(Version::V3);
+    lan.run_for(ms(10_500));
+    lan.fault(2, true);
+    assert_eq!(lan.instance(2).state(), State::Fault);
+    assert_eq!(
+        lan.changes(2).last(),
+        Some(&(ms(10_500), Event::BecameFault))
+    );
+    lan.run_for(ms(9_500));
+    assert_eq!(lan.active(), [1]);
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(
+            ms(10_500 + 410) + us(100),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
+    );
+    lan.fault(2, true);
+    assert_eq!(
+        lan.changes(2).len(),
+        3,
+        "a second fault report changes nothing"
+    );
+    lan.fault(2, false);
+    assert_eq!(
+        lan.changes(2).last(),
+        Some(&(ms(20_000), Event::BecameBackup(BackupReason::Startup)))
+    );
+    lan.run_for(Duration::from_secs(5));
+    assert_eq!(lan.active(), [2]);
+}
+
+#[test]
+fn an_instance_faulty_at_start_waits_and_ignores_adverts() {
+    // Input: the 200 starts with its interface down, so FAULT before startup; adverts of the
+    // 150 do not reach its state. Output: no timer, no advert, until the fault clears.
+    let mut lan = three(Version::V3);
+    lan.stop(2);
+    lan.fault(2, true);
+    lan.start(2);
+    lan.run_for(Duration::from_secs(10));
+    assert_eq!(lan.instance(2).state(), State::Fault);
+    assert_eq!(lan.instance(2).poll_timeout(), None);
+    assert_eq!(lan.active(), [1]);
+    lan.fault(2, false);
+    lan.run_for(Duration::from_secs(5));
+    assert_eq!(lan.active(), [2]);
+}
+
 /// A 150 running alone, and a 200 configured by `tune` that starts at 10 s.
 fn late_higher(tune: impl FnOnce(&mut super::instance::Config)) -> Lan {
     let mut high = config(Version::V3, 200, C, 100);

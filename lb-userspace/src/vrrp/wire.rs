@@ -69,7 +69,8 @@ pub enum Version {
 }
 
 impl Version {
-    fn number(self) -> u8 {
+    /// The version field's value.
+    pub fn number(self) -> u8 {
         match self {
             Version::V2 => 2,
             Version::V3 => 3,
@@ -321,17 +322,22 @@ pub fn checksum(message: &[u8], src: IpAddr, dst: IpAddr, v3_ipv4: V3Ipv4Checksu
                 acc += u32::from(IPPROTO_VRRP);
                 acc += u32::try_from(len).unwrap_or(0);
             }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                acc = sum_words(acc, &s.octets());
-                acc = sum_words(acc, &d.octets());
-                let l = u32::try_from(len).unwrap_or(0);
-                acc += (l >> 16) + (l & 0xffff);
-                acc += u32::from(IPPROTO_VRRP);
-            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => return checksum_v6(s, d, IPPROTO_VRRP, message),
             _ => {}
         }
     }
     fold(sum_words(acc, message))
+}
+
+/// The checksum of an upper-layer `payload` over IPv6 from `src` to `dst`, with the
+/// pseudo-header of RFC 8200 §8.1 (VRRPv3, ICMPv6).
+pub fn checksum_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> u16 {
+    let mut acc = sum_words(0, &src.octets());
+    acc = sum_words(acc, &dst.octets());
+    let len = u32::try_from(payload.len()).unwrap_or(0);
+    acc += (len >> 16) + (len & 0xffff);
+    acc += u32::from(next_header);
+    fold(sum_words(acc, payload))
 }
 
 /// v2 authentication (RFC 3768 §5.3.6; keepalived's `auth_type PASS`).
