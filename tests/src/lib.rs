@@ -5,6 +5,7 @@
 //!   (also on panic); documentation addresses only; no route off the machine.
 //! - [`packet`]: Ethernet/IPv4/IPv6/TCP/UDP frames for BPF_PROG_TEST_RUN fixtures.
 //! - [`sys`]: the one place that calls setns(2).
+//! - [`vrrp`]: lbd and keepalived as VRRP routers on a bridged LAN.
 //!
 //! The binaries `lb-demo` and `lb-bench` (run by `cargo xtask demo` / `bench`) use the same rigs.
 #![expect(
@@ -15,6 +16,7 @@
 pub mod lab;
 pub mod packet;
 mod sys;
+pub mod vrrp;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,325 @@
+//! VRRP routers in a namespace lab, lbd or keepalived 2.2.7, configured with the same
+//! keepalived.conf text: the rig of the VRRP tests (`tests/netns_vrrp.rs`) and of
+//! `cargo xtask bench failover`.
+//!
+//! Lab: `switch` holds bridge `br0`; routers d1, d2, ... each have `eth0` on it with
+//! 192.0.2.1, .2, .../24. The virtual router is VRID 51 with VIP 192.0.2.100 (or 2001:db8::100).
+//! Who is master is read off the kernel (the VIP on `eth0`) and, for lbd, from
+//! `lbctl status --json`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::lab::{Lab, Netns, wait_for_path, wait_until};
+
+/// The IPv4 virtual address.
+pub const VIP: &str = "192.0.2.100";
+/// The IPv6 virtual address.
+pub const VIP6: &str = "2001:db8::100";
+/// Long enough for any takeover these tests cause (the slowest is VRRPv2's 3.6 s down interval).
+pub const TAKEOVER: Duration = Duration::from_secs(15);
+
+/// What runs a router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `lbd run --dataplane none` on the keepalived.conf.
+    Lbd,
+    /// `keepalived -P` (VRRP only: the host kernel has no IPVS) on the same file.
+    Keepalived,
+}
+
+/// One router's settings; rendered as keepalived.conf.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// VRRP version, 2 or 3.
+    pub version: u8,
+    /// Priority.
+    pub priority: u8,
+    /// `advert_int` as written in the file.
+    pub advert_int: &'static str,
+    /// The virtual address: [`VIP`] (/24) or [`VIP6`] (/64).
+    pub vip: &'static str,
+    /// More vrrp_instance lines.
+    pub extra: String,
+}
+
+impl Settings {
+    pub fn new(version: u8, priority: u8, advert_int: &'static str) -> Self {
+        Self {
+            version,
+            priority,
+            advert_int,
+            vip: VIP,
+            extra: String::new(),
+        }
+    }
+
+    pub fn with(mut self, line: &str) -> Self {
+        self.extra.push_str("    ");
+        self.extra.push_str(line);
+        self.extra.push('\n');
+        self
+    }
+
+    /// The same settings with the IPv6 VIP.
+    pub fn v6(self) -> Self {
+        Self { vip: VIP6, ..self }
+    }
+
+    pub fn keepalived_conf(&self, name: &str) -> String {
+        let prefix = if self.vip == VIP6 { 64 } else { 24 };
+        format!(
+            "global_defs {{\n    router_id {name}\n}}\n\
+             vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+             version {}\n    priority {}\n    advert_int {}\n{}    virtual_ipaddress {{\n        {}/{prefix}\n    }}\n}}\n",
+            self.version, self.priority, self.advert_int, self.extra, self.vip
+        )
+    }
+}
+
+/// A router of the lab: its namespace, what runs it, and its running process.
+#[derive(Debug)]
+pub struct Router {
+    /// d1, d2, ...
+    pub name: String,
+    /// Its namespace.
+    pub ns: Netns,
+    /// lbd or keepalived.
+    pub kind: Kind,
+    /// The lab's directory: configs, logs, sockets, pid files.
+    pub dir: PathBuf,
+    /// The running process (keepalived: its parent, leader of its process group).
+    pub pid: Option<u32>,
+    /// The VIP of the settings it last started with.
+    pub vip: &'static str,
+}
+
+impl Router {
+    /// lbd's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join(format!("{}.sock", self.name))
+    }
+
+    /// Starts the router with `settings` and waits until it runs (lbd: its control socket;
+    /// keepalived: its VRRP process's pid file).
+    pub fn start(&mut self, lab: &mut Lab, settings: &Settings) {
+        self.vip = settings.vip;
+        self.start_conf(lab, &settings.keepalived_conf(&self.name));
+    }
+
+    /// Starts the router on the keepalived.conf text `conf`.
+    pub fn start_conf(&mut self, lab: &mut Lab, conf: &str) {
+        assert!(self.pid.is_none(), "{} is already running", self.name);
+        let text = conf;
+        let conf = self.dir.join(format!("{}.conf", self.name));
+        std::fs::write(&conf, text).expect("writing config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", self.name)))
+            .expect("log file");
+        let pid = match self.kind {
+            Kind::Lbd => {
+                let socket = self.socket();
+                std::fs::remove_file(&socket).ok();
+                let mut cmd = self.ns.command(crate::workspace_bin("lbd"));
+                cmd.args(["run", "--dataplane", "none", "--config"])
+                    .arg(&conf)
+                    .arg("--control-socket")
+                    .arg(&socket)
+                    .env("RUST_LOG", "info")
+                    .stdout(Stdio::null())
+                    .stderr(log);
+                let pid = lab.spawn(&format!("lbd {}", self.name), cmd);
+                wait_for_path(&socket, Duration::from_secs(20));
+                pid
+            }
+            Kind::Keepalived => {
+                let mut cmd = self.ns.command("keepalived");
+                let pid_file = |suffix: &str| self.dir.join(format!("{}{suffix}.pid", self.name));
+                // A crashed keepalived leaves its pid files behind, and refuses to start over
+                // them ("daemon is already running"); a reboot clears /run.
+                for suffix in ["", "_vrrp", "_chk", "_bfd"] {
+                    std::fs::remove_file(pid_file(suffix)).ok();
+                }
+                cmd.args(["-n", "-l", "-D", "-P", "-f"])
+                    .arg(&conf)
+                    .arg("-p")
+                    .arg(pid_file(""))
+                    .arg("-r")
+                    .arg(pid_file("_vrrp"))
+                    .arg("-c")
+                    .arg(pid_file("_chk"))
+                    .arg("-b")
+                    .arg(pid_file("_bfd"))
+                    .stdout(log.try_clone().expect("log file"))
+                    .stderr(log);
+                let pid = lab.spawn_group(&format!("keepalived {}", self.name), cmd);
+                wait_for_path(&pid_file("_vrrp"), Duration::from_secs(20));
+                pid
+            }
+        };
+        self.pid = Some(pid);
+    }
+
+    /// Stops the router with `signal` (keepalived: its whole process group, as a crash or
+    /// `systemctl stop` would).
+    pub fn stop(&mut self, lab: &mut Lab, signal: &str) {
+        let pid = self.pid.take().expect("router running");
+        // keepalived's VRRP child is not the process the lab waits for: wait for it too.
+        let child = std::fs::read_to_string(self.dir.join(format!("{}_vrrp.pid", self.name)))
+            .ok()
+            .filter(|_| self.kind == Kind::Keepalived)
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        lab.stop(pid, signal);
+        if let Some(child) = child {
+            wait_until(
+                "keepalived's VRRP process to exit",
+                Duration::from_secs(10),
+                || !Path::new(&format!("/proc/{child}")).exists(),
+            );
+        }
+    }
+
+    pub fn holds_vip(&self) -> bool {
+        let out = self.ns.run("ip", &["-o", "addr", "show", "dev", "eth0"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", self.vip))
+    }
+
+    /// Removes the VIP a crashed router left behind (a reboot would).
+    pub fn clear_vip(&self) {
+        let prefix = if self.vip == VIP6 { 128 } else { 32 };
+        self.ns.ip(&[
+            "addr",
+            "flush",
+            "dev",
+            "eth0",
+            "to",
+            &format!("{}/{prefix}", self.vip),
+        ]);
+    }
+
+    /// lbd's view of its one instance.
+    pub fn status(&self) -> serde_json::Value {
+        assert_eq!(self.kind, Kind::Lbd, "only lbd has lbctl");
+        let out = Command::new(crate::workspace_bin("lbctl"))
+            .arg("--control-socket")
+            .arg(self.socket())
+            .args(["status", "--json"])
+            .output()
+            .expect("running lbctl");
+        assert!(
+            out.status.success(),
+            "lbctl status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("lbctl --json prints JSON");
+        status["vrrp"][0].clone()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
+    }
+}
+
+/// A LAN of routers, each of `kinds`, with addresses 192.0.2.1, .2, ...
+pub fn lan(kinds: &[Kind]) -> (Lab, Netns, Vec<Router>) {
+    crate::require_root();
+    assert!(
+        Command::new("keepalived")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            || !kinds.contains(&Kind::Keepalived),
+        "keepalived is missing: run `cargo xtask setup`"
+    );
+    let mut lab = Lab::new();
+    let names: Vec<String> = (1..=kinds.len()).map(|i| format!("d{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (switch, hosts) = lab.lan(&name_refs);
+    let dir = lab.dir().to_path_buf();
+    let routers = hosts
+        .into_iter()
+        .zip(kinds)
+        .enumerate()
+        .map(|(i, (ns, kind))| {
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("192.0.2.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ]);
+            Router {
+                name: names[i].clone(),
+                ns,
+                kind: *kind,
+                dir: dir.clone(),
+                pid: None,
+                vip: VIP,
+            }
+        })
+        .collect();
+    (lab, switch, routers)
+}
+
+/// Waits until exactly `master` of `routers` holds the VIP; on timeout, fails with every
+/// router's log.
+pub fn wait_master(routers: &[Router], master: usize, why: &str) {
+    let deadline = std::time::Instant::now() + TAKEOVER;
+    let settled = || {
+        routers
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.pid.is_none() || r.holds_vip() == (i == master))
+    };
+    while !settled() {
+        if std::time::Instant::now() > deadline {
+            let logs: Vec<String> = routers
+                .iter()
+                .map(|r| {
+                    format!(
+                        "--- {} ({:?}) holds VIP: {}\n{}",
+                        r.name,
+                        r.kind,
+                        r.holds_vip(),
+                        r.log()
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out after {TAKEOVER:?} waiting for {} alone to hold {VIP} ({why})\n{}",
+                routers[master].name,
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts for `period` that `master` keeps the VIP and no other running router takes it.
+pub fn assert_stays_master(routers: &[Router], master: usize, period: Duration) {
+    let deadline = std::time::Instant::now() + period;
+    while std::time::Instant::now() < deadline {
+        for (i, r) in routers.iter().enumerate() {
+            if r.pid.is_some() {
+                assert_eq!(
+                    r.holds_vip(),
+                    i == master,
+                    "{} {} the VIP while {} should be the only master\n{}",
+                    r.name,
+                    if i == master { "lost" } else { "took" },
+                    routers[master].name,
+                    r.log()
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
