@@ -8,8 +8,9 @@
 //!
 //! States use RFC 9568's names (Active is keepalived's MASTER). Timer arithmetic matches
 //! keepalived's, so the two agree on who takes over and when:
-//! - Skew_Time: v3 `((256 - priority) * Active_Adver_Interval_cs) / 256` in whole centiseconds;
-//!   v2 `(256 - priority) / 256` seconds.
+//! - Skew_Time: v3 `((256 - priority) * Active_Adver_Interval) / 256`, in whole microseconds
+//!   (keepalived's `VRRP_TIMER_SKEW`: not truncated to centiseconds, so at small intervals each
+//!   priority still gets its own down interval); v2 `(256 - priority) / 256` seconds.
 //! - Active_Down_Interval: `down_timer_adverts` (3 in the RFCs) times Active_Adver_Interval,
 //!   plus Skew_Time.
 
@@ -233,9 +234,8 @@ impl Instance {
     pub fn skew_time(&self) -> Duration {
         let weight = 256 - u64::from(self.config.priority);
         match self.config.version {
-            // keepalived: whole centiseconds.
             Version::V3 => {
-                Duration::from_millis(weight * u64::from(self.active_adver_int_cs) / 256 * 10)
+                Duration::from_micros(weight * u64::from(self.active_adver_int_cs) * 10_000 / 256)
             }
             Version::V2 => Duration::from_micros(weight * 1_000_000 / 256),
         }

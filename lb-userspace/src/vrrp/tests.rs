@@ -1,8 +1,8 @@
 //! RFC behaviour of [`super::instance::Instance`], on the simulated LAN of [`super::sim`].
 //!
 //! Times are exact: the LAN delivers after 100 µs and the clock is virtual. For VRRPv3 at an
-//! interval of 1 s, Skew_Time is `(256 - p) * 100 / 256` whole centiseconds: 210 ms at priority
-//! 200, 410 ms at 150, 600 ms at 100; Active_Down_Interval is 3 s plus that.
+//! interval of 1 s, Skew_Time is `(256 - p) / 256` s in whole µs: 218.750 ms at priority 200,
+//! 414.062 ms at 150, 609.375 ms at 100; Active_Down_Interval is 3 s plus that.
 
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ fn three(version: Version) -> Lan {
 
 #[test]
 fn the_highest_priority_wins_the_election_after_its_down_interval() {
-    // Input: three backups start together. Output: the 200 takes over at 3 s + 210 ms, alone.
+    // Input: three backups start together. Output: the 200 takes over at 3 s + 218.75 ms, alone.
     let mut lan = three(Version::V3);
     lan.run_for(Duration::from_secs(10));
     assert_eq!(lan.active(), [2]);
@@ -47,7 +47,7 @@ fn the_highest_priority_wins_the_election_after_its_down_interval() {
         lan.changes(2),
         [
             (ms(0), Event::BecameBackup(BackupReason::Startup)),
-            (ms(3210), Event::BecameActive(ActiveReason::ActiveDown)),
+            (us(3_218_750), Event::BecameActive(ActiveReason::ActiveDown)),
         ]
     );
     assert_eq!(
@@ -62,8 +62,8 @@ fn the_highest_priority_wins_the_election_after_its_down_interval() {
 
 #[test]
 fn a_crashed_active_router_is_replaced_after_the_active_down_interval() {
-    // Input: the 200 dies silently at 10.5 s; its last advert left at 10.21 s and arrived
-    // 100 µs later. Output: the 150 takes over 3.41 s after that arrival; the 100 never does.
+    // Input: the 200 dies silently at 10.5 s; its last advert left at 10.21875 s and arrived
+    // 100 µs later. Output: the 150 takes over 3.414062 s after that arrival; the 100 never does.
     let mut lan = three(Version::V3);
     lan.run_for(ms(10_500));
     lan.crash(2);
@@ -72,7 +72,7 @@ fn a_crashed_active_router_is_replaced_after_the_active_down_interval() {
     assert_eq!(
         lan.changes(1).last(),
         Some(&(
-            ms(10_210 + 3_410) + us(100),
+            us(10_218_750 + 3_414_062 + 100),
             Event::BecameActive(ActiveReason::ActiveDown)
         ))
     );
@@ -82,7 +82,7 @@ fn a_crashed_active_router_is_replaced_after_the_active_down_interval() {
 #[test]
 fn a_graceful_stop_hands_over_after_skew_time() {
     // Input: the 200 stops at 10.5 s and sends priority 0. Output: the 150 takes over after its
-    // Skew_Time (410 ms), well before the 100's (600 ms), which then hears the new active.
+    // Skew_Time (414 ms), well before the 100's (609 ms), which then hears the new active.
     let mut lan = three(Version::V3);
     lan.run_for(ms(10_500));
     lan.stop(2);
@@ -92,7 +92,7 @@ fn a_graceful_stop_hands_over_after_skew_time() {
     assert_eq!(
         lan.changes(1).last(),
         Some(&(
-            ms(10_500 + 410) + us(100),
+            ms(10_500) + us(414_062 + 100),
             Event::BecameActive(ActiveReason::ActiveDown)
         ))
     );
@@ -119,7 +119,7 @@ fn a_fault_on_the_active_router_hands_over_after_skew_time_and_recovery_preempts
     assert_eq!(
         lan.changes(1).last(),
         Some(&(
-            ms(10_500 + 410) + us(100),
+            ms(10_500) + us(414_062 + 100),
             Event::BecameActive(ActiveReason::ActiveDown)
         ))
     );
@@ -169,19 +169,22 @@ fn late_higher(tune: impl FnOnce(&mut super::instance::Config)) -> Lan {
 #[test]
 fn a_higher_priority_router_preempts() {
     // Output: the 200 discards the 150's adverts, takes over when its down timer runs out
-    // (10 s + 3.21 s) and the 150 yields on its first advert.
+    // (10 s + 3.21875 s) and the 150 yields on its first advert.
     let mut lan = late_higher(|_| {});
     lan.run_for(Duration::from_secs(10));
     assert_eq!(lan.active(), [1]);
     assert_eq!(
         lan.changes(1).last(),
-        Some(&(ms(13_210), Event::BecameActive(ActiveReason::ActiveDown)))
+        Some(&(
+            us(13_218_750),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
     );
     let by = "192.0.2.13".parse().expect("ip");
     assert_eq!(
         lan.changes(0).last(),
         Some(&(
-            ms(13_210) + us(100),
+            us(13_218_750 + 100),
             Event::BecameBackup(BackupReason::Preempted { by, priority: 200 })
         ))
     );
@@ -200,16 +203,16 @@ fn nopreempt_leaves_the_active_router_alone() {
 
 #[test]
 fn preempt_delay_tolerates_the_lower_router_for_that_long() {
-    // The 150 advertises at 3.41 s + k. The 200 first hears it at 10.4101 s, tolerates it until
-    // 15.4101 s (5 s later): the last advert it honours arrives at 14.4101 s, so it takes over
-    // 3.21 s after that, at 17.6201 s.
+    // The 150 advertises at 3.414062 s + k. The 200 first hears it at 10.414162 s, tolerates it
+    // until 15.414162 s (5 s later): the last advert it honours arrives at 14.414162 s, so it
+    // takes over 3.21875 s after that.
     let mut lan = late_higher(|c| c.preempt_delay = Duration::from_secs(5));
     lan.run_for(Duration::from_secs(20));
     assert_eq!(lan.active(), [1]);
     assert_eq!(
         lan.changes(1).last(),
         Some(&(
-            ms(14_410 + 3_210) + us(100),
+            us(14_414_062 + 100 + 3_218_750),
             Event::BecameActive(ActiveReason::ActiveDown)
         ))
     );
@@ -267,7 +270,7 @@ fn the_address_owner_takes_over_at_once_and_never_yields() {
 #[test]
 fn a_v3_backup_learns_the_active_router_s_interval() {
     // The active advertises every 50 cs; the backup is configured for 100 cs but must use the
-    // active's: down interval 3 * 500 ms + (106 * 50 / 256 = 20 cs) 200 ms = 1.7 s.
+    // active's: down interval 3 * 500 ms + 106 * 500 ms / 256 (207.031 ms) = 1.707031 s.
     let mut lan = Lan::new(vec![
         config(Version::V3, 200, A, 50),
         config(Version::V3, 150, B, 100),
@@ -277,14 +280,14 @@ fn a_v3_backup_learns_the_active_router_s_interval() {
     lan.start(1);
     lan.run_for(Duration::from_secs(10));
     assert_eq!(lan.instance(1).active_adver_int_cs(), 50);
-    assert_eq!(lan.instance(1).active_down_interval(), ms(1_700));
+    assert_eq!(lan.instance(1).active_down_interval(), us(1_707_031));
     lan.crash(0);
     let crashed_at = lan.elapsed();
     lan.run_for(Duration::from_secs(5));
     let (at, event) = *lan.changes(1).last().expect("a change");
     assert_eq!(event, Event::BecameActive(ActiveReason::ActiveDown));
     assert!(
-        at > crashed_at && at <= crashed_at + ms(1_700 + 500),
+        at > crashed_at && at <= crashed_at + us(1_707_031 + 500_000),
         "took over at {at:?}, crash at {crashed_at:?}"
     );
 }
@@ -418,13 +421,14 @@ fn shutdown_from_backup_sends_nothing_and_restart_works() {
 #[test]
 fn skew_and_down_interval_follow_keepalived_s_arithmetic() {
     // (version, priority, interval cs) -> (skew, down interval), worked by hand:
-    // v3 skew = floor((256 - p) * cs / 256) centiseconds; v2 skew = (256 - p) / 256 s.
+    // v3 skew = floor((256 - p) * cs * 10000 / 256) µs; v2 skew = (256 - p) / 256 s.
     let cases = [
-        (Version::V3, 1, 100, ms(990), ms(3_990)), // 255 * 100 / 256 = 99.6 -> 99 cs
-        (Version::V3, 254, 5, ms(0), ms(150)),     // 2 * 5 / 256 = 0.04 -> 0 cs
-        (Version::V3, 128, 1000, ms(5_000), ms(35_000)), // 128 * 1000 / 256 = 500 cs
-        (Version::V3, 200, 1, ms(0), ms(30)),      // advert_int 0.01 s
-        (Version::V3, 50, 256, ms(2_060), ms(9_740)), // 206 * 256 / 256 = 206 cs
+        (Version::V3, 1, 100, us(996_093), us(3_996_093)), // 255 * 1e6 / 256 = 996093.75
+        (Version::V3, 254, 5, us(390), us(150_390)),       // 2 * 50000 / 256 = 390.6
+        (Version::V3, 128, 1000, ms(5_000), ms(35_000)),   // 128 * 1e7 / 256
+        (Version::V3, 100, 1, us(6_093), us(36_093)), // advert_int 0.01: the reference's 36.1 ms
+        (Version::V3, 100, 5, us(30_468), us(180_468)), // advert_int 0.05: 180.5 ms
+        (Version::V3, 50, 256, ms(2_060), ms(9_740)), // 206 * 2.56e6 / 256
         (Version::V2, 1, 100, us(996_093), us(3_996_093)), // 255 / 256 s
         (Version::V2, 255, 300, us(3_906), us(9_003_906)), // 1 / 256 s, 3 * 3 s + skew
     ];
