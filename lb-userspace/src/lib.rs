@@ -13,6 +13,7 @@
 //! Pure modules take text, bytes and values and return values; they never touch sockets, the
 //! kernel or the clock.
 
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -38,3 +38,22 @@ pub(crate) fn link_layer_addr(ifindex: u32, protocol: u16, dest: [u8; 6]) -> io:
     }?;
     Ok(addr)
 }
+
+/// A timerfd that tokio's reactor can watch (nix's `TimerFd` has no `AsRawFd`).
+#[derive(Debug)]
+pub(crate) struct TimerHandle(pub(crate) nix::sys::timerfd::TimerFd);
+
+impl std::os::fd::AsRawFd for TimerHandle {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd as _;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Registers a timerfd with tokio's reactor for readiness.
+pub(crate) fn async_timer(timer: nix::sys::timerfd::TimerFd) -> io::Result<AsyncFd<TimerHandle>> {
+    // SAFETY: `TimerFd` owns its descriptor and closes it only when dropped, which happens
+    // after the AsyncFd that owns it deregisters.
+    unsafe { AsyncFd::register_with_interest(TimerHandle(timer), Interest::READABLE) }
+        .map_err(io::Error::from)
+}

@@ -223,19 +223,23 @@ impl Lab {
         pid
     }
 
-    /// Stops a process started with [`Lab::spawn`] or [`Lab::spawn_group`] with `signal` (to
-    /// its whole group for the latter) and waits for it (bounded).
+    /// Stops a process started with [`Lab::spawn`] or [`Lab::spawn_group`] with `signal`
+    /// ("KILL", "TERM", ...; to its whole group for the latter) and waits for it (bounded). The
+    /// signal goes out with kill(2) from this process, so a caller's timestamp taken just before
+    /// is the moment of the signal.
     pub fn stop(&mut self, pid: u32, signal: &str) -> Option<std::process::ExitStatus> {
         let index = self.children.iter().position(|(_, c, _)| c.id() == pid)?;
         let (what, mut child, group) = self.children.remove(index);
-        let target = if group {
-            format!("-{pid}")
-        } else {
-            pid.to_string()
+        let number = match signal {
+            "KILL" => libc::SIGKILL,
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "HUP" => libc::SIGHUP,
+            other => panic!("signal {other} is not one the lab sends"),
         };
-        let _kill = Command::new("kill")
-            .args(["-s", signal, "--", &target])
-            .status();
+        let target = i32::try_from(pid).expect("pid fits i32");
+        crate::sys::kill(if group { -target } else { target }, number)
+            .unwrap_or_else(|e| panic!("kill -{signal} {what} (pid {pid}): {e}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {

@@ -8,9 +8,15 @@
 //! `lbctl status --json`.
 
 use std::{
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use crate::lab::{Lab, Netns, wait_for_path, wait_until};
@@ -133,7 +139,8 @@ impl Router {
                     .env("RUST_LOG", "info")
                     .stdout(Stdio::null())
                     .stderr(log);
-                let pid = lab.spawn(&format!("lbd {}", self.name), cmd);
+                // Its own process group, as keepalived's: a crash is a group SIGKILL for both.
+                let pid = lab.spawn_group(&format!("lbd {}", self.name), cmd);
                 wait_for_path(&socket, Duration::from_secs(20));
                 pid
             }
@@ -165,8 +172,8 @@ impl Router {
         self.pid = Some(pid);
     }
 
-    /// Stops the router with `signal` (keepalived: its whole process group, as a crash or
-    /// `systemctl stop` would).
+    /// Stops the router with `signal` to its whole process group, as a crash or `systemctl
+    /// stop` would.
     pub fn stop(&mut self, lab: &mut Lab, signal: &str) {
         let pid = self.pid.take().expect("router running");
         // keepalived's VRRP child is not the process the lab waits for: wait for it too.
@@ -272,7 +279,7 @@ pub fn lan(kinds: &[Kind]) -> (Lab, Netns, Vec<Router>) {
 /// Waits until exactly `master` of `routers` holds the VIP; on timeout, fails with every
 /// router's log.
 pub fn wait_master(routers: &[Router], master: usize, why: &str) {
-    let deadline = std::time::Instant::now() + TAKEOVER;
+    let deadline = Instant::now() + TAKEOVER;
     let settled = || {
         routers
             .iter()
@@ -280,7 +287,7 @@ pub fn wait_master(routers: &[Router], master: usize, why: &str) {
             .all(|(i, r)| r.pid.is_none() || r.holds_vip() == (i == master))
     };
     while !settled() {
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             let logs: Vec<String> = routers
                 .iter()
                 .map(|r| {
@@ -305,8 +312,8 @@ pub fn wait_master(routers: &[Router], master: usize, why: &str) {
 
 /// Asserts for `period` that `master` keeps the VIP and no other running router takes it.
 pub fn assert_stays_master(routers: &[Router], master: usize, period: Duration) {
-    let deadline = std::time::Instant::now() + period;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + period;
+    while Instant::now() < deadline {
         for (i, r) in routers.iter().enumerate() {
             if r.pid.is_some() {
                 assert_eq!(
@@ -322,4 +329,135 @@ pub fn assert_stays_master(routers: &[Router], master: usize, period: Duration) 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A frame a [`Capture`] recognized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A VRRP advert over IPv4 from `src` at `priority`.
+    Advert {
+        /// Sender.
+        src: Ipv4Addr,
+        /// Its priority (0: the sender is leaving).
+        priority: u8,
+    },
+    /// A gratuitous ARP for `vip` from `mac`.
+    Garp {
+        /// The announced address.
+        vip: Ipv4Addr,
+        /// The sender's MAC.
+        mac: [u8; 6],
+    },
+}
+
+/// Records the VRRP adverts and gratuitous ARPs crossing every interface of a namespace,
+/// incoming and outgoing, each with the time it was read: an AF_PACKET socket read by a
+/// dedicated thread that does nothing else, so the times are within microseconds of the wire.
+#[derive(Debug)]
+pub struct Capture {
+    frames: Arc<Mutex<Vec<(Instant, Seen)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    /// Starts capturing in `ns`; returns once the socket is open.
+    pub fn start(ns: &Netns) -> Self {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (frames, stop) = (Arc::clone(&frames), Arc::clone(&stop));
+            ns.spawn_within(move || {
+                use socket2::{Domain, Protocol, Socket, Type};
+                const ETH_P_ALL: u16 = 0x0003;
+                let socket = Socket::new(
+                    Domain::PACKET,
+                    Type::RAW,
+                    Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+                )
+                .expect("AF_PACKET socket");
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .expect("SO_RCVTIMEO");
+                socket.set_recv_buffer_size(8 << 20).expect("SO_RCVBUF");
+                ready_tx.send(()).expect("capture ready");
+                let mut buffer = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(len) = std::io::Read::read(&mut &socket, &mut buffer) else {
+                        continue;
+                    };
+                    let at = Instant::now();
+                    if let Some(seen) = recognize(&buffer[..len]) {
+                        frames.lock().expect("capture lock").push((at, seen));
+                    }
+                }
+            })
+        };
+        ready_rx.recv().expect("capture thread started");
+        Self {
+            frames,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What was seen so far.
+    pub fn frames(&self) -> Vec<(Instant, Seen)> {
+        self.frames.lock().expect("capture lock").clone()
+    }
+
+    /// Stops capturing and returns everything seen.
+    pub fn finish(mut self) -> Vec<(Instant, Seen)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("capture thread");
+        }
+        self.frames()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
+/// A VRRP advert over IPv4 or a gratuitous ARP in an Ethernet frame.
+fn recognize(frame: &[u8]) -> Option<Seen> {
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let addr = |at: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    match ethertype {
+        0x0800 if *frame.get(23)? == 112 => {
+            let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+            Some(Seen::Advert {
+                src: addr(26)?,
+                priority: *frame.get(14 + ihl + 2)?,
+            })
+        }
+        // A request whose sender and target protocol addresses are the same.
+        0x0806 if frame.get(20..22)? == [0, 1] && addr(28)? == addr(38)? => Some(Seen::Garp {
+            vip: addr(28)?,
+            mac: frame.get(22..28)?.try_into().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// The MAC address of `interface` in `ns`.
+pub fn mac_of(ns: &Netns, interface: &str) -> [u8; 6] {
+    let out = ns.run("cat", &[&format!("/sys/class/net/{interface}/address")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).expect("hex MAC"))
+        .collect();
+    bytes.try_into().expect("6-byte MAC")
 }

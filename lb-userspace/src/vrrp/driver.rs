@@ -89,7 +89,7 @@ struct Sockets {
 struct Driver {
     link: Link,
     handle: rtnetlink::Handle,
-    clock: Clock,
+    timer: crate::clock::Timer,
     running: HashMap<(Family, u8), Running>,
     unknown_vrid: u64,
     link_up: bool,
@@ -124,7 +124,7 @@ pub async fn run(
     let mut buffer = vec![0u8; 65536];
     loop {
         driver.flush_all(&sockets).await;
-        let sleep = driver.clock.sleep_until(driver.next_deadline());
+        let sleep = driver.timer.sleep_until(driver.next_deadline());
         tokio::select! {
             ready = readable(sockets.v4.as_ref().map(|s| &s.recv)) => {
                 driver.receive_v4(ready, &mut buffer);
@@ -211,8 +211,11 @@ impl Driver {
             None
         };
         let announcer = Announcer::open(&link)?;
-        let clock = Clock::new();
-        let now = clock.now();
+        let timer = crate::clock::Timer::new().map_err(|source| io::IoError::Socket {
+            op: "creating the timerfd".to_owned(),
+            source,
+        })?;
+        let now = crate::clock::now();
         let link_up = link.up;
         let mut running = HashMap::new();
         for spec in instances {
@@ -242,7 +245,7 @@ impl Driver {
         let driver = Self {
             link,
             handle,
-            clock,
+            timer,
             running,
             unknown_vrid: 0,
             link_up,
@@ -259,7 +262,7 @@ impl Driver {
     }
 
     fn timeout(&mut self, announcer: &Announcer) {
-        let now = self.clock.now();
+        let now = crate::clock::now();
         for r in self.running.values_mut() {
             r.instance.handle_timeout(now);
             if r.garp_again_at.is_some_and(|at| now >= at) {
@@ -279,7 +282,7 @@ impl Driver {
         loop {
             match std::io::Read::read(&mut guard.get_inner(), buffer) {
                 Ok(len) => {
-                    let now = self.clock.now();
+                    let now = crate::clock::now();
                     match split_ipv4(&buffer[..len]) {
                         Ok((ip, message)) => {
                             let envelope = Envelope {
@@ -315,7 +318,7 @@ impl Driver {
         loop {
             match socket.recv(buffer) {
                 Ok(received) => {
-                    let now = self.clock.now();
+                    let now = crate::clock::now();
                     let envelope = Envelope {
                         src: received.src.into(),
                         dst: received.dst.into(),
@@ -367,7 +370,7 @@ impl Driver {
         }
         self.link_up = up;
         info!(interface = %self.link.name, up, "link state changed");
-        let now = self.clock.now();
+        let now = crate::clock::now();
         for r in self.running.values_mut() {
             r.instance.set_fault(now, !up);
         }
@@ -375,12 +378,12 @@ impl Driver {
 
     async fn flush_all(&mut self, sockets: &Sockets) {
         for r in self.running.values_mut() {
-            flush(r, sockets, &self.link, &self.handle, &self.clock).await;
+            flush(r, sockets, &self.link, &self.handle).await;
         }
     }
 
     async fn shutdown(&mut self, sockets: &Sockets) {
-        let now = self.clock.now();
+        let now = crate::clock::now();
         for r in self.running.values_mut() {
             r.instance.shutdown(now);
         }
@@ -396,13 +399,7 @@ impl Driver {
 }
 
 /// Sends what the instance wants sent and acts on its events.
-async fn flush(
-    r: &mut Running,
-    sockets: &Sockets,
-    link: &Link,
-    handle: &rtnetlink::Handle,
-    clock: &Clock,
-) {
+async fn flush(r: &mut Running, sockets: &Sockets, link: &Link, handle: &rtnetlink::Handle) {
     while let Some(advert) = r.instance.poll_transmit() {
         let source = r.instance.config().primary;
         let group = match source {
@@ -443,7 +440,7 @@ async fn flush(
                 }
                 r.holds_addresses = true;
                 announce(r, &sockets.announcer, link);
-                r.garp_again_at = Some(clock.now() + GARP_DELAY);
+                r.garp_again_at = Some(crate::clock::now() + GARP_DELAY);
             }
             Event::BecameBackup(reason) => {
                 info!(instance = %r.spec.name, ?reason, "entering BACKUP state");
@@ -544,32 +541,5 @@ pub fn instance_config(spec: &VrrpInstance, primary: IpAddr) -> instance::Config
         auth: spec.auth_pass.as_deref().map_or(Auth::None, Auth::simple),
         down_timer_adverts: 3,
         check_addresses: true,
-    }
-}
-
-/// The driver's clock: tokio's (so tests can pause it), as a monotonic [`Instant`].
-struct Clock {
-    origin: tokio::time::Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Self {
-            origin: tokio::time::Instant::now(),
-        }
-    }
-
-    fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-
-    /// Sleeps until `deadline`, or forever without one.
-    async fn sleep_until(&self, deadline: Option<Instant>) {
-        match deadline {
-            Some(at) => {
-                tokio::time::sleep_until(self.origin + Duration::from_nanos(at.as_nanos())).await;
-            }
-            None => std::future::pending().await,
-        }
     }
 }

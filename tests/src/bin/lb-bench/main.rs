@@ -1,6 +1,8 @@
 //! `cargo xtask bench <name>`: lbd's benchmarks. Each prints its figures next to a baseline
 //! measured in the same run.
 //!
+//! - `failover [--reps N] [--steady-secs S] [--window-secs W] [--only ...]`: VRRP failover,
+//!   steadiness and resources of lbd against keepalived 2.2.7 in the same lab ([`failover`]).
 //! - `xdp [--repeat N] [--rounds R]`: BPF_PROG_TEST_RUN ns per packet of lbd's XDP program on
 //!   each path (VIP hit TCP/UDP/IPv6, non-VIP, non-IP), against an empty XDP program (the floor,
 //!   which is the harness's own cost) on the same frames.
@@ -8,6 +10,8 @@
     unused_crate_dependencies,
     reason = "each target of lb-tests uses part of the package's dependencies; cargo cannot scope them"
 )]
+
+mod failover;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -139,8 +143,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("xdp") => bench_xdp(&args[1..]),
+        Some("failover") => failover::bench_failover(&args[1..]),
         other => {
-            eprintln!("unknown benchmark {other:?}; available: xdp");
+            eprintln!("unknown benchmark {other:?}; available: xdp, failover");
             ExitCode::FAILURE
         }
     }
