@@ -326,6 +326,11 @@ struct VrrpDriver {
 /// Starts one VRRP driver per interface.
 fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
     let (shutdown, stopped) = watch::channel(false);
+    let shared = crate::vrrp::driver::Shared {
+        globals: std::sync::Arc::new(model.vrrp.clone()),
+        track: crate::vrrp::tracker::start(&model.vrrp, &stopped),
+        notifier: std::sync::Arc::new(crate::scripts::Notifier::start(&model.vrrp)),
+    };
     let mut by_interface: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
     for instance in &model.vrrp_instances {
         match by_interface
@@ -340,8 +345,13 @@ fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
         .into_iter()
         .map(|(interface, instances)| {
             let (queries, queries_rx) = mpsc::channel(4);
-            let driver =
-                crate::vrrp::driver::run(interface.clone(), instances, queries_rx, stopped.clone());
+            let driver = crate::vrrp::driver::run(
+                interface.clone(),
+                instances,
+                shared.clone(),
+                queries_rx,
+                stopped.clone(),
+            );
             let name = interface.clone();
             let task = tokio::spawn(async move {
                 // Said at once: a driver that cannot start (no such interface, no address to

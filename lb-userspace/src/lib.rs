@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod ipvs;
 pub mod model;
+pub mod scripts;
 mod sys;
 pub mod time;
 pub mod vrrp;

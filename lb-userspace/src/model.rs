@@ -17,6 +17,138 @@ pub struct Model {
     pub vrrp_instances: Vec<VrrpInstance>,
     /// keepalived's `router_id`, shown in status.
     pub router_id: Option<String>,
+    /// What VRRP instances share: scripts, tracked files, sync groups, notification.
+    pub vrrp: VrrpGlobals,
+}
+
+/// The VRRP settings and objects that are not one instance's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VrrpGlobals {
+    /// `vrrp_script`s, tracked by instances' `track_script`.
+    pub scripts: Vec<VrrpScript>,
+    /// `vrrp_track_file`s, tracked by instances' `track_file`.
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_sync_group`s: instances that change state together.
+    pub sync_groups: Vec<SyncGroup>,
+    /// keepalived's `vrrp_notify_fifo`: a FIFO that gets one line per state change.
+    pub notify_fifo: Option<std::path::PathBuf>,
+    /// Who scripts run as unless they say otherwise (keepalived's `script_user`); `None`: the
+    /// `keepalived_script` user if it exists, else `nobody`, never root by default.
+    pub script_user: Option<ScriptUser>,
+}
+
+/// A user, and optionally a group, to run a script as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptUser {
+    /// User name.
+    pub user: String,
+    /// Group name (default: the user's primary group).
+    pub group: Option<String>,
+}
+
+/// A command to run: its argv, and who runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// argv: the program and its arguments.
+    pub argv: Vec<String>,
+    /// Who runs it (default: [`VrrpGlobals::script_user`]).
+    pub user: Option<ScriptUser>,
+}
+
+/// keepalived's `vrrp_script`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpScript {
+    /// Its name.
+    pub name: String,
+    /// The command; exit status 0 is success.
+    pub script: Script,
+    /// Run every `interval` (default 1 s).
+    pub interval: std::time::Duration,
+    /// A run longer than this fails (default: the interval).
+    pub timeout: std::time::Duration,
+    /// Priority change: added on success when positive, on failure when negative; 0 means a
+    /// failure puts the instance in FAULT.
+    pub weight: i32,
+    /// `reverse`: the weight applies the other way round.
+    pub reverse: bool,
+    /// Successes in a row to become good (default 1).
+    pub rise: u32,
+    /// Failures in a row to become bad (default 1).
+    pub fall: u32,
+    /// Start as failed rather than good.
+    pub init_fail: bool,
+}
+
+/// keepalived's `vrrp_track_file`: a file holding a number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackFile {
+    /// Its name.
+    pub name: String,
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The value times this is added to the priority; 0: a non-zero value means FAULT.
+    pub weight: i32,
+    /// `reverse`: the value's sign is reversed.
+    pub reverse: bool,
+}
+
+/// keepalived's `vrrp_sync_group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Its name.
+    pub name: String,
+    /// Member instances (by name).
+    pub members: Vec<String>,
+    /// Scripts run on the group's transitions.
+    pub notify: Notify,
+}
+
+/// Scripts run on transitions, keepalived's `notify_*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// On becoming MASTER.
+    pub master: Option<Script>,
+    /// On becoming BACKUP.
+    pub backup: Option<Script>,
+    /// On becoming FAULT.
+    pub fault: Option<Script>,
+    /// On stopping.
+    pub stop: Option<Script>,
+    /// On every transition, with `INSTANCE|GROUP NAME STATE PRIORITY` appended.
+    pub any: Option<Script>,
+}
+
+/// A tracked object of an instance: an interface, script or file by name, with the weight the
+/// instance gives it (`None`: the object's own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    /// Interface, script or file name.
+    pub name: String,
+    /// The instance's weight for it.
+    pub weight: Option<i32>,
+    /// `reverse`.
+    pub reverse: bool,
+}
+
+/// Gratuitous ARP / unsolicited NA after becoming MASTER (keepalived's `garp_master_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Garp {
+    /// Announcements in each burst (default 5).
+    pub repeat: u32,
+    /// The second burst's delay after the first (default 5 s; zero: no second burst).
+    pub delay: std::time::Duration,
+    /// While MASTER, a burst every this long (default: never).
+    pub refresh: Option<std::time::Duration>,
+}
+
+impl Default for Garp {
+    fn default() -> Self {
+        Self {
+            repeat: 5,
+            delay: std::time::Duration::from_secs(5),
+            refresh: None,
+        }
+    }
 }
 
 /// Which data plane programs the virtual servers, and where.
@@ -266,6 +398,18 @@ pub struct VrrpInstance {
     pub unicast_peers: Vec<IpAddr>,
     /// How the VRRPv3 checksum over IPv4 is computed.
     pub v3_ipv4_checksum: crate::vrrp::wire::V3Ipv4Checksum,
+    /// Scripts run on transitions.
+    pub notify: Notify,
+    /// Also notify (FIFO) priority changes: `MASTER_PRIORITY` / `BACKUP_PRIORITY` lines.
+    pub notify_priority_changes: bool,
+    /// Tracked interfaces: down means FAULT, or the weight when given.
+    pub track_interfaces: Vec<Track>,
+    /// Tracked `vrrp_script`s.
+    pub track_scripts: Vec<Track>,
+    /// Tracked `vrrp_track_file`s.
+    pub track_files: Vec<Track>,
+    /// Announcements after becoming MASTER.
+    pub garp: Garp,
 }
 
 /// A virtual address of a VRRP instance.

@@ -15,7 +15,10 @@
 
 use super::{
     ConfigError, Pos, Unimplemented,
-    spec::{At, RealServerSpec, Spec, VirtualServerSpec, VrrpInstanceSpec},
+    spec::{
+        At, NotifySpec, RealServerSpec, ScriptSpec, Spec, SyncGroupSpec, TrackFileSpec, TrackSpec,
+        VirtualServerSpec, VrrpInstanceSpec, VrrpScriptSpec,
+    },
 };
 
 /// A lexical token.
@@ -225,12 +228,8 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
-    "track_file",
-    "vrrp_track_file",
     "vrrp_track_process",
     "bfd_instance",
-    "vrrp_script",
-    "vrrp_sync_group",
     "garp_group",
     "virtual_server_group",
     "SSL",
@@ -325,7 +324,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "namespace_with_ipsets",
     "instance",
     "use_pid_dir",
-    "script_user",
     "enable_script_security",
     "set_supplementary_groups",
     "startup_script",
@@ -334,11 +332,8 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "shutdown_script_timeout",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
-    "vrrp_garp_master_delay",
-    "vrrp_garp_master_repeat",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
-    "vrrp_garp_master_refresh",
     "vrrp_garp_master_refresh_repeat",
     "vrrp_garp_interval",
     "vrrp_gna_interval",
@@ -383,9 +378,7 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "lvs_flush",
     "lvs_flush_on_stop",
     "nftables_ipvs",
-    "notify_fifo",
     "notify_fifo_script",
-    "vrrp_notify_fifo",
     "vrrp_notify_fifo_script",
     "lvs_notify_fifo",
     "lvs_notify_fifo_script",
@@ -424,8 +417,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "use_ipvlan",
     "native_ipv6",
     "dont_track_primary",
-    "track_interface",
-    "track_script",
     "track_process",
     "track_bfd",
     "mcast_src_ip",
@@ -435,11 +426,8 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "unicast_fault_no_peer",
     "unicast_ttl",
     "old_unicast_checksum",
-    "garp_master_delay",
-    "garp_master_repeat",
     "garp_lower_prio_delay",
     "garp_lower_prio_repeat",
-    "garp_master_refresh",
     "garp_master_refresh_repeat",
     "garp_interval",
     "gna_interval",
@@ -458,14 +446,8 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "no_accept",
     "skip_check_adv_addr",
     "strict_mode",
-    "notify_master",
-    "notify_backup",
-    "notify_fault",
-    "notify_stop",
     "notify_deleted",
     "notify_master_rx_lower_pri",
-    "notify",
-    "notify_priority_changes",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
     "debug",
@@ -697,6 +679,26 @@ impl Reader<'_> {
             match s.keyword.value.as_str() {
                 "router_id" => spec.router_id = self.one(s),
                 "vrrp_version" => spec.vrrp_version = self.one(s).and_then(|a| self.number(&a)),
+                "vrrp_notify_fifo" | "notify_fifo" => spec.notify_fifo = self.one(s),
+                "script_user" => {
+                    self.no_block(s);
+                    match s.args.as_slice() {
+                        [user] => spec.script_user = Some((user.clone(), None)),
+                        [user, group] => {
+                            spec.script_user = Some((user.clone(), Some(group.clone())));
+                        }
+                        _ => self.error(s.keyword.pos, "script_user takes USER [GROUP]".to_owned()),
+                    }
+                }
+                "vrrp_garp_master_delay" => {
+                    spec.garp_master_delay = self.one(s).and_then(|a| self.float(&a));
+                }
+                "vrrp_garp_master_repeat" => {
+                    spec.garp_master_repeat = self.one(s).and_then(|a| self.number(&a));
+                }
+                "vrrp_garp_master_refresh" => {
+                    spec.garp_master_refresh = self.one(s).and_then(|a| self.float(&a));
+                }
                 _ => self.other(s, "global_defs"),
             }
         }
@@ -755,6 +757,22 @@ impl Reader<'_> {
                         vi.unicast_peer.push(entry.keyword.clone());
                     }
                 }
+                "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
+                    self.notify(s, &mut vi.notify);
+                }
+                "notify_priority_changes" => vi.notify_priority_changes = self.flag(s),
+                "track_interface" => vi.track_interface = self.track_list(s),
+                "track_script" => vi.track_script = self.track_list(s),
+                "track_file" => vi.track_file = self.track_list(s),
+                "garp_master_delay" => {
+                    vi.garp_master_delay = self.one(s).and_then(|a| self.float(&a));
+                }
+                "garp_master_repeat" => {
+                    vi.garp_master_repeat = self.one(s).and_then(|a| self.number(&a));
+                }
+                "garp_master_refresh" => {
+                    vi.garp_master_refresh = self.one(s).and_then(|a| self.float(&a));
+                }
                 "authentication" => {
                     for a in s.block.iter().flatten() {
                         match a.keyword.value.as_str() {
@@ -768,6 +786,160 @@ impl Reader<'_> {
             }
         }
         Some(vi)
+    }
+}
+
+impl Reader<'_> {
+    /// `KEYWORD COMMAND [USER [GROUP]]`: COMMAND is one word or a quoted command line.
+    fn script(&mut self, s: &Statement) -> Option<ScriptSpec> {
+        self.no_block(s);
+        match s.args.as_slice() {
+            [command, rest @ ..] if rest.len() <= 2 => Some(ScriptSpec {
+                command: command.clone(),
+                user: rest.first().cloned(),
+                group: rest.get(1).cloned(),
+            }),
+            _ => {
+                let message = format!(
+                    "{} takes a command (quoted when it has arguments) and optionally USER [GROUP]",
+                    s.keyword.value
+                );
+                self.error(s.keyword.pos, message);
+                None
+            }
+        }
+    }
+
+    fn notify(&mut self, s: &Statement, notify: &mut NotifySpec) {
+        let script = self.script(s);
+        match s.keyword.value.as_str() {
+            "notify_master" => notify.master = script,
+            "notify_backup" => notify.backup = script,
+            "notify_fault" => notify.fault = script,
+            "notify_stop" => notify.stop = script,
+            _ => notify.any = script,
+        }
+    }
+
+    /// `weight W [reverse|noreverse]` after a name, as in track_* entries and vrrp_script.
+    fn weight(&mut self, args: &[At<String>]) -> (Option<At<i64>>, Option<At<bool>>) {
+        match args {
+            [] => (None, None),
+            [w, n] if w.value == "weight" => (self.number(n), None),
+            [w, n, r]
+                if w.value == "weight" && (r.value == "reverse" || r.value == "noreverse") =>
+            {
+                (self.number(n), Some(At::new(r.value == "reverse", r.pos)))
+            }
+            [first, ..] => {
+                self.error(
+                    first.pos,
+                    "expected weight W [reverse|noreverse]".to_owned(),
+                );
+                (None, None)
+            }
+        }
+    }
+
+    /// The entries of a `track_interface|script|file { NAME [weight W [reverse]] ... }` block.
+    fn track_list(&mut self, s: &Statement) -> Vec<TrackSpec> {
+        let Some(block) = &s.block else {
+            self.error(
+                s.keyword.pos,
+                format!("{} needs a {{ ... }} block", s.keyword.value),
+            );
+            return Vec::new();
+        };
+        block
+            .iter()
+            .map(|entry| {
+                let (weight, reverse) = self.weight(&entry.args);
+                TrackSpec {
+                    name: entry.keyword.clone(),
+                    weight,
+                    reverse,
+                }
+            })
+            .collect()
+    }
+
+    fn vrrp_script(&mut self, statement: &Statement) -> Option<VrrpScriptSpec> {
+        let name = self.args(statement, 1)?.remove(0);
+        let mut vs = VrrpScriptSpec {
+            pos: statement.keyword.pos,
+            name,
+            ..VrrpScriptSpec::default()
+        };
+        for s in statement.block.iter().flatten() {
+            match s.keyword.value.as_str() {
+                "script" => vs.script = self.script(s),
+                "interval" => vs.interval = self.one(s).and_then(|a| self.float(&a)),
+                "timeout" => vs.timeout = self.one(s).and_then(|a| self.float(&a)),
+                "weight" => {
+                    let mut args = vec![s.keyword.clone()];
+                    args.extend(s.args.iter().cloned());
+                    (vs.weight, vs.reverse) = self.weight(&args);
+                }
+                "rise" => vs.rise = self.one(s).and_then(|a| self.number(&a)),
+                "fall" => vs.fall = self.one(s).and_then(|a| self.number(&a)),
+                "init_fail" => vs.init_fail = self.flag(s),
+                "user" => {
+                    let user = s.args.first().cloned();
+                    let group = s.args.get(1).cloned();
+                    match vs.script.as_mut() {
+                        Some(script) => (script.user, script.group) = (user, group),
+                        None => self.error(s.keyword.pos, "user must follow script".to_owned()),
+                    }
+                }
+                _ => self.other(s, "vrrp_script"),
+            }
+        }
+        Some(vs)
+    }
+
+    fn track_file(&mut self, statement: &Statement) -> Option<TrackFileSpec> {
+        let name = self.args(statement, 1)?.remove(0);
+        let mut tf = TrackFileSpec {
+            pos: statement.keyword.pos,
+            name,
+            ..TrackFileSpec::default()
+        };
+        for s in statement.block.iter().flatten() {
+            match s.keyword.value.as_str() {
+                "file" => tf.file = self.one(s),
+                "weight" => {
+                    let mut args = vec![s.keyword.clone()];
+                    args.extend(s.args.iter().cloned());
+                    (tf.weight, tf.reverse) = self.weight(&args);
+                }
+                _ => self.other(s, "vrrp_track_file"),
+            }
+        }
+        Some(tf)
+    }
+
+    fn sync_group(&mut self, statement: &Statement) -> Option<SyncGroupSpec> {
+        let name = self.args(statement, 1)?.remove(0);
+        let mut sg = SyncGroupSpec {
+            pos: statement.keyword.pos,
+            name,
+            ..SyncGroupSpec::default()
+        };
+        for s in statement.block.iter().flatten() {
+            match s.keyword.value.as_str() {
+                "group" => {
+                    for member in s.block.iter().flatten() {
+                        sg.group.push(member.keyword.clone());
+                        sg.group.extend(member.args.iter().cloned());
+                    }
+                }
+                "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
+                    self.notify(s, &mut sg.notify);
+                }
+                _ => self.other(s, "vrrp_sync_group"),
+            }
+        }
+        Some(sg)
     }
 }
 
@@ -801,6 +973,21 @@ pub fn parse(
             "vrrp_instance" => {
                 if let Some(vi) = reader.vrrp_instance(s) {
                     spec.vrrp_instances.push(vi);
+                }
+            }
+            "vrrp_script" => {
+                if let Some(vs) = reader.vrrp_script(s) {
+                    spec.vrrp_scripts.push(vs);
+                }
+            }
+            "vrrp_track_file" | "track_file" => {
+                if let Some(tf) = reader.track_file(s) {
+                    spec.track_files.push(tf);
+                }
+            }
+            "vrrp_sync_group" => {
+                if let Some(sg) = reader.sync_group(s) {
+                    spec.sync_groups.push(sg);
                 }
             }
             _ => reader.other(s, "the top level"),

@@ -454,6 +454,197 @@ port = 80
     }
 
     #[test]
+    fn notify_tracking_scripts_files_and_sync_groups_read_the_same_from_both_formats() {
+        let keepalived = r#"
+global_defs {
+    vrrp_notify_fifo /run/lbd/vrrp.fifo
+    script_user lbd-script lbd-group
+    vrrp_garp_master_delay 2
+    vrrp_garp_master_refresh 60
+}
+vrrp_script chk_web {
+    script "/usr/local/bin/check 'web server' 80"
+    interval 2
+    timeout 1
+    weight -20 reverse
+    rise 3
+    fall 2
+}
+vrrp_track_file tf {
+    file /run/tf
+    weight 5
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.100
+    }
+    notify_master "/bin/notify.sh master"
+    notify_stop /bin/stop.sh operator
+    notify /bin/any.sh
+    notify_priority_changes
+    garp_master_repeat 3
+    track_interface {
+        eth1
+        eth2 weight -10
+    }
+    track_script {
+        chk_web
+    }
+    track_file {
+        tf weight 2
+    }
+}
+vrrp_instance VI_2 {
+    interface eth1
+    virtual_router_id 52
+    virtual_ipaddress {
+        198.51.100.1
+    }
+}
+vrrp_sync_group G1 {
+    group {
+        VI_1
+        VI_2
+    }
+    notify_master "/bin/group.sh up"
+}
+"#;
+        let toml = r#"
+notify_fifo = "/run/lbd/vrrp.fifo"
+script_user = "lbd-script"
+script_group = "lbd-group"
+garp_master_delay = 2
+garp_master_refresh = 60
+
+[[vrrp_script]]
+name = "chk_web"
+script = "/usr/local/bin/check 'web server' 80"
+interval = 2
+timeout = 1
+weight = -20
+reverse = true
+rise = 3
+fall = 2
+
+[[track_file]]
+name = "tf"
+file = "/run/tf"
+weight = 5
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+virtual_ipaddress = ["192.0.2.100"]
+notify_master = "/bin/notify.sh master"
+notify_stop = { command = "/bin/stop.sh", user = "operator" }
+notify = "/bin/any.sh"
+notify_priority_changes = true
+garp_master_repeat = 3
+track_interface = [ { name = "eth1" }, { name = "eth2", weight = -10 } ]
+track_script = [ { name = "chk_web" } ]
+track_file = [ { name = "tf", weight = 2 } ]
+
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth1"
+virtual_router_id = 52
+virtual_ipaddress = ["198.51.100.1"]
+
+[[sync_group]]
+name = "G1"
+group = ["VI_1", "VI_2"]
+notify_master = "/bin/group.sh up"
+"#;
+        let a = load_keepalived(keepalived, Unimplemented::Reject)
+            .expect("keepalived.conf")
+            .model;
+        let b = load_toml(toml).expect("toml").model;
+        assert_eq!(a.vrrp_instances, b.vrrp_instances);
+        assert_eq!(a.vrrp, b.vrrp);
+        let script = &a.vrrp.scripts[0];
+        assert_eq!(
+            script.script.argv,
+            ["/usr/local/bin/check", "web server", "80"]
+        );
+        assert_eq!(
+            (script.weight, script.reverse, script.rise, script.fall),
+            (-20, true, 3, 2)
+        );
+        assert_eq!(script.timeout, std::time::Duration::from_secs(1));
+        let vi = &a.vrrp_instances[0];
+        assert_eq!(
+            vi.notify
+                .stop
+                .as_ref()
+                .and_then(|s| s.user.as_ref())
+                .map(|u| u.user.as_str()),
+            Some("operator")
+        );
+        assert_eq!(
+            vi.notify.master.as_ref().map(|s| s.argv.clone()),
+            Some(vec!["/bin/notify.sh".to_owned(), "master".to_owned()])
+        );
+        assert_eq!(vi.track_interfaces[1].weight, Some(-10));
+        assert_eq!(
+            (
+                vi.garp.repeat,
+                vi.garp.delay.as_secs(),
+                vi.garp.refresh.map(|r| r.as_secs())
+            ),
+            (3, 2, Some(60)),
+            "instance repeat, global delay and refresh"
+        );
+        assert_eq!(a.vrrp.sync_groups[0].members, ["VI_1", "VI_2"]);
+    }
+
+    #[test]
+    fn tracking_references_and_script_commands_are_checked() {
+        let keepalived = r#"
+vrrp_script chk {
+    script "/bin/check 'unterminated"
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.100
+    }
+    track_script {
+        nope
+    }
+    track_interface {
+        eth1 weight 300
+    }
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+        VI_9
+    }
+}
+"#;
+        let errors = load_keepalived(keepalived, Unimplemented::Reject)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
+        for expected in [
+            "unterminated single quote",
+            "no vrrp_script nope for VI_1",
+            "weight 300 is out of range -253 to 253",
+            "vrrp_sync_group G: no vrrp_instance VI_9",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{expected:?} missing from {errors:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_vrrp_instance_reads_the_same_from_toml_and_keepalived_conf() {
         let keepalived = r#"
 global_defs {

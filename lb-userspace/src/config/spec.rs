@@ -31,6 +31,113 @@ pub struct Spec {
     pub vrrp_version: Option<At<i64>>,
     /// keepalived's `global_defs { router_id }`.
     pub router_id: Option<At<String>>,
+    /// `vrrp_script` blocks.
+    pub vrrp_scripts: Vec<VrrpScriptSpec>,
+    /// `vrrp_track_file` / `track_file` blocks.
+    pub track_files: Vec<TrackFileSpec>,
+    /// `vrrp_sync_group` blocks.
+    pub sync_groups: Vec<SyncGroupSpec>,
+    /// `global_defs { vrrp_notify_fifo }` (or `notify_fifo`, which also gets VRRP lines).
+    pub notify_fifo: Option<At<String>>,
+    /// `global_defs { script_user USER [GROUP] }`.
+    pub script_user: Option<(At<String>, Option<At<String>>)>,
+    /// `global_defs { vrrp_garp_master_delay }` in seconds.
+    pub garp_master_delay: Option<At<f64>>,
+    /// `global_defs { vrrp_garp_master_repeat }`.
+    pub garp_master_repeat: Option<At<i64>>,
+    /// `global_defs { vrrp_garp_master_refresh }` in seconds (0: never).
+    pub garp_master_refresh: Option<At<f64>>,
+}
+
+/// A command as written: the command line (split like a shell line, quotes honoured), and
+/// the user and group to run it as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScriptSpec {
+    /// The command line.
+    pub command: At<String>,
+    /// User to run as.
+    pub user: Option<At<String>>,
+    /// Group to run as.
+    pub group: Option<At<String>>,
+}
+
+/// An entry of `track_interface`, `track_script` or `track_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackSpec {
+    /// The interface, script or file name.
+    pub name: At<String>,
+    /// `weight W`.
+    pub weight: Option<At<i64>>,
+    /// `reverse` / `noreverse`.
+    pub reverse: Option<At<bool>>,
+}
+
+/// A `vrrp_script` block.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VrrpScriptSpec {
+    /// Where its block starts.
+    pub pos: Pos,
+    /// Its name.
+    pub name: At<String>,
+    /// `script`.
+    pub script: Option<ScriptSpec>,
+    /// `interval` in seconds.
+    pub interval: Option<At<f64>>,
+    /// `timeout` in seconds.
+    pub timeout: Option<At<f64>>,
+    /// `weight`.
+    pub weight: Option<At<i64>>,
+    /// `weight W reverse`.
+    pub reverse: Option<At<bool>>,
+    /// `rise`.
+    pub rise: Option<At<i64>>,
+    /// `fall`.
+    pub fall: Option<At<i64>>,
+    /// `init_fail`.
+    pub init_fail: Option<At<bool>>,
+}
+
+/// A `vrrp_track_file` block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackFileSpec {
+    /// Where its block starts.
+    pub pos: Pos,
+    /// Its name.
+    pub name: At<String>,
+    /// `file`.
+    pub file: Option<At<String>>,
+    /// `weight`.
+    pub weight: Option<At<i64>>,
+    /// `weight W reverse`.
+    pub reverse: Option<At<bool>>,
+}
+
+/// A `vrrp_sync_group` block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncGroupSpec {
+    /// Where its block starts.
+    pub pos: Pos,
+    /// Its name.
+    pub name: At<String>,
+    /// Member instances.
+    pub group: Vec<At<String>>,
+    /// Notify commands.
+    pub notify: NotifySpec,
+}
+
+/// `notify_master|backup|fault|stop` and the generic `notify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifySpec {
+    /// `notify_master`.
+    pub master: Option<ScriptSpec>,
+    /// `notify_backup`.
+    pub backup: Option<ScriptSpec>,
+    /// `notify_fault`.
+    pub fault: Option<ScriptSpec>,
+    /// `notify_stop`.
+    pub stop: Option<ScriptSpec>,
+    /// `notify`: gets `INSTANCE|GROUP NAME STATE PRIORITY` appended.
+    pub any: Option<ScriptSpec>,
 }
 
 /// Data-plane settings as written.
@@ -113,6 +220,22 @@ pub struct VrrpInstanceSpec {
     pub unicast_peer: Vec<At<String>>,
     /// keepalived's `v3_checksum_as_v2`: RFC 9568's VRRPv3/IPv4 checksum.
     pub v3_checksum_as_v2: Option<At<bool>>,
+    /// Notify commands.
+    pub notify: NotifySpec,
+    /// `notify_priority_changes`.
+    pub notify_priority_changes: Option<At<bool>>,
+    /// `track_interface` entries.
+    pub track_interface: Vec<TrackSpec>,
+    /// `track_script` entries.
+    pub track_script: Vec<TrackSpec>,
+    /// `track_file` entries.
+    pub track_file: Vec<TrackSpec>,
+    /// `garp_master_delay` in seconds.
+    pub garp_master_delay: Option<At<f64>>,
+    /// `garp_master_repeat`.
+    pub garp_master_repeat: Option<At<i64>>,
+    /// `garp_master_refresh` in seconds.
+    pub garp_master_refresh: Option<At<f64>>,
 }
 
 impl Default for At<String> {

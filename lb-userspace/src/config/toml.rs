@@ -13,6 +13,34 @@
 //! scheduler = "wrr"         # any IPVS scheduler; wlc by default, as keepalived
 //! forwarding = "nat"        # nat (default) | dr | tun
 //! real_server = [ { address = "192.0.2.2", port = 80, weight = 1 } ]
+//!
+//! # VRRP: keepalived's names and defaults
+//! notify_fifo = "/run/lbd/vrrp.fifo"  # keepalived's vrrp_notify_fifo
+//! script_user = "nobody"              # and script_group
+//!
+//! [[vrrp_script]]
+//! name = "chk_web"
+//! script = "/usr/local/bin/check web"  # or { command = "...", user = "u", group = "g" }
+//! interval = 1
+//! weight = -20
+//! fall = 2
+//! rise = 2
+//!
+//! [[vrrp_instance]]
+//! name = "VI_1"
+//! interface = "eth0"
+//! virtual_router_id = 51
+//! priority = 150
+//! version = 3
+//! advert_int = 0.05
+//! virtual_ipaddress = ["203.0.113.10/24"]
+//! notify_master = "/usr/local/bin/notify master"
+//! track_script = [ { name = "chk_web" } ]
+//! track_interface = [ { name = "eth1", weight = -10 } ]
+//!
+//! [[sync_group]]
+//! name = "G1"
+//! group = ["VI_1", "VI_2"]
 //! ```
 
 use serde::Deserialize;
@@ -20,7 +48,10 @@ use toml::Spanned;
 
 use super::{
     ConfigError, Pos,
-    spec::{At, DataplaneSpec, RealServerSpec, Spec, VirtualServerSpec, VrrpInstanceSpec},
+    spec::{
+        At, DataplaneSpec, NotifySpec, RealServerSpec, ScriptSpec, Spec, SyncGroupSpec,
+        TrackFileSpec, TrackSpec, VirtualServerSpec, VrrpInstanceSpec, VrrpScriptSpec,
+    },
 };
 
 #[derive(Deserialize)]
@@ -32,6 +63,78 @@ struct FileDto {
     #[serde(default)]
     vrrp_instance: Vec<Spanned<VrrpInstanceDto>>,
     router_id: Option<Spanned<String>>,
+    #[serde(default)]
+    vrrp_script: Vec<Spanned<VrrpScriptDto>>,
+    #[serde(default)]
+    track_file: Vec<Spanned<TrackFileDto>>,
+    #[serde(default)]
+    sync_group: Vec<Spanned<SyncGroupDto>>,
+    notify_fifo: Option<Spanned<String>>,
+    script_user: Option<Spanned<String>>,
+    script_group: Option<Spanned<String>>,
+    garp_master_delay: Option<Spanned<f64>>,
+    garp_master_repeat: Option<Spanned<i64>>,
+    garp_master_refresh: Option<Spanned<f64>>,
+}
+
+/// A command: its line, or a table with the user and group to run it as. (Untagged enums
+/// cannot hold `Spanned` values: the position is the whole value's, see [`ScriptField`].)
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScriptDto {
+    Line(String),
+    Full {
+        command: String,
+        user: Option<String>,
+        group: Option<String>,
+    },
+}
+
+/// A command field with its position.
+type ScriptField = Spanned<ScriptDto>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackDto {
+    name: Spanned<String>,
+    weight: Option<Spanned<i64>>,
+    reverse: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VrrpScriptDto {
+    name: Spanned<String>,
+    script: Option<ScriptField>,
+    interval: Option<Spanned<f64>>,
+    timeout: Option<Spanned<f64>>,
+    weight: Option<Spanned<i64>>,
+    reverse: Option<Spanned<bool>>,
+    rise: Option<Spanned<i64>>,
+    fall: Option<Spanned<i64>>,
+    init_fail: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackFileDto {
+    name: Spanned<String>,
+    file: Option<Spanned<String>>,
+    weight: Option<Spanned<i64>>,
+    reverse: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncGroupDto {
+    name: Spanned<String>,
+    #[serde(default)]
+    group: Vec<Spanned<String>>,
+    notify_master: Option<ScriptField>,
+    notify_backup: Option<ScriptField>,
+    notify_fault: Option<ScriptField>,
+    notify_stop: Option<ScriptField>,
+    notify: Option<ScriptField>,
 }
 
 /// keepalived's vrrp_instance keywords, with the same names.
@@ -55,6 +158,21 @@ struct VrrpInstanceDto {
     #[serde(default)]
     unicast_peer: Vec<Spanned<String>>,
     v3_checksum_as_v2: Option<Spanned<bool>>,
+    notify_master: Option<ScriptField>,
+    notify_backup: Option<ScriptField>,
+    notify_fault: Option<ScriptField>,
+    notify_stop: Option<ScriptField>,
+    notify: Option<ScriptField>,
+    notify_priority_changes: Option<Spanned<bool>>,
+    #[serde(default)]
+    track_interface: Vec<TrackDto>,
+    #[serde(default)]
+    track_script: Vec<TrackDto>,
+    #[serde(default)]
+    track_file: Vec<TrackDto>,
+    garp_master_delay: Option<Spanned<f64>>,
+    garp_master_repeat: Option<Spanned<i64>>,
+    garp_master_refresh: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +218,44 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
     let at =
         |s: &Spanned<String>| At::new(s.get_ref().clone(), Pos::of_offset(text, s.span().start));
     let at_int = |s: &Spanned<i64>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
+    let float = |s: &Spanned<f64>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
+    let flag = |s: &Spanned<bool>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
+    let script = |d: &ScriptField| {
+        let pos = Pos::of_offset(text, d.span().start);
+        let at = |s: &String| At::new(s.clone(), pos);
+        match d.get_ref() {
+            ScriptDto::Line(line) => ScriptSpec {
+                command: at(line),
+                user: None,
+                group: None,
+            },
+            ScriptDto::Full {
+                command,
+                user,
+                group,
+            } => ScriptSpec {
+                command: at(command),
+                user: user.as_ref().map(at),
+                group: group.as_ref().map(at),
+            },
+        }
+    };
+    let track = |d: &TrackDto| TrackSpec {
+        name: at(&d.name),
+        weight: d.weight.as_ref().map(at_int),
+        reverse: d.reverse.as_ref().map(flag),
+    };
+    let notify = |master: &Option<ScriptField>,
+                  backup: &Option<ScriptField>,
+                  fault: &Option<ScriptField>,
+                  stop: &Option<ScriptField>,
+                  any: &Option<ScriptField>| NotifySpec {
+        master: master.as_ref().map(script),
+        backup: backup.as_ref().map(script),
+        fault: fault.as_ref().map(script),
+        stop: stop.as_ref().map(script),
+        any: any.as_ref().map(script),
+    };
     let dataplane = dto.dataplane.map(|d| {
         let pos = Pos::of_offset(text, d.span().start);
         let d = d.into_inner();
@@ -146,10 +302,6 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         .map(|vi| {
             let pos = Pos::of_offset(text, vi.span().start);
             let vi = vi.into_inner();
-            let float =
-                |s: &Spanned<f64>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
-            let flag =
-                |s: &Spanned<bool>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
             VrrpInstanceSpec {
                 pos,
                 name: at(&vi.name),
@@ -167,6 +319,75 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
                 unicast_src_ip: vi.unicast_src_ip.as_ref().map(at),
                 unicast_peer: vi.unicast_peer.iter().map(at).collect(),
                 v3_checksum_as_v2: vi.v3_checksum_as_v2.as_ref().map(flag),
+                notify: notify(
+                    &vi.notify_master,
+                    &vi.notify_backup,
+                    &vi.notify_fault,
+                    &vi.notify_stop,
+                    &vi.notify,
+                ),
+                notify_priority_changes: vi.notify_priority_changes.as_ref().map(flag),
+                track_interface: vi.track_interface.iter().map(track).collect(),
+                track_script: vi.track_script.iter().map(track).collect(),
+                track_file: vi.track_file.iter().map(track).collect(),
+                garp_master_delay: vi.garp_master_delay.as_ref().map(float),
+                garp_master_repeat: vi.garp_master_repeat.as_ref().map(at_int),
+                garp_master_refresh: vi.garp_master_refresh.as_ref().map(float),
+            }
+        })
+        .collect();
+    let vrrp_scripts = dto
+        .vrrp_script
+        .iter()
+        .map(|vs| {
+            let pos = Pos::of_offset(text, vs.span().start);
+            let vs = vs.get_ref();
+            VrrpScriptSpec {
+                pos,
+                name: at(&vs.name),
+                script: vs.script.as_ref().map(script),
+                interval: vs.interval.as_ref().map(float),
+                timeout: vs.timeout.as_ref().map(float),
+                weight: vs.weight.as_ref().map(at_int),
+                reverse: vs.reverse.as_ref().map(flag),
+                rise: vs.rise.as_ref().map(at_int),
+                fall: vs.fall.as_ref().map(at_int),
+                init_fail: vs.init_fail.as_ref().map(flag),
+            }
+        })
+        .collect();
+    let track_files = dto
+        .track_file
+        .iter()
+        .map(|tf| {
+            let pos = Pos::of_offset(text, tf.span().start);
+            let tf = tf.get_ref();
+            TrackFileSpec {
+                pos,
+                name: at(&tf.name),
+                file: tf.file.as_ref().map(at),
+                weight: tf.weight.as_ref().map(at_int),
+                reverse: tf.reverse.as_ref().map(flag),
+            }
+        })
+        .collect();
+    let sync_groups = dto
+        .sync_group
+        .iter()
+        .map(|sg| {
+            let pos = Pos::of_offset(text, sg.span().start);
+            let sg = sg.get_ref();
+            SyncGroupSpec {
+                pos,
+                name: at(&sg.name),
+                group: sg.group.iter().map(at).collect(),
+                notify: notify(
+                    &sg.notify_master,
+                    &sg.notify_backup,
+                    &sg.notify_fault,
+                    &sg.notify_stop,
+                    &sg.notify,
+                ),
             }
         })
         .collect();
@@ -176,5 +397,16 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         vrrp_instances,
         vrrp_version: None,
         router_id: dto.router_id.as_ref().map(at),
+        vrrp_scripts,
+        track_files,
+        sync_groups,
+        notify_fifo: dto.notify_fifo.as_ref().map(at),
+        script_user: dto
+            .script_user
+            .as_ref()
+            .map(|u| (at(u), dto.script_group.as_ref().map(at))),
+        garp_master_delay: dto.garp_master_delay.as_ref().map(float),
+        garp_master_repeat: dto.garp_master_repeat.as_ref().map(at_int),
+        garp_master_refresh: dto.garp_master_refresh.as_ref().map(float),
     })
 }

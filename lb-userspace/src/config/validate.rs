@@ -7,12 +7,16 @@ use std::{
 
 use super::{
     ConfigError, Pos,
-    spec::{At, DataplaneSpec, RealServerSpec, Spec, VirtualServerSpec, VrrpInstanceSpec},
+    spec::{
+        At, DataplaneSpec, NotifySpec, RealServerSpec, ScriptSpec, Spec, TrackSpec,
+        VirtualServerSpec, VrrpInstanceSpec,
+    },
 };
 use crate::{
     model::{
-        Dataplane, Forwarding, Model, Protocol, RealServer, Scheduler, VirtualAddress,
-        VirtualServer, VrrpInstance, Weight, XdpAttach, XdpSettings, same_family,
+        Dataplane, Forwarding, Garp, Model, Notify, Protocol, RealServer, Scheduler, Script,
+        ScriptUser, SyncGroup, Track, TrackFile, VirtualAddress, VirtualServer, VrrpGlobals,
+        VrrpInstance, VrrpScript, Weight, XdpAttach, XdpSettings, same_family,
     },
     vrrp::wire::{V3Ipv4Checksum, Version},
 };
@@ -61,9 +65,17 @@ pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
             Version::V2
         }
     };
+    let garp_default = garp(
+        Garp::default(),
+        spec.garp_master_delay.as_ref(),
+        spec.garp_master_repeat.as_ref(),
+        spec.garp_master_refresh.as_ref(),
+        &mut errors,
+    );
     let mut vrrp_instances: Vec<VrrpInstance> = Vec::new();
     for written in &spec.vrrp_instances {
-        let Some(instance) = vrrp_instance(written, default_version, &mut errors) else {
+        let Some(instance) = vrrp_instance(written, default_version, garp_default, &mut errors)
+        else {
             continue;
         };
         let family = instance.addresses.first().map(|a| a.addr.is_ipv4());
@@ -86,6 +98,7 @@ pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
             vrrp_instances.push(instance);
         }
     }
+    let vrrp = vrrp_globals(spec, &vrrp_instances, &mut errors);
     let router_id = spec.router_id.as_ref().map(|r| r.value.clone());
     match (dataplane, errors.list.is_empty()) {
         (Some(dataplane), true) => Ok(Model {
@@ -93,6 +106,7 @@ pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
             virtual_servers,
             vrrp_instances,
             router_id,
+            vrrp,
         }),
         _ => Err(errors.list),
     }
@@ -291,9 +305,312 @@ fn centiseconds(seconds: f64) -> Option<u64> {
     ((seconds * 100.0 - cs).abs() < 1e-6 && (0.0..=1e9).contains(&cs)).then_some(cs as u64)
 }
 
+/// Splits a command line as a shell would split words: whitespace separates, single quotes
+/// keep everything, double quotes keep all but `\"` and `\\`, a backslash outside quotes
+/// escapes the next character.
+fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated single quote".to_owned()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated double quote".to_owned()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated double quote".to_owned()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next().ok_or("a trailing backslash")?);
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if words.is_empty() {
+        return Err("an empty command".to_owned());
+    }
+    Ok(words)
+}
+
+fn script(spec: &ScriptSpec, errors: &mut Errors<'_>) -> Option<Script> {
+    match split_command(&spec.command.value) {
+        Ok(argv) => Some(Script {
+            argv,
+            user: spec.user.as_ref().map(|u| ScriptUser {
+                user: u.value.clone(),
+                group: spec.group.as_ref().map(|g| g.value.clone()),
+            }),
+        }),
+        Err(why) => {
+            errors.push(
+                spec.command.pos,
+                format!("command {:?}: {why}", spec.command.value),
+            );
+            None
+        }
+    }
+}
+
+fn notify(spec: &NotifySpec, errors: &mut Errors<'_>) -> Notify {
+    let mut one = |s: &Option<ScriptSpec>| s.as_ref().and_then(|s| script(s, errors));
+    Notify {
+        master: one(&spec.master),
+        backup: one(&spec.backup),
+        fault: one(&spec.fault),
+        stop: one(&spec.stop),
+        any: one(&spec.any),
+    }
+}
+
+/// keepalived's range for tracking weights.
+const WEIGHT_RANGE: std::ops::RangeInclusive<i64> = -253..=253;
+
+fn weight(w: Option<&At<i64>>, errors: &mut Errors<'_>) -> Option<i32> {
+    let w = w?;
+    if WEIGHT_RANGE.contains(&w.value) {
+        i32::try_from(w.value).ok()
+    } else {
+        errors.push(
+            w.pos,
+            format!("weight {} is out of range -253 to 253", w.value),
+        );
+        None
+    }
+}
+
+fn tracks(list: &[TrackSpec], errors: &mut Errors<'_>) -> Vec<Track> {
+    list.iter()
+        .map(|t| Track {
+            name: t.name.value.clone(),
+            weight: weight(t.weight.as_ref(), errors),
+            reverse: t.reverse.as_ref().is_some_and(|r| r.value),
+        })
+        .collect()
+}
+
+fn garp(
+    default: Garp,
+    delay: Option<&At<f64>>,
+    repeat: Option<&At<i64>>,
+    refresh: Option<&At<f64>>,
+    errors: &mut Errors<'_>,
+) -> Garp {
+    let mut garp = default;
+    let seconds = |at: &At<f64>, what: &str, errors: &mut Errors<'_>| {
+        if (0.0..=86_400.0).contains(&at.value) {
+            Some(std::time::Duration::from_secs_f64(at.value))
+        } else {
+            errors.push(
+                at.pos,
+                format!("{what} {} is out of range 0-86400 s", at.value),
+            );
+            None
+        }
+    };
+    if let Some(d) = delay.and_then(|d| seconds(d, "garp_master_delay", errors)) {
+        garp.delay = d;
+    }
+    if let Some(r) = refresh.and_then(|r| seconds(r, "garp_master_refresh", errors)) {
+        garp.refresh = (!r.is_zero()).then_some(r);
+    }
+    if let Some(r) = repeat {
+        match u32::try_from(r.value) {
+            Ok(n) if (1..=255).contains(&n) => garp.repeat = n,
+            _ => errors.push(
+                r.pos,
+                format!("garp_master_repeat {} is out of range 1-255", r.value),
+            ),
+        }
+    }
+    garp
+}
+
+fn positive_seconds(
+    at: &At<f64>,
+    what: &str,
+    errors: &mut Errors<'_>,
+) -> Option<std::time::Duration> {
+    if at.value > 0.0 && at.value <= 86_400.0 {
+        Some(std::time::Duration::from_secs_f64(at.value))
+    } else {
+        errors.push(
+            at.pos,
+            format!("{what} {} must be above 0 and at most 86400 s", at.value),
+        );
+        None
+    }
+}
+
+fn count(at: Option<&At<i64>>, what: &str, errors: &mut Errors<'_>) -> u32 {
+    match at {
+        None => 1,
+        Some(a) => match u32::try_from(a.value) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                errors.push(a.pos, format!("{what} must be at least 1, not {}", a.value));
+                1
+            }
+        },
+    }
+}
+
+/// `vrrp_script`s, `vrrp_track_file`s, sync groups and the notification settings, with every
+/// reference from `instances` checked.
+fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>) -> VrrpGlobals {
+    let mut scripts: Vec<VrrpScript> = Vec::new();
+    for vs in &spec.vrrp_scripts {
+        let name = vs.name.value.clone();
+        if scripts.iter().any(|s| s.name == name) {
+            errors.push(vs.name.pos, format!("duplicate vrrp_script {name}"));
+            continue;
+        }
+        let Some(command) = vs.script.as_ref() else {
+            errors.push(vs.pos, format!("vrrp_script {name} needs a script"));
+            continue;
+        };
+        let Some(command) = script(command, errors) else {
+            continue;
+        };
+        let interval = vs
+            .interval
+            .as_ref()
+            .and_then(|i| positive_seconds(i, "interval", errors))
+            .unwrap_or(std::time::Duration::from_secs(1));
+        let timeout = vs
+            .timeout
+            .as_ref()
+            .and_then(|t| positive_seconds(t, "timeout", errors))
+            .unwrap_or(interval);
+        scripts.push(VrrpScript {
+            name,
+            script: command,
+            interval,
+            timeout,
+            weight: weight(vs.weight.as_ref(), errors).unwrap_or(0),
+            reverse: vs.reverse.as_ref().is_some_and(|r| r.value),
+            rise: count(vs.rise.as_ref(), "rise", errors),
+            fall: count(vs.fall.as_ref(), "fall", errors),
+            init_fail: vs.init_fail.as_ref().is_some_and(|f| f.value),
+        });
+    }
+    let mut track_files: Vec<TrackFile> = Vec::new();
+    for tf in &spec.track_files {
+        let name = tf.name.value.clone();
+        if track_files.iter().any(|t| t.name == name) {
+            errors.push(tf.name.pos, format!("duplicate vrrp_track_file {name}"));
+            continue;
+        }
+        let Some(file) = tf.file.as_ref() else {
+            errors.push(tf.pos, format!("vrrp_track_file {name} needs a file"));
+            continue;
+        };
+        track_files.push(TrackFile {
+            name,
+            path: file.value.clone().into(),
+            weight: weight(tf.weight.as_ref(), errors).unwrap_or(1),
+            reverse: tf.reverse.as_ref().is_some_and(|r| r.value),
+        });
+    }
+    for written in &spec.vrrp_instances {
+        let instance = &written.name.value;
+        for t in &written.track_script {
+            if !scripts.iter().any(|s| s.name == t.name.value) {
+                errors.push(
+                    t.name.pos,
+                    format!("no vrrp_script {} for {instance}", t.name.value),
+                );
+            }
+        }
+        for t in &written.track_file {
+            if !track_files.iter().any(|f| f.name == t.name.value) {
+                errors.push(
+                    t.name.pos,
+                    format!("no vrrp_track_file {} for {instance}", t.name.value),
+                );
+            }
+        }
+    }
+    let mut sync_groups: Vec<SyncGroup> = Vec::new();
+    for sg in &spec.sync_groups {
+        let mut members = Vec::new();
+        for m in &sg.group {
+            if !instances.iter().any(|i| i.name == m.value) {
+                errors.push(
+                    m.pos,
+                    format!(
+                        "vrrp_sync_group {}: no vrrp_instance {}",
+                        sg.name.value, m.value
+                    ),
+                );
+            } else if sync_groups.iter().any(|g| g.members.contains(&m.value))
+                || members.contains(&m.value)
+            {
+                errors.push(
+                    m.pos,
+                    format!("vrrp_instance {} is in more than one sync group", m.value),
+                );
+            } else {
+                members.push(m.value.clone());
+            }
+        }
+        sync_groups.push(SyncGroup {
+            name: sg.name.value.clone(),
+            members,
+            notify: notify(&sg.notify, errors),
+        });
+    }
+    VrrpGlobals {
+        scripts,
+        track_files,
+        sync_groups,
+        notify_fifo: spec.notify_fifo.as_ref().map(|f| f.value.clone().into()),
+        script_user: spec.script_user.as_ref().map(|(u, g)| ScriptUser {
+            user: u.value.clone(),
+            group: g.as_ref().map(|g| g.value.clone()),
+        }),
+    }
+}
+
 fn vrrp_instance(
     spec: &VrrpInstanceSpec,
     default_version: Version,
+    garp_default: Garp,
     errors: &mut Errors<'_>,
 ) -> Option<VrrpInstance> {
     let before = errors.list.len();
@@ -526,5 +843,20 @@ fn vrrp_instance(
         unicast_src,
         unicast_peers,
         v3_ipv4_checksum,
+        notify: notify(&spec.notify, errors),
+        notify_priority_changes: spec
+            .notify_priority_changes
+            .as_ref()
+            .is_some_and(|n| n.value),
+        track_interfaces: tracks(&spec.track_interface, errors),
+        track_scripts: tracks(&spec.track_script, errors),
+        track_files: tracks(&spec.track_file, errors),
+        garp: garp(
+            garp_default,
+            spec.garp_master_delay.as_ref(),
+            spec.garp_master_repeat.as_ref(),
+            spec.garp_master_refresh.as_ref(),
+            errors,
+        ),
     })
 }

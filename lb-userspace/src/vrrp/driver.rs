@@ -3,24 +3,28 @@
 //! ```text
 //!   raw IPv4 socket (224.0.0.18 + unicast) ─▶ split_ipv4 ─┐
 //!   raw IPv6 socket (ff02::12 + unicast) ──▶ recvmsg ────┴▶ AdvertRepr::parse ─┐
-//!   rtnetlink link events (RTMGRP_LINK) ──▶ up/down ─▶ set_fault ─────────────┤
+//!   rtnetlink link events (RTMGRP_LINK) ──▶ up/down ─┐                       │
+//!   tracker (scripts, files: watch) ─────────────────┴▶ verdict ─▶ set_fault, │
+//!                                                             set_priority ──┤
 //!   sleep_until(min poll_timeout) ──▶ handle_timeout ─────────────────────────▶ Instance
 //!                                                                  (one per family+VRID, pure)
 //!   status queries (lbctl) ◀── statuses       poll_transmit ─▶ emit ─▶ the family's socket
-//!   shutdown ──▶ shutdown (priority 0)        poll_event ─▶ VIPs (rtnetlink), GARP/NA, log
+//!   shutdown ──▶ shutdown (priority 0)        poll_event ─▶ VIPs (rtnetlink), GARP/NA,
+//!                                                            notify scripts and FIFO, log
 //! ```
 //! One driver runs per interface, for that interface's IPv4 and IPv6 instances (an IPv4 and an
 //! IPv6 virtual router may share a VRID: they are different routers, RFC 9568 §7.3). Adverts
 //! for a VRID no instance has are counted and dropped. The interface going down (no carrier)
-//! puts every instance in FAULT, as keepalived does; it coming back starts them afresh. On
+//! puts every instance in FAULT, as keepalived does; it coming back starts them afresh. Tracked
+//! interfaces, scripts and files ([`super::track`]) set each instance's priority or FAULT. On
 //! shutdown every active instance sends its priority-0 advert and its addresses are removed.
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use futures_util::StreamExt as _;
 use rtnetlink::packet_route::{
     RouteNetlinkMessage,
-    link::{LinkFlags, LinkMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage},
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -31,19 +35,36 @@ use tracing::{debug, info, warn};
 use super::{
     instance::{self, Event, Instance, State},
     io::{self, Announcer, Link, Sockets4, Sockets6},
+    track::{Status, Tracked, Verdict, verdict},
+    tracker::TrackValues,
     wire::{AdvertRepr, Auth, Envelope, MULTICAST_V4, MULTICAST_V6, Packet, split_ipv4},
 };
 use crate::{
     control::VrrpStatus,
-    model::{VirtualAddress, VrrpInstance},
+    model::{VirtualAddress, VrrpGlobals, VrrpInstance},
+    scripts::{Notifier, NotifyState},
     time::Instant,
 };
 
-/// Gratuitous ARPs / NAs sent on becoming active, and again `GARP_DELAY` later (keepalived's
-/// `vrrp_garp_master_repeat` and `vrrp_garp_master_delay` defaults).
-const GARP_REPEAT: usize = 5;
-/// See [`GARP_REPEAT`].
-const GARP_DELAY: Duration = Duration::from_secs(5);
+/// What a tracked object of an instance is, with the weight the instance gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Interface(String),
+    Script(String),
+    File(String),
+}
+
+/// The shared context of every driver: the VRRP globals, the tracker's values and the
+/// notifier.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// Scripts, files and sync groups.
+    pub globals: Arc<VrrpGlobals>,
+    /// The tracker's published values.
+    pub track: watch::Receiver<Arc<TrackValues>>,
+    /// Notify scripts and FIFO.
+    pub notifier: Arc<Notifier>,
+}
 
 /// A status request: answered with the state of every instance of the driver.
 pub type StatusQuery = oneshot::Sender<Vec<VrrpStatus>>;
@@ -71,10 +92,14 @@ impl Family {
 struct Running {
     spec: VrrpInstance,
     instance: Instance,
-    /// When the second burst of gratuitous ARP / NA is due.
+    /// When the next burst of gratuitous ARP / NA is due (the delayed one, then refreshes).
     garp_again_at: Option<Instant>,
+    /// Whether the delayed burst was sent (later ones are refreshes).
+    garp_delayed_sent: bool,
     /// Whether the virtual addresses were added (removed again on leaving Active).
     holds_addresses: bool,
+    /// Its tracked objects: what, weight, reverse.
+    tracked: Vec<(Source, i32, bool)>,
 }
 
 /// The interface's sockets, apart from [`Driver`] so that a readiness guard on one can be
@@ -93,12 +118,16 @@ struct Driver {
     running: HashMap<(Family, u8), Running>,
     unknown_vrid: u64,
     link_up: bool,
+    /// Tracked interfaces by name: up or not.
+    links: HashMap<String, bool>,
+    shared: Shared,
 }
 
 /// Runs the instances of one interface until `shutdown` turns true.
 pub async fn run(
     interface: String,
     instances: Vec<VrrpInstance>,
+    mut shared: Shared,
     mut queries: mpsc::Receiver<StatusQuery>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), io::IoError> {
@@ -120,7 +149,9 @@ pub async fn run(
         .map_err(netlink_err("subscribing to link events"))?;
     let monitor = tokio::spawn(monitor);
 
-    let (mut driver, sockets) = Driver::open(&interface, instances, handle).await?;
+    let mut track = shared.track.clone();
+    shared.track.mark_unchanged();
+    let (mut driver, sockets) = Driver::open(&interface, instances, handle, shared).await?;
     let mut buffer = vec![0u8; 65536];
     loop {
         driver.flush_all(&sockets).await;
@@ -135,14 +166,20 @@ pub async fn run(
                 }
             }
             Some((message, _)) = link_events.next() => {
-                if let rtnetlink::packet_core::NetlinkPayload::InnerMessage(
-                    RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
-                ) = message.payload
-                {
-                    driver.link_changed(&link);
+                match message.payload {
+                    rtnetlink::packet_core::NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewLink(link),
+                    ) => driver.link_changed(&link, false),
+                    rtnetlink::packet_core::NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::DelLink(link),
+                    ) => driver.link_changed(&link, true),
+                    _ => {}
                 }
             }
             () = sleep => driver.timeout(&sockets.announcer),
+            Ok(()) = track.changed() => {
+                driver.retrack();
+            }
             Some(reply) = queries.recv() => {
                 reply.send(driver.statuses()).ok();
             }
@@ -178,6 +215,7 @@ impl Driver {
         interface: &str,
         instances: Vec<VrrpInstance>,
         handle: rtnetlink::Handle,
+        shared: Shared,
     ) -> Result<(Self, Sockets), io::IoError> {
         let link = io::link(&handle, interface).await?;
         let source = |family: Family| {
@@ -226,30 +264,50 @@ impl Driver {
             }
             .ok_or_else(|| no_source("address"))?;
             info!(instance = %spec.name, interface = %interface, vrid = spec.vrid, priority = spec.priority, %primary, "VRRP instance starting");
-            let mut instance = Instance::new(instance_config(&spec, primary));
-            if !link_up {
-                warn!(instance = %spec.name, interface = %interface, "interface is down: FAULT");
-                instance.set_fault(now, true);
-            }
-            instance.startup(now);
+            let instance = Instance::new(instance_config(&spec, primary));
+            let tracked = tracked_objects(&spec, &shared.globals);
             running.insert(
                 (family, spec.vrid),
                 Running {
                     spec,
                     instance,
                     garp_again_at: None,
+                    garp_delayed_sent: false,
                     holds_addresses: false,
+                    tracked,
                 },
             );
         }
-        let driver = Self {
+        // The tracked interfaces' state now; events keep it current.
+        let mut links = HashMap::new();
+        for r in running.values() {
+            for (source, _, _) in &r.tracked {
+                if let Source::Interface(name) = source
+                    && !links.contains_key(name)
+                {
+                    let up = io::link(&handle, name).await.is_ok_and(|l| l.up);
+                    links.insert(name.clone(), up);
+                }
+            }
+        }
+        let mut driver = Self {
             link,
             handle,
             timer,
             running,
             unknown_vrid: 0,
             link_up,
+            links,
+            shared,
         };
+        if !link_up {
+            warn!(interface = %interface, "interface is down: its instances start in FAULT");
+        }
+        // Priority and FAULT from the tracked objects first, then start.
+        driver.retrack();
+        for r in driver.running.values_mut() {
+            r.instance.startup(now);
+        }
         Ok((driver, Sockets { v4, v6, announcer }))
     }
 
@@ -266,9 +324,50 @@ impl Driver {
         for r in self.running.values_mut() {
             r.instance.handle_timeout(now);
             if r.garp_again_at.is_some_and(|at| now >= at) {
-                r.garp_again_at = None;
-                announce(r, announcer, &self.link);
+                // The delayed burst repeats as the first; refreshes send one each (keepalived's
+                // garp_master_refresh_repeat default).
+                let count = if r.garp_delayed_sent {
+                    1
+                } else {
+                    r.spec.garp.repeat
+                };
+                announce(r, announcer, &self.link, count);
+                r.garp_delayed_sent = true;
+                r.garp_again_at = r.spec.garp.refresh.map(|every| now + every);
             }
+        }
+    }
+
+    /// Applies the tracked objects (and the interface's own state) to every instance.
+    fn retrack(&mut self) {
+        let now = crate::clock::now();
+        let values = Arc::clone(&self.shared.track.borrow());
+        for r in self.running.values_mut() {
+            let objects: Vec<Tracked> = r
+                .tracked
+                .iter()
+                .map(|(source, weight, reverse)| Tracked {
+                    weight: *weight,
+                    reverse: *reverse,
+                    status: match source {
+                        Source::Interface(name) => Status::Interface {
+                            up: self.links.get(name).copied().unwrap_or(false),
+                        },
+                        Source::Script(name) => Status::Script {
+                            good: values.scripts.get(name).copied().unwrap_or(true),
+                        },
+                        Source::File(name) => Status::File {
+                            value: values.files.get(name).copied().unwrap_or(0),
+                        },
+                    },
+                })
+                .collect();
+            let verdict = verdict(r.spec.priority, &objects);
+            if let Verdict::Priority(p) = verdict {
+                r.instance.set_priority(now, p);
+            }
+            r.instance
+                .set_fault(now, !self.link_up || verdict == Verdict::Fault);
         }
     }
 
@@ -359,26 +458,36 @@ impl Driver {
 
     /// A link message: FAULT every instance when our interface loses its carrier, start
     /// them again when it is back.
-    fn link_changed(&mut self, message: &LinkMessage) {
-        if message.header.index != self.link.index {
-            return;
-        }
-        let up = message.header.flags.contains(LinkFlags::Up)
+    fn link_changed(&mut self, message: &LinkMessage, deleted: bool) {
+        let up = !deleted
+            && message.header.flags.contains(LinkFlags::Up)
             && message.header.flags.contains(LinkFlags::Running);
-        if up == self.link_up {
-            return;
+        let mut changed = false;
+        if message.header.index == self.link.index && up != self.link_up {
+            self.link_up = up;
+            info!(interface = %self.link.name, up, "link state changed");
+            changed = true;
         }
-        self.link_up = up;
-        info!(interface = %self.link.name, up, "link state changed");
-        let now = crate::clock::now();
-        for r in self.running.values_mut() {
-            r.instance.set_fault(now, !up);
+        let name = message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name),
+            _ => None,
+        });
+        if let Some(name) = name
+            && let Some(known) = self.links.get_mut(name)
+            && *known != up
+        {
+            *known = up;
+            info!(interface = %name, up, "tracked interface changed");
+            changed = true;
+        }
+        if changed {
+            self.retrack();
         }
     }
 
     async fn flush_all(&mut self, sockets: &Sockets) {
         for r in self.running.values_mut() {
-            flush(r, sockets, &self.link, &self.handle).await;
+            flush(r, sockets, &self.link, &self.handle, &self.shared.notifier).await;
         }
     }
 
@@ -399,7 +508,13 @@ impl Driver {
 }
 
 /// Sends what the instance wants sent and acts on its events.
-async fn flush(r: &mut Running, sockets: &Sockets, link: &Link, handle: &rtnetlink::Handle) {
+async fn flush(
+    r: &mut Running,
+    sockets: &Sockets,
+    link: &Link,
+    handle: &rtnetlink::Handle,
+    notifier: &Notifier,
+) {
     while let Some(advert) = r.instance.poll_transmit() {
         let source = r.instance.config().primary;
         let group = match source {
@@ -439,23 +554,89 @@ async fn flush(r: &mut Running, sockets: &Sockets, link: &Link, handle: &rtnetli
                     }
                 }
                 r.holds_addresses = true;
-                announce(r, &sockets.announcer, link);
-                r.garp_again_at = Some(crate::clock::now() + GARP_DELAY);
+                announce(r, &sockets.announcer, link, r.spec.garp.repeat);
+                let now = crate::clock::now();
+                r.garp_delayed_sent = r.spec.garp.delay.is_zero();
+                r.garp_again_at = if r.garp_delayed_sent {
+                    r.spec.garp.refresh.map(|every| now + every)
+                } else {
+                    Some(now + r.spec.garp.delay)
+                };
+                notify(r, notifier, NotifyState::Master);
             }
             Event::BecameBackup(reason) => {
                 info!(instance = %r.spec.name, ?reason, "entering BACKUP state");
                 release(r, handle, link).await;
+                notify(r, notifier, NotifyState::Backup);
             }
             Event::BecameFault => {
                 info!(instance = %r.spec.name, "entering FAULT state");
                 release(r, handle, link).await;
+                notify(r, notifier, NotifyState::Fault);
             }
             Event::Stopped => {
                 info!(instance = %r.spec.name, "stopped");
                 release(r, handle, link).await;
+                notify(r, notifier, NotifyState::Stop);
+            }
+            Event::PriorityChanged(priority) => {
+                info!(instance = %r.spec.name, priority, "effective priority changed");
+                if r.spec.notify_priority_changes {
+                    let word = if r.instance.is_active() {
+                        "MASTER_PRIORITY"
+                    } else {
+                        "BACKUP_PRIORITY"
+                    };
+                    notifier.line("INSTANCE", &r.spec.name, word, priority);
+                }
+            }
+            Event::ActiveHeardLower { from, priority } => {
+                debug!(instance = %r.spec.name, %from, priority, "lower-priority advert while MASTER");
+                notifier.line(
+                    "INSTANCE",
+                    &r.spec.name,
+                    "MASTER_RX_LOWER_PRI",
+                    r.instance.priority(),
+                );
             }
         }
     }
+}
+
+fn notify(r: &Running, notifier: &Notifier, state: NotifyState) {
+    notifier.transition(
+        "INSTANCE",
+        &r.spec.name,
+        state,
+        r.instance.priority(),
+        &r.spec.notify,
+    );
+}
+
+/// An instance's tracked objects with their weights: the instance's own weight for the object,
+/// else the object's (a script's or file's weight; 0 for an interface).
+fn tracked_objects(spec: &VrrpInstance, globals: &VrrpGlobals) -> Vec<(Source, i32, bool)> {
+    let mut objects = Vec::new();
+    for t in &spec.track_interfaces {
+        objects.push((
+            Source::Interface(t.name.clone()),
+            t.weight.unwrap_or(0),
+            t.reverse,
+        ));
+    }
+    for t in &spec.track_scripts {
+        let script = globals.scripts.iter().find(|s| s.name == t.name);
+        let weight = t.weight.or(script.map(|s| s.weight)).unwrap_or(0);
+        let reverse = t.reverse || script.is_some_and(|s| s.reverse);
+        objects.push((Source::Script(t.name.clone()), weight, reverse));
+    }
+    for t in &spec.track_files {
+        let file = globals.track_files.iter().find(|f| f.name == t.name);
+        let weight = t.weight.or(file.map(|f| f.weight)).unwrap_or(1);
+        let reverse = t.reverse || file.is_some_and(|f| f.reverse);
+        objects.push((Source::File(t.name.clone()), weight, reverse));
+    }
+    objects
 }
 
 async fn release(r: &mut Running, handle: &rtnetlink::Handle, link: &Link) {
@@ -471,10 +652,10 @@ async fn release(r: &mut Running, handle: &rtnetlink::Handle, link: &Link) {
     r.holds_addresses = false;
 }
 
-/// A burst of gratuitous ARP / unsolicited NA for every address of the instance, alternating
-/// addresses as keepalived does.
-fn announce(r: &Running, announcer: &Announcer, link: &Link) {
-    for _ in 0..GARP_REPEAT {
+/// A burst of `count` gratuitous ARPs / unsolicited NAs for every address of the instance,
+/// alternating addresses as keepalived does.
+fn announce(r: &Running, announcer: &Announcer, link: &Link, count: u32) {
+    for _ in 0..count {
         for vip in &r.spec.addresses {
             if let Err(e) = announcer.announce(link.mac, vip.addr) {
                 warn!(instance = %r.spec.name, error = %e, "announcing a virtual address");
@@ -497,7 +678,7 @@ fn status(r: &Running, interface: &str) -> VrrpStatus {
             State::Fault => "FAULT",
         }
         .to_owned(),
-        priority: r.spec.priority,
+        priority: r.instance.priority(),
         active_router: r
             .instance
             .active_router()

@@ -106,6 +106,16 @@ pub enum Event {
     BecameBackup(BackupReason),
     /// Now faulty: remove the addresses (if it held them), notify.
     BecameFault,
+    /// The effective priority changed (tracked objects): notify if asked to.
+    PriorityChanged(u8),
+    /// While active, an advert of lower priority arrived (keepalived's
+    /// `MASTER_RX_LOWER_PRI`); it was answered at once.
+    ActiveHeardLower {
+        /// Its sender.
+        from: IpAddr,
+        /// Its priority.
+        priority: u8,
+    },
     /// Stopped (after a shutdown): remove the addresses, notify.
     Stopped,
 }
@@ -167,6 +177,8 @@ impl Stats {
 #[derive(Debug)]
 pub struct Instance {
     config: Config,
+    /// The effective priority: the configured one adjusted by tracked objects.
+    priority: u8,
     state: State,
     /// Active_Adver_Interval: learned from the active router's adverts (v3), ours otherwise.
     active_adver_int_cs: u16,
@@ -184,6 +196,7 @@ impl Instance {
     pub fn new(config: Config) -> Self {
         let active_adver_int_cs = config.advert_int_cs;
         Self {
+            priority: config.priority,
             config,
             state: State::Initialize,
             active_adver_int_cs,
@@ -203,6 +216,46 @@ impl Instance {
     /// The current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The effective priority.
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Changes the effective priority (tracked objects changed; keepalived's
+    /// `vrrp_set_effective_priority`). An active router advertises the new priority at once, so
+    /// a backup that now outranks it preempts without waiting for the next advert; a backup's
+    /// running down timer moves by the change of its Skew_Time.
+    pub fn set_priority(&mut self, now: Instant, priority: u8) {
+        if priority == self.priority || self.config.priority == 255 {
+            return;
+        }
+        let old_down = self.active_down_interval();
+        self.priority = priority;
+        if self.state != State::Initialize {
+            self.events.push_back(Event::PriorityChanged(priority));
+        }
+        match self.state {
+            State::Active { .. } => {
+                self.send_advert(priority);
+                self.state = State::Active {
+                    advert_at: now + self.advertisement_interval(),
+                };
+            }
+            State::Backup { down_at } => {
+                let new_down = self.active_down_interval();
+                let down_at = if new_down >= old_down {
+                    down_at + (new_down - old_down)
+                } else {
+                    Instant::from_nanos(down_at.as_nanos().saturating_sub(
+                        u64::try_from((old_down - new_down).as_nanos()).unwrap_or(0),
+                    ))
+                };
+                self.state = State::Backup { down_at };
+            }
+            State::Initialize | State::Fault => {}
+        }
     }
 
     /// Whether it is active.
@@ -232,7 +285,7 @@ impl Instance {
 
     /// Skew_Time.
     pub fn skew_time(&self) -> Duration {
-        let weight = 256 - u64::from(self.config.priority);
+        let weight = 256 - u64::from(self.priority);
         match self.config.version {
             Version::V3 => {
                 Duration::from_micros(weight * u64::from(self.active_adver_int_cs) * 10_000 / 256)
@@ -271,7 +324,7 @@ impl Instance {
     }
 
     fn become_active(&mut self, now: Instant, reason: ActiveReason) {
-        self.send_advert(self.config.priority);
+        self.send_advert(self.priority);
         self.state = State::Active {
             advert_at: now + self.advertisement_interval(),
         };
@@ -299,7 +352,7 @@ impl Instance {
     fn start(&mut self, now: Instant) {
         self.active_adver_int_cs = self.config.advert_int_cs;
         self.preempt_at = None;
-        if self.config.priority == 255 {
+        if self.priority == 255 {
             self.become_active(now, ActiveReason::Owner);
         } else if self.config.start_active {
             self.become_active(now, ActiveReason::StartActive);
@@ -353,7 +406,7 @@ impl Instance {
             }
             // RFC 9568 §6.4.3: Adver_Timer fires.
             State::Active { advert_at } if now >= advert_at => {
-                self.send_advert(self.config.priority);
+                self.send_advert(self.priority);
                 self.state = State::Active {
                     advert_at: now + self.advertisement_interval(),
                 };
@@ -448,7 +501,7 @@ impl Instance {
             };
             return;
         }
-        let lower = advert.priority < self.config.priority;
+        let lower = advert.priority < self.priority;
         let tolerate_lower = lower && self.config.preempt && self.in_preempt_delay(now);
         if !self.config.preempt || !lower || tolerate_lower {
             if !lower {
@@ -480,13 +533,13 @@ impl Instance {
     fn active_receives(&mut self, now: Instant, src: IpAddr, advert: &AdvertRepr) {
         if advert.priority == 0 {
             // Another router left: make sure the backups hear from us at once.
-            self.send_advert(self.config.priority);
+            self.send_advert(self.priority);
             self.state = State::Active {
                 advert_at: now + self.advertisement_interval(),
             };
             return;
         }
-        let ours = self.config.priority;
+        let ours = self.priority;
         let yields = advert.priority > ours
             || (advert.priority == ours
                 && ours != 255
@@ -506,6 +559,12 @@ impl Instance {
         } else {
             // A lower-priority router thinks it is active: answer at once so it yields now
             // rather than at our next advert (keepalived: "forcing a new election").
+            if advert.priority < ours {
+                self.events.push_back(Event::ActiveHeardLower {
+                    from: src,
+                    priority: advert.priority,
+                });
+            }
             self.send_advert(ours);
             self.state = State::Active {
                 advert_at: now + self.advertisement_interval(),

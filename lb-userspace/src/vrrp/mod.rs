@@ -6,6 +6,8 @@ pub mod announce;
 pub mod driver;
 pub mod instance;
 pub mod io;
+pub mod track;
+pub mod tracker;
 pub mod wire;
 
 #[cfg(test)]

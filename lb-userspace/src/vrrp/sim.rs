@@ -135,6 +135,13 @@ impl Lan {
         self.flush(router);
     }
 
+    /// The router's effective priority changes (a tracked object).
+    pub(crate) fn set_priority(&mut self, router: usize, priority: u8) {
+        let now = self.now;
+        self.routers[router].instance.set_priority(now, priority);
+        self.flush(router);
+    }
+
     /// SIGKILL: silence, nothing sent.
     pub(crate) fn crash(&mut self, router: usize) {
         self.routers[router].crashed = true;

@@ -155,6 +155,34 @@ fn an_instance_faulty_at_start_waits_and_ignores_adverts() {
     assert_eq!(lan.active(), [2]);
 }
 
+#[test]
+fn a_master_whose_priority_drops_is_preempted_and_takes_over_again_when_it_recovers() {
+    // Input: at 10.5 s a tracked script fails and the 200 drops to 120. Output: it advertises
+    // 120 at once; the 150 discards that as lower, so its down timer keeps running from the last
+    // advert at 200 (10.21875 s) and it takes over 3.414062 s after that one arrived. With its
+    // priority back at 20 s, the 200 preempts the same way.
+    let mut lan = three(Version::V3);
+    lan.run_for(ms(10_500));
+    lan.set_priority(2, 120);
+    assert_eq!(
+        lan.changes(2).last(),
+        Some(&(ms(10_500), Event::PriorityChanged(120)))
+    );
+    lan.run_for(ms(9_500));
+    assert_eq!(lan.active(), [1]);
+    assert_eq!(
+        lan.changes(1).last(),
+        Some(&(
+            us(10_218_750 + 100 + 3_414_062),
+            Event::BecameActive(ActiveReason::ActiveDown)
+        ))
+    );
+    assert_eq!(lan.instance(2).priority(), 120);
+    lan.set_priority(2, 200);
+    lan.run_for(Duration::from_secs(5));
+    assert_eq!(lan.active(), [2]);
+}
+
 /// A 150 running alone, and a 200 configured by `tune` that starts at 10 s.
 fn late_higher(tune: impl FnOnce(&mut super::instance::Config)) -> Lan {
     let mut high = config(Version::V3, 200, C, 100);
