@@ -19,7 +19,6 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::model::{Notify, Script, ScriptUser, VrrpGlobals};
@@ -156,22 +155,20 @@ pub fn generic_argv(
 #[derive(Debug)]
 pub struct Notifier {
     default_user: Option<ScriptUser>,
-    fifo: Option<mpsc::UnboundedSender<String>>,
+    /// The FIFO, written in place: non-blocking, so a write never waits, and nothing is
+    /// queued that an exit could lose (the STOP line).
+    fifo: Option<(PathBuf, std::sync::Mutex<std::fs::File>)>,
 }
 
 impl Notifier {
-    /// A notifier for `globals`; opens (creating it if missing, mode 0600) the FIFO and starts
-    /// its writer task. A FIFO that cannot be opened is logged and left out.
+    /// A notifier for `globals`; opens the FIFO, creating it (mode 0600) if missing. A FIFO
+    /// that cannot be opened is logged and left out.
     pub fn start(globals: &VrrpGlobals) -> Self {
         let fifo = globals
             .notify_fifo
             .as_ref()
             .and_then(|path| match open_fifo(path) {
-                Ok(file) => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(write_fifo(file, path.clone(), rx));
-                    Some(tx)
-                }
+                Ok(file) => Some((path.clone(), std::sync::Mutex::new(file))),
                 Err(e) => {
                     error!(path = %path.display(), error = %e, "opening the notify FIFO");
                     None
@@ -185,8 +182,15 @@ impl Notifier {
 
     /// Writes one FIFO line (`MASTER_PRIORITY`, `MASTER_RX_LOWER_PRI` and the like).
     pub fn line(&self, kind: &str, name: &str, word: &str, priority: u8) {
-        if let Some(fifo) = &self.fifo {
-            fifo.send(fifo_line(kind, name, word, priority)).ok();
+        let Some((path, file)) = &self.fifo else {
+            return;
+        };
+        let line = fifo_line(kind, name, word, priority);
+        let mut file = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            warn!(path = %path.display(), error = %e, line = line.trim_end(), "notify FIFO line dropped (no reader?)");
         }
     }
 
@@ -249,20 +253,6 @@ fn open_fifo(path: &Path) -> std::io::Result<std::fs::File> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-}
-
-async fn write_fifo(
-    mut file: std::fs::File,
-    path: PathBuf,
-    mut lines: mpsc::UnboundedReceiver<String>,
-) {
-    let mut dropped = 0u64;
-    while let Some(line) = lines.recv().await {
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            dropped += 1;
-            warn!(path = %path.display(), error = %e, dropped, "notify FIFO line dropped");
-        }
-    }
 }
 
 #[cfg(test)]

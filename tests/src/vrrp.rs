@@ -50,9 +50,14 @@ pub struct Settings {
     pub vip: &'static str,
     /// More vrrp_instance lines.
     pub extra: String,
+    /// More global_defs lines.
+    pub globals: String,
+    /// More top-level blocks (vrrp_script, vrrp_track_file, ...).
+    pub blocks: String,
 }
 
 impl Settings {
+    /// Settings of VRID 51 with [`VIP`].
     pub fn new(version: u8, priority: u8, advert_int: &'static str) -> Self {
         Self {
             version,
@@ -60,9 +65,27 @@ impl Settings {
             advert_int,
             vip: VIP,
             extra: String::new(),
+            globals: String::new(),
+            blocks: String::new(),
         }
     }
 
+    /// Adds a line to global_defs.
+    pub fn global(mut self, line: &str) -> Self {
+        self.globals.push_str("    ");
+        self.globals.push_str(line);
+        self.globals.push('\n');
+        self
+    }
+
+    /// Adds a top-level block.
+    pub fn block(mut self, text: &str) -> Self {
+        self.blocks.push_str(text);
+        self.blocks.push('\n');
+        self
+    }
+
+    /// Adds a line to the vrrp_instance.
     pub fn with(mut self, line: &str) -> Self {
         self.extra.push_str("    ");
         self.extra.push_str(line);
@@ -75,10 +98,13 @@ impl Settings {
         Self { vip: VIP6, ..self }
     }
 
+    /// The keepalived.conf text.
     pub fn keepalived_conf(&self, name: &str) -> String {
         let prefix = if self.vip == VIP6 { 64 } else { 24 };
+        let globals = &self.globals;
+        let blocks = &self.blocks;
         format!(
-            "global_defs {{\n    router_id {name}\n}}\n\
+            "global_defs {{\n    router_id {name}\n{globals}}}\n{blocks}\
              vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
              version {}\n    priority {}\n    advert_int {}\n{}    virtual_ipaddress {{\n        {}/{prefix}\n    }}\n}}\n",
             self.version, self.priority, self.advert_int, self.extra, self.vip

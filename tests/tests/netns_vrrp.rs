@@ -357,3 +357,179 @@ fn hostile_adverts_are_dropped_and_counted() {
         },
     );
 }
+
+/// A notify script that appends its uid and argv to `log` (created writable for the
+/// unprivileged user scripts run as).
+fn notify_script(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let log = dir.join("notify.log");
+    std::fs::write(&log, "").expect("notify log");
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).expect("chmod log");
+    let script = dir.join("notify.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$(id -u) $*\" >> {}\n", log.display()),
+    )
+    .expect("notify script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script, log)
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Notify scripts get keepalived's exact argv, run as an unprivileged user; the FIFO gets
+/// keepalived's exact lines; through BACKUP, MASTER, FAULT (link down), back, and STOP.
+#[test]
+fn notify_scripts_and_fifo_follow_every_transition() {
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
+    let dir = lab.dir().to_path_buf();
+    let (script, log) = notify_script(&dir);
+    let fifo = dir.join("vrrp.fifo");
+    let s = script.display();
+    let settings = Settings::new(3, 150, "0.1")
+        .global(&format!("vrrp_notify_fifo {}", fifo.display()))
+        .with(&format!("notify_master \"{s} d1 notify_master\""))
+        .with(&format!("notify_backup \"{s} d1 notify_backup\""))
+        .with(&format!("notify_fault \"{s} d1 notify_fault\""))
+        .with(&format!("notify_stop \"{s} d1 notify_stop\""))
+        .with(&format!("notify \"{s} d1 notify\""));
+    r[1].start(&mut lab, &Settings::new(3, 100, "0.1"));
+    wait_master(&r, 1, "alone");
+    // The FIFO's reader: lbd creates the FIFO if missing; we create it first to read from the
+    // start, as an external reader would.
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let file = std::fs::File::open(&fifo).expect("open FIFO for reading");
+            std::io::BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .take_while(|l| !l.contains(" STOP "))
+                .chain(std::iter::once("STOP seen".to_owned()))
+                .collect::<Vec<_>>()
+        })
+    };
+    r[0].start(&mut lab, &settings);
+    wait_master(&r, 0, "preempting");
+    r[0].ns.ip(&["link", "set", "eth0", "down"]);
+    wait_until("FAULT", TAKEOVER, || r[0].status()["state"] == "FAULT");
+    r[0].ns.ip(&["link", "set", "eth0", "up"]);
+    wait_master(&r, 0, "back after the fault");
+    r[0].stop(&mut lab, "TERM");
+    let fifo_lines = reader.join().expect("FIFO reader");
+    assert_eq!(
+        fifo_lines,
+        [
+            "INSTANCE \"VI_1\" BACKUP 150",
+            "INSTANCE \"VI_1\" MASTER 150",
+            "INSTANCE \"VI_1\" FAULT 150",
+            "INSTANCE \"VI_1\" BACKUP 150",
+            "INSTANCE \"VI_1\" MASTER 150",
+            "STOP seen",
+        ]
+    );
+    wait_until("every notify script to have run", TAKEOVER, || {
+        lines(&log).len() == 12
+    });
+    let logged = lines(&log);
+    let uid = logged[0].split(' ').next().expect("uid").to_owned();
+    assert_ne!(
+        uid, "0",
+        "scripts must not run as root by default: {logged:?}"
+    );
+    // Specific and generic scripts are separate processes: their order within a transition
+    // is not guaranteed (as with keepalived), so compare per transition.
+    let mut transitions: Vec<Vec<String>> = logged
+        .chunks(2)
+        .map(|pair| {
+            let mut pair: Vec<String> = pair
+                .iter()
+                .map(|l| l.split_once(' ').expect("uid argv").1.to_owned())
+                .collect();
+            pair.sort();
+            pair
+        })
+        .collect();
+    transitions.dedup();
+    let expected: Vec<Vec<String>> = [
+        ["d1 notify INSTANCE VI_1 BACKUP 150", "d1 notify_backup"],
+        ["d1 notify INSTANCE VI_1 MASTER 150", "d1 notify_master"],
+        ["d1 notify INSTANCE VI_1 FAULT 150", "d1 notify_fault"],
+        ["d1 notify INSTANCE VI_1 BACKUP 150", "d1 notify_backup"],
+        ["d1 notify INSTANCE VI_1 MASTER 150", "d1 notify_master"],
+        ["d1 notify INSTANCE VI_1 STOP 150", "d1 notify_stop"],
+    ]
+    .iter()
+    .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
+    .collect();
+    assert_eq!(transitions, expected, "{logged:#?}");
+}
+
+/// track_script with a negative weight lowers the master below its backup, which takes over;
+/// the script recovering moves the VIP back. track_file with weight 0 and track_interface
+/// without a weight put the instance in FAULT.
+#[test]
+fn tracked_scripts_files_and_interfaces_move_the_vip() {
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Keepalived]);
+    let dir = lab.dir().to_path_buf();
+    let flag = dir.join("fail");
+    let file = dir.join("track.value");
+    std::fs::write(&file, "0\n").expect("track file");
+    // A second interface of d1 to track (the kernel here has no dummy driver: a veth pair).
+    r[0].ns.ip(&[
+        "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+    ]);
+    r[0].ns.ip(&["link", "set", "trk1", "up"]);
+    r[0].ns.ip(&["link", "set", "trk0", "up"]);
+    let settings = Settings::new(3, 150, "0.1")
+        .block(&format!(
+            "vrrp_script chk {{\n    script \"/bin/sh -c 'test ! -e {}'\"\n    interval 0.1\n    weight -60\n}}",
+            flag.display()
+        ))
+        .block(&format!(
+            "vrrp_track_file tf {{\n    file {}\n    weight 0\n}}",
+            file.display()
+        ))
+        .with("track_script {\n        chk\n    }")
+        .with("track_file {\n        tf\n    }")
+        .with("track_interface {\n        trk0\n    }");
+    r[1].start(&mut lab, &Settings::new(3, 100, "0.1"));
+    r[0].start(&mut lab, &settings);
+    wait_master(&r, 0, "higher priority");
+
+    std::fs::write(&flag, "").expect("flag");
+    wait_master(&r, 1, "the script failed: 150 - 60 = 90 < 100");
+    assert_eq!(r[0].status()["priority"], 90);
+    std::fs::remove_file(&flag).expect("flag");
+    wait_master(&r, 0, "the script recovered");
+    assert_eq!(r[0].status()["priority"], 150);
+
+    std::fs::write(&file, "1\n").expect("track file");
+    wait_until("FAULT from the file", TAKEOVER, || {
+        r[0].status()["state"] == "FAULT"
+    });
+    wait_master(&r, 1, "lbd in FAULT");
+    std::fs::write(&file, "0\n").expect("track file");
+    wait_master(&r, 0, "the file is back to 0");
+
+    // The peer going down takes trk0's carrier: tracked as down.
+    r[0].ns.ip(&["link", "set", "trk1", "down"]);
+    wait_until("FAULT from the interface", TAKEOVER, || {
+        r[0].status()["state"] == "FAULT"
+    });
+    wait_master(&r, 1, "lbd in FAULT");
+    r[0].ns.ip(&["link", "set", "trk1", "up"]);
+    wait_master(&r, 0, "trk0 is back");
+}
