@@ -409,7 +409,6 @@ fn notify_scripts_and_fifo_follow_every_transition() {
         .expect("mkfifo");
     assert!(made.success());
     let reader = {
-        let fifo = fifo.clone();
         std::thread::spawn(move || {
             use std::io::BufRead as _;
             let file = std::fs::File::open(&fifo).expect("open FIFO for reading");
