@@ -326,11 +326,15 @@ struct VrrpDriver {
 /// Starts one VRRP driver per interface.
 fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
     let (shutdown, stopped) = watch::channel(false);
+    let notifier = std::sync::Arc::new(crate::scripts::Notifier::start(&model.vrrp));
+    let (groups_tx, groups_rx) = mpsc::unbounded_channel();
     let shared = crate::vrrp::driver::Shared {
         globals: std::sync::Arc::new(model.vrrp.clone()),
         track: crate::vrrp::tracker::start(&model.vrrp, &stopped),
-        notifier: std::sync::Arc::new(crate::scripts::Notifier::start(&model.vrrp)),
+        notifier: std::sync::Arc::clone(&notifier),
+        groups: groups_tx,
     };
+    let mut group_commands = std::collections::HashMap::new();
     let mut by_interface: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
     for instance in &model.vrrp_instances {
         match by_interface
@@ -345,10 +349,15 @@ fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
         .into_iter()
         .map(|(interface, instances)| {
             let (queries, queries_rx) = mpsc::channel(4);
+            let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+            for instance in &instances {
+                group_commands.insert(instance.name.clone(), commands_tx.clone());
+            }
             let driver = crate::vrrp::driver::run(
                 interface.clone(),
                 instances,
                 shared.clone(),
+                commands_rx,
                 queries_rx,
                 stopped.clone(),
             );
@@ -369,7 +378,49 @@ fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
             }
         })
         .collect();
+    tokio::spawn(run_sync_groups(
+        model.vrrp.sync_groups.clone(),
+        groups_rx,
+        group_commands,
+        notifier,
+    ));
     (shutdown, drivers)
+}
+
+/// The sync groups: member reports in, commands out to the members' drivers, group notify.
+async fn run_sync_groups(
+    groups: Vec<crate::model::SyncGroup>,
+    mut reports: mpsc::UnboundedReceiver<crate::vrrp::driver::GroupReport>,
+    drivers: std::collections::HashMap<String, mpsc::UnboundedSender<crate::vrrp::sync::Command>>,
+    notifier: std::sync::Arc<crate::scripts::Notifier>,
+) {
+    use crate::{
+        scripts::NotifyState,
+        vrrp::sync::{Command, MemberState},
+    };
+    let mut state = crate::vrrp::sync::Groups::new(&groups);
+    while let Some(report) = reports.recv().await {
+        let outcome = state.report(&report.member, report.state, report.own);
+        for command in outcome.commands {
+            let member = match &command {
+                Command::ForceActive(m) | Command::ForceBackup(m) | Command::GroupFault(m, _) => m,
+            };
+            if let Some(driver) = drivers.get(member) {
+                driver.send(command.clone()).ok();
+            }
+        }
+        if let Some((name, group_state)) = outcome.transition {
+            info!(group = %name, state = ?group_state, "sync group changed");
+            if let Some(group) = groups.iter().find(|g| g.name == name) {
+                let word = match group_state {
+                    MemberState::Active => NotifyState::Master,
+                    MemberState::Backup => NotifyState::Backup,
+                    MemberState::Fault => NotifyState::Fault,
+                };
+                notifier.transition("GROUP", &name, word, 0, &group.notify);
+            }
+        }
+    }
 }
 
 /// Every driver's instance statuses; a driver that does not answer within a second is skipped.

@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 use super::{
     instance::{self, Event, Instance, State},
     io::{self, Announcer, Link, Sockets4, Sockets6},
+    sync::{Command as GroupCommand, MemberState},
     track::{Status, Tracked, Verdict, verdict},
     tracker::TrackValues,
     wire::{AdvertRepr, Auth, Envelope, MULTICAST_V4, MULTICAST_V6, Packet, split_ipv4},
@@ -64,6 +65,19 @@ pub struct Shared {
     pub track: watch::Receiver<Arc<TrackValues>>,
     /// Notify scripts and FIFO.
     pub notifier: Arc<Notifier>,
+    /// Where members of sync groups report their transitions.
+    pub groups: mpsc::UnboundedSender<GroupReport>,
+}
+
+/// A sync-group member's transition, for the group task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupReport {
+    /// The instance.
+    pub member: String,
+    /// Its new state.
+    pub state: MemberState,
+    /// Whether the state is its own (not a FAULT the group imposed).
+    pub own: bool,
 }
 
 /// A status request: answered with the state of every instance of the driver.
@@ -100,6 +114,12 @@ struct Running {
     holds_addresses: bool,
     /// Its tracked objects: what, weight, reverse.
     tracked: Vec<(Source, i32, bool)>,
+    /// Whether it is in a sync group (its transitions are reported).
+    in_group: bool,
+    /// Its own fault: its interface, or a tracked object.
+    own_fault: bool,
+    /// A fault its sync group imposes.
+    group_fault: bool,
 }
 
 /// The interface's sockets, apart from [`Driver`] so that a readiness guard on one can be
@@ -128,6 +148,7 @@ pub async fn run(
     interface: String,
     instances: Vec<VrrpInstance>,
     mut shared: Shared,
+    mut group_commands: mpsc::UnboundedReceiver<GroupCommand>,
     mut queries: mpsc::Receiver<StatusQuery>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), io::IoError> {
@@ -180,6 +201,7 @@ pub async fn run(
             Ok(()) = track.changed() => {
                 driver.retrack();
             }
+            Some(command) = group_commands.recv() => driver.group_command(command),
             Some(reply) = queries.recv() => {
                 reply.send(driver.statuses()).ok();
             }
@@ -266,6 +288,11 @@ impl Driver {
             info!(instance = %spec.name, interface = %interface, vrid = spec.vrid, priority = spec.priority, %primary, "VRRP instance starting");
             let instance = Instance::new(instance_config(&spec, primary));
             let tracked = tracked_objects(&spec, &shared.globals);
+            let in_group = shared
+                .globals
+                .sync_groups
+                .iter()
+                .any(|g| g.members.contains(&spec.name));
             running.insert(
                 (family, spec.vrid),
                 Running {
@@ -275,6 +302,9 @@ impl Driver {
                     garp_delayed_sent: false,
                     holds_addresses: false,
                     tracked,
+                    in_group,
+                    own_fault: false,
+                    group_fault: false,
                 },
             );
         }
@@ -366,8 +396,29 @@ impl Driver {
             if let Verdict::Priority(p) = verdict {
                 r.instance.set_priority(now, p);
             }
-            r.instance
-                .set_fault(now, !self.link_up || verdict == Verdict::Fault);
+            r.own_fault = !self.link_up || verdict == Verdict::Fault;
+            r.instance.set_fault(now, r.own_fault || r.group_fault);
+        }
+    }
+
+    /// A command of the instance's sync group.
+    fn group_command(&mut self, command: GroupCommand) {
+        let now = crate::clock::now();
+        let name = match &command {
+            GroupCommand::ForceActive(n)
+            | GroupCommand::ForceBackup(n)
+            | GroupCommand::GroupFault(n, _) => n,
+        };
+        let Some(r) = self.running.values_mut().find(|r| &r.spec.name == name) else {
+            return;
+        };
+        match command {
+            GroupCommand::ForceActive(_) => r.instance.force_active(now),
+            GroupCommand::ForceBackup(_) => r.instance.force_backup(now),
+            GroupCommand::GroupFault(_, on) => {
+                r.group_fault = on;
+                r.instance.set_fault(now, r.own_fault || r.group_fault);
+            }
         }
     }
 
@@ -487,7 +538,7 @@ impl Driver {
 
     async fn flush_all(&mut self, sockets: &Sockets) {
         for r in self.running.values_mut() {
-            flush(r, sockets, &self.link, &self.handle, &self.shared.notifier).await;
+            flush(r, sockets, &self.link, &self.handle, &self.shared).await;
         }
     }
 
@@ -513,8 +564,16 @@ async fn flush(
     sockets: &Sockets,
     link: &Link,
     handle: &rtnetlink::Handle,
-    notifier: &Notifier,
+    shared: &Shared,
 ) {
+    let notifier = &*shared.notifier;
+    let report = |r: &Running, state: MemberState| {
+        if r.in_group {
+            let own = state != MemberState::Fault || r.own_fault;
+            let member = r.spec.name.clone();
+            shared.groups.send(GroupReport { member, state, own }).ok();
+        }
+    };
     while let Some(advert) = r.instance.poll_transmit() {
         let source = r.instance.config().primary;
         let group = match source {
@@ -563,16 +622,19 @@ async fn flush(
                     Some(now + r.spec.garp.delay)
                 };
                 notify(r, notifier, NotifyState::Master);
+                report(r, MemberState::Active);
             }
             Event::BecameBackup(reason) => {
                 info!(instance = %r.spec.name, ?reason, "entering BACKUP state");
                 release(r, handle, link).await;
                 notify(r, notifier, NotifyState::Backup);
+                report(r, MemberState::Backup);
             }
             Event::BecameFault => {
                 info!(instance = %r.spec.name, "entering FAULT state");
                 release(r, handle, link).await;
                 notify(r, notifier, NotifyState::Fault);
+                report(r, MemberState::Fault);
             }
             Event::Stopped => {
                 info!(instance = %r.spec.name, "stopped");

@@ -81,6 +81,8 @@ pub enum ActiveReason {
     /// No advert from an active router within Active_Down_Interval (or Skew_Time after a
     /// priority-0 advert).
     ActiveDown,
+    /// Another member of its sync group became active.
+    SyncGroup,
 }
 
 /// Why the instance became backup.
@@ -95,6 +97,8 @@ pub enum BackupReason {
         /// Its priority.
         priority: u8,
     },
+    /// Another member of its sync group became backup.
+    SyncGroup,
 }
 
 /// What the driver must act on.
@@ -380,6 +384,22 @@ impl Instance {
                 self.events.push_back(Event::BecameFault);
             }
             (State::Initialize, false) => {}
+        }
+    }
+
+    /// keepalived's sync groups: another member became active, so this one does too, at once
+    /// (only from Backup: a faulty or stopped member stays so).
+    pub fn force_active(&mut self, now: Instant) {
+        if matches!(self.state, State::Backup { .. }) {
+            self.become_active(now, ActiveReason::SyncGroup);
+        }
+    }
+
+    /// keepalived's sync groups: another member became backup, so this one does too, and
+    /// waits out a full down interval before it may take over again.
+    pub fn force_backup(&mut self, now: Instant) {
+        if self.is_active() {
+            self.become_backup(now, BackupReason::SyncGroup);
         }
     }
 

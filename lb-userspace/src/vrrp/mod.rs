@@ -6,6 +6,7 @@ pub mod announce;
 pub mod driver;
 pub mod instance;
 pub mod io;
+pub mod sync;
 pub mod track;
 pub mod tracker;
 pub mod wire;
