@@ -412,11 +412,33 @@ pub struct VrrpInstance {
     pub garp: Garp,
 }
 
-/// A virtual address of a VRRP instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A virtual address of a VRRP instance, with keepalived's `virtual_ipaddress` options.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtualAddress {
     /// The address.
     pub addr: IpAddr,
     /// Its prefix length (keepalived's default: 32 or 128).
     pub prefix: u8,
+    /// `dev`: the interface it goes on (default: the instance's).
+    pub dev: Option<String>,
+    /// `label` (IPv4).
+    pub label: Option<String>,
+    /// `scope`, as the kernel numbers it (0 global, 200 site, 253 link, 254 host).
+    pub scope: Option<u8>,
+    /// `brd` (IPv4).
+    pub broadcast: Option<std::net::Ipv4Addr>,
+}
+
+impl VirtualAddress {
+    /// An address with no options.
+    pub fn new(addr: IpAddr, prefix: u8) -> Self {
+        Self {
+            addr,
+            prefix,
+            dev: None,
+            label: None,
+            scope: None,
+            broadcast: None,
+        }
+    }
 }

@@ -601,3 +601,53 @@ fn a_sync_group_moves_together() {
         holds_second(&r[0]) && !holds_second(&r[1])
     });
 }
+
+/// VIP options: an IPv4 VIP with `dev`, `label` and `brd` goes on that interface with them;
+/// an IPv6 VIP on an interface that does duplicate address detection is usable at once (added
+/// without DAD: never tentative, never failed by the old master's stale copy).
+#[test]
+fn vip_options_and_ipv6_without_dad() {
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd]);
+    r[0].ns.ip(&[
+        "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+    ]);
+    for dev in ["eth1p", "eth1"] {
+        r[0].ns.ip(&["link", "set", dev, "up"]);
+    }
+    lb_tests::lab::sysctl(&r[0].ns, "net.ipv6.conf.eth0.accept_dad", "1");
+    let v4 = Settings::new(3, 150, "0.1")
+        .with("virtual_ipaddress {\n        198.51.100.100/24 dev eth1 label eth1:vip brd 198.51.100.255\n    }")
+        .block(
+            "vrrp_instance VI_6 {\n    interface eth0\n    version 3\n    virtual_router_id 52\n    \
+             advert_int 0.1\n    virtual_ipaddress {\n        2001:db8::200/64\n    }\n}",
+        );
+    // The rig's VIP line stays: VI_1 has 192.0.2.100 on eth0 and 198.51.100.100 on eth1.
+    r[0].start(&mut lab, &v4);
+    wait_master(&r, 0, "alone");
+    let ns = r[0].ns.clone();
+    let show = |dev: &str| {
+        let out = ns.run("ip", &["-o", "addr", "show", "dev", dev]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("the dev VIP on eth1", TAKEOVER, || {
+        show("eth1").contains(" 198.51.100.100/24 brd 198.51.100.255 ")
+    });
+    assert!(show("eth1").contains("eth1:vip"), "label: {}", show("eth1"));
+    assert!(
+        !show("eth0").contains("198.51.100.100"),
+        "not on eth0: {}",
+        show("eth0")
+    );
+    wait_until("the IPv6 VIP", TAKEOVER, || {
+        show("eth0").contains(" 2001:db8::200/64 ")
+    });
+    let line = show("eth0")
+        .lines()
+        .find(|l| l.contains("2001:db8::200/64"))
+        .expect("IPv6 VIP")
+        .to_owned();
+    assert!(line.contains("nodad"), "added without DAD: {line}");
+    assert!(!line.contains("tentative"), "usable at once: {line}");
+    r[0].stop(&mut lab, "TERM");
+    assert!(!show("eth1").contains("198.51.100.100"), "released on stop");
+}

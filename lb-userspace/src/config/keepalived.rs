@@ -734,15 +734,15 @@ impl Reader<'_> {
                 "unicast_src_ip" => vi.unicast_src_ip = self.one(s),
                 "v3_checksum_as_v2" => vi.v3_checksum_as_v2 = self.flag(s),
                 "virtual_ipaddress" => {
+                    // The entry as one text, `ADDRESS[/PREFIX] [OPTION VALUE]...`: the same as
+                    // the TOML form; validation reads the options.
                     for entry in s.block.iter().flatten() {
-                        if let Some(option) = entry.args.first() {
-                            let message = format!(
-                                "virtual_ipaddress option {:?} is not implemented by lbd; only ADDRESS[/PREFIX]",
-                                option.value
-                            );
-                            self.error(option.pos, message);
+                        let mut text = entry.keyword.value.clone();
+                        for arg in &entry.args {
+                            text.push(' ');
+                            text.push_str(&arg.value);
                         }
-                        vi.virtual_ipaddress.push(entry.keyword.clone());
+                        vi.virtual_ipaddress.push(At::new(text, entry.keyword.pos));
                     }
                 }
                 "unicast_peer" => {

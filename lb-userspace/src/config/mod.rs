@@ -601,6 +601,98 @@ notify_master = "/bin/group.sh up"
     }
 
     #[test]
+    fn virtual_ipaddress_options_read_the_same_from_both_formats() {
+        let keepalived = r#"
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.100/24 dev eth1 label eth1:vip scope link brd 192.0.2.255
+        192.0.2.101
+    }
+}
+vrrp_instance VI_6 {
+    interface eth0
+    version 3
+    virtual_router_id 51
+    virtual_ipaddress {
+        2001:db8::100/64 -nodad
+    }
+}
+"#;
+        let toml = r#"
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+virtual_ipaddress = ["192.0.2.100/24 dev eth1 label eth1:vip scope link brd 192.0.2.255", "192.0.2.101"]
+
+[[vrrp_instance]]
+name = "VI_6"
+interface = "eth0"
+version = 3
+virtual_router_id = 51
+virtual_ipaddress = ["2001:db8::100/64 -nodad"]
+"#;
+        let a = load_keepalived(keepalived, Unimplemented::Reject)
+            .expect("keepalived.conf")
+            .model;
+        let b = load_toml(toml).expect("toml").model;
+        assert_eq!(a.vrrp_instances, b.vrrp_instances);
+        let vip = &a.vrrp_instances[0].addresses[0];
+        assert_eq!(
+            (
+                vip.prefix,
+                vip.dev.as_deref(),
+                vip.label.as_deref(),
+                vip.scope,
+                vip.broadcast
+            ),
+            (
+                24,
+                Some("eth1"),
+                Some("eth1:vip"),
+                Some(253),
+                Some("192.0.2.255".parse().expect("ip"))
+            )
+        );
+        assert_eq!(a.vrrp_instances[1].addresses[0].prefix, 64);
+        let bad = r#"
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.100 peer 192.0.2.1
+        192.0.2.101 dev
+    }
+}
+vrrp_instance VI_6 {
+    interface eth0
+    version 3
+    virtual_router_id 52
+    virtual_ipaddress {
+        2001:db8::100/64 label x
+    }
+}
+"#;
+        let errors: Vec<String> = load_keepalived(bad, Unimplemented::Reject)
+            .expect_err("invalid")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for expected in [
+            "virtual_ipaddress option \"peer\" is not implemented",
+            "option dev needs a value",
+            "label is for IPv4 addresses only",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{expected:?} missing from {errors:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn tracking_references_and_script_commands_are_checked() {
         let keepalived = r#"
 vrrp_script chk {

@@ -607,6 +607,61 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
     }
 }
 
+/// keepalived's `virtual_ipaddress` options after the address: `dev`, `label`, `scope`, `brd`
+/// and `-nodad` (IPv6 VIPs are always added without duplicate address detection: the address
+/// belongs to the virtual router, and DAD would hold it tentative, or fail it, during the very
+/// takeover it serves).
+fn vip_options(
+    addr: IpAddr,
+    mut words: std::str::SplitWhitespace<'_>,
+    pos: Pos,
+    errors: &mut Errors<'_>,
+) -> Option<VirtualAddress> {
+    let mut vip = VirtualAddress::new(addr, 0);
+    let before = errors.list.len();
+    while let Some(option) = words.next() {
+        if matches!(option, "-nodad" | "nodad") {
+            continue;
+        }
+        let Some(value) = words.next() else {
+            errors.push(
+                pos,
+                format!("virtual_ipaddress option {option} needs a value"),
+            );
+            break;
+        };
+        match option {
+            "dev" => vip.dev = Some(value.to_owned()),
+            "label" if addr.is_ipv4() => vip.label = Some(value.to_owned()),
+            "scope" => {
+                vip.scope = match value {
+                    "global" => Some(0),
+                    "site" => Some(200),
+                    "link" => Some(253),
+                    "host" => Some(254),
+                    "nowhere" => Some(255),
+                    n => n.parse().ok().or_else(|| {
+                        errors.push(pos, format!("scope {n:?} is not global, site, link, host or 0-255"));
+                        None
+                    }),
+                }
+            }
+            "brd" if addr.is_ipv4() => match value.parse() {
+                Ok(b) => vip.broadcast = Some(b),
+                Err(_) => errors.push(pos, format!("brd {value:?} is not an IPv4 address")),
+            },
+            "label" | "brd" => errors.push(pos, format!("{option} is for IPv4 addresses only")),
+            other => errors.push(
+                pos,
+                format!(
+                    "virtual_ipaddress option {other:?} is not implemented by lbd (dev, label, scope, brd and -nodad are)"
+                ),
+            ),
+        }
+    }
+    (errors.list.len() == before).then_some(vip)
+}
+
 fn vrrp_instance(
     spec: &VrrpInstanceSpec,
     default_version: Version,
@@ -721,15 +776,20 @@ fn vrrp_instance(
     };
     let mut addresses = Vec::new();
     for entry in &spec.virtual_ipaddress {
-        let (addr_text, prefix_text) = match entry.value.split_once('/') {
+        let mut words = entry.value.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        let (addr_text, prefix_text) = match first.split_once('/') {
             Some((a, p)) => (a, Some(p)),
-            None => (entry.value.as_str(), None),
+            None => (first, None),
         };
         let Ok(addr) = addr_text.parse::<IpAddr>() else {
             errors.push(
                 entry.pos,
-                format!("virtual address {:?} is not ADDRESS[/PREFIX]", entry.value),
+                format!("virtual address {first:?} is not ADDRESS[/PREFIX]"),
             );
+            continue;
+        };
+        let Some(options) = vip_options(addr, words, entry.pos, errors) else {
             continue;
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -761,7 +821,7 @@ fn vrrp_instance(
             );
             continue;
         }
-        addresses.push(VirtualAddress { addr, prefix });
+        addresses.push(VirtualAddress { prefix, ..options });
     }
     let auth_pass = match (spec.auth_type.as_ref(), spec.auth_pass.as_ref()) {
         (None, None) => None,

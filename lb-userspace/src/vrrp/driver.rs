@@ -133,6 +133,8 @@ struct Sockets {
 /// What the driver owns: the interface, its instances and the clock.
 struct Driver {
     link: Link,
+    /// The interfaces of VIPs with `dev`, by name.
+    devs: HashMap<String, Link>,
     handle: rtnetlink::Handle,
     timer: crate::clock::Timer,
     running: HashMap<(Family, u8), Running>,
@@ -270,7 +272,7 @@ impl Driver {
         } else {
             None
         };
-        let announcer = Announcer::open(&link)?;
+        let announcer = Announcer::open()?;
         let timer = crate::clock::Timer::new().map_err(|source| io::IoError::Socket {
             op: "creating the timerfd".to_owned(),
             source,
@@ -320,8 +322,19 @@ impl Driver {
                 }
             }
         }
+        let mut devs = HashMap::new();
+        for r in running.values() {
+            for vip in &r.spec.addresses {
+                if let Some(dev) = &vip.dev
+                    && !devs.contains_key(dev)
+                {
+                    devs.insert(dev.clone(), io::link(&handle, dev).await?);
+                }
+            }
+        }
         let mut driver = Self {
             link,
+            devs,
             handle,
             timer,
             running,
@@ -361,7 +374,7 @@ impl Driver {
                 } else {
                     r.spec.garp.repeat
                 };
-                announce(r, announcer, &self.link, count);
+                announce(r, announcer, &self.link, &self.devs, count);
                 r.garp_delayed_sent = true;
                 r.garp_again_at = r.spec.garp.refresh.map(|every| now + every);
             }
@@ -538,7 +551,14 @@ impl Driver {
 
     async fn flush_all(&mut self, sockets: &Sockets) {
         for r in self.running.values_mut() {
-            flush(r, sockets, &self.link, &self.handle, &self.shared).await;
+            flush(
+                r,
+                sockets,
+                (&self.link, &self.devs),
+                &self.handle,
+                &self.shared,
+            )
+            .await;
         }
     }
 
@@ -562,7 +582,7 @@ impl Driver {
 async fn flush(
     r: &mut Running,
     sockets: &Sockets,
-    link: &Link,
+    (link, devs): (&Link, &HashMap<String, Link>),
     handle: &rtnetlink::Handle,
     shared: &Shared,
 ) {
@@ -608,12 +628,13 @@ async fn flush(
             Event::BecameActive(reason) => {
                 info!(instance = %r.spec.name, ?reason, "entering ACTIVE (MASTER) state");
                 for vip in &r.spec.addresses {
-                    if let Err(e) = io::add_address(handle, link.index, *vip).await {
+                    let index = vip_link(vip, link, devs).index;
+                    if let Err(e) = io::add_address(handle, index, vip).await {
                         warn!(instance = %r.spec.name, error = %e, "adding a virtual address");
                     }
                 }
                 r.holds_addresses = true;
-                announce(r, &sockets.announcer, link, r.spec.garp.repeat);
+                announce(r, &sockets.announcer, link, devs, r.spec.garp.repeat);
                 let now = crate::clock::now();
                 r.garp_delayed_sent = r.spec.garp.delay.is_zero();
                 r.garp_again_at = if r.garp_delayed_sent {
@@ -626,19 +647,19 @@ async fn flush(
             }
             Event::BecameBackup(reason) => {
                 info!(instance = %r.spec.name, ?reason, "entering BACKUP state");
-                release(r, handle, link).await;
+                release(r, handle, link, devs).await;
                 notify(r, notifier, NotifyState::Backup);
                 report(r, MemberState::Backup);
             }
             Event::BecameFault => {
                 info!(instance = %r.spec.name, "entering FAULT state");
-                release(r, handle, link).await;
+                release(r, handle, link, devs).await;
                 notify(r, notifier, NotifyState::Fault);
                 report(r, MemberState::Fault);
             }
             Event::Stopped => {
                 info!(instance = %r.spec.name, "stopped");
-                release(r, handle, link).await;
+                release(r, handle, link, devs).await;
                 notify(r, notifier, NotifyState::Stop);
             }
             Event::PriorityChanged(priority) => {
@@ -701,13 +722,24 @@ fn tracked_objects(spec: &VrrpInstance, globals: &VrrpGlobals) -> Vec<(Source, i
     objects
 }
 
-async fn release(r: &mut Running, handle: &rtnetlink::Handle, link: &Link) {
+/// The interface a VIP goes on: its `dev`, else the instance's.
+fn vip_link<'a>(vip: &VirtualAddress, own: &'a Link, devs: &'a HashMap<String, Link>) -> &'a Link {
+    vip.dev.as_ref().and_then(|d| devs.get(d)).unwrap_or(own)
+}
+
+async fn release(
+    r: &mut Running,
+    handle: &rtnetlink::Handle,
+    link: &Link,
+    devs: &HashMap<String, Link>,
+) {
     r.garp_again_at = None;
     if !r.holds_addresses {
         return;
     }
     for vip in &r.spec.addresses {
-        if let Err(e) = io::remove_address(handle, link.index, *vip).await {
+        let index = vip_link(vip, link, devs).index;
+        if let Err(e) = io::remove_address(handle, index, vip).await {
             warn!(instance = %r.spec.name, error = %e, "removing a virtual address");
         }
     }
@@ -716,10 +748,16 @@ async fn release(r: &mut Running, handle: &rtnetlink::Handle, link: &Link) {
 
 /// A burst of `count` gratuitous ARPs / unsolicited NAs for every address of the instance,
 /// alternating addresses as keepalived does.
-fn announce(r: &Running, announcer: &Announcer, link: &Link, count: u32) {
+fn announce(
+    r: &Running,
+    announcer: &Announcer,
+    link: &Link,
+    devs: &HashMap<String, Link>,
+    count: u32,
+) {
     for _ in 0..count {
         for vip in &r.spec.addresses {
-            if let Err(e) = announcer.announce(link.mac, vip.addr) {
+            if let Err(e) = announcer.announce(vip_link(vip, link, devs), vip.addr) {
                 warn!(instance = %r.spec.name, error = %e, "announcing a virtual address");
             }
         }

@@ -139,14 +139,32 @@ pub async fn link(handle: &Handle, name: &str) -> Result<Link, IoError> {
     })
 }
 
-/// Adds a virtual address to the interface; one already there is fine.
-pub async fn add_address(handle: &Handle, index: u32, vip: VirtualAddress) -> Result<(), IoError> {
-    match handle
-        .address()
-        .add(index, vip.addr, vip.prefix)
-        .execute()
-        .await
-    {
+/// Adds a virtual address to the interface (IPv6 without duplicate address detection, see
+/// [`crate::model::VirtualAddress`]); one already there is fine.
+pub async fn add_address(handle: &Handle, index: u32, vip: &VirtualAddress) -> Result<(), IoError> {
+    use rtnetlink::packet_route::address::{AddressFlags, AddressHeaderFlags, AddressScope};
+    let mut request = handle.address().add(index, vip.addr, vip.prefix);
+    let message = request.message_mut();
+    if vip.addr.is_ipv6() {
+        message.header.flags |= AddressHeaderFlags::Nodad;
+        message
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    if let Some(scope) = vip.scope {
+        message.header.scope = AddressScope::from(scope);
+    }
+    if let Some(label) = &vip.label {
+        message
+            .attributes
+            .push(AddressAttribute::Label(label.clone()));
+    }
+    if let Some(broadcast) = vip.broadcast {
+        message
+            .attributes
+            .push(AddressAttribute::Broadcast(broadcast));
+    }
+    match request.execute().await {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(e)) if -e.raw_code() == libc::EEXIST => Ok(()),
         Err(source) => Err(IoError::Netlink {
@@ -160,7 +178,7 @@ pub async fn add_address(handle: &Handle, index: u32, vip: VirtualAddress) -> Re
 pub async fn remove_address(
     handle: &Handle,
     index: u32,
-    vip: VirtualAddress,
+    vip: &VirtualAddress,
 ) -> Result<(), IoError> {
     let mut message = AddressMessage::default();
     message.header.index = index;
@@ -388,28 +406,24 @@ impl Sockets6 {
     }
 }
 
-/// Sends gratuitous ARP and unsolicited NA frames ([`super::announce`]) on one interface.
+/// Sends gratuitous ARP and unsolicited NA frames ([`super::announce`]) on any interface.
 #[derive(Debug)]
 pub struct Announcer {
     socket: Socket,
-    index: u32,
 }
 
 impl Announcer {
-    /// Opens a send-only AF_PACKET socket for `link` (protocol 0: it receives nothing).
-    pub fn open(link: &Link) -> Result<Self, IoError> {
+    /// Opens a send-only AF_PACKET socket (protocol 0: it receives nothing).
+    pub fn open() -> Result<Self, IoError> {
         let socket = Socket::new(Domain::PACKET, Type::RAW, None)
             .map_err(socket_err("opening the AF_PACKET socket"))?;
-        Ok(Self {
-            socket,
-            index: link.index,
-        })
+        Ok(Self { socket })
     }
 
-    /// One gratuitous ARP (IPv4) or unsolicited NA (IPv6) for `vip` from `mac`.
-    pub fn announce(&self, mac: [u8; 6], vip: IpAddr) -> Result<(), IoError> {
-        let (ethertype, dest, frame) = super::announce::frame(mac, vip);
-        let to = crate::sys::link_layer_addr(self.index, ethertype, dest)
+    /// One gratuitous ARP (IPv4) or unsolicited NA (IPv6) for `vip` on `link`, from its MAC.
+    pub fn announce(&self, link: &Link, vip: IpAddr) -> Result<(), IoError> {
+        let (ethertype, dest, frame) = super::announce::frame(link.mac, vip);
+        let to = crate::sys::link_layer_addr(link.index, ethertype, dest)
             .map_err(socket_err("building the link-layer address"))?;
         self.socket
             .send_to(&frame, &to)
