@@ -91,6 +91,39 @@ pub struct VrrpStatus {
     pub priority_zero_sent: u64,
     /// Adverts dropped by a check, all reasons.
     pub errors: u64,
+    /// The error counters one by one (RFC 6527 and RFC 2787 statistics).
+    pub counters: VrrpCounters,
+}
+
+/// The RFC 6527 (`vrrpv3StatisticsEntry`) and RFC 2787 counters of one instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpCounters {
+    /// Transitions out of MASTER.
+    pub released_master: u64,
+    /// TTL / hop limit not 255.
+    pub ttl_errors: u64,
+    /// Bad checksum.
+    pub checksum_errors: u64,
+    /// Length inconsistent with the address count.
+    pub length_errors: u64,
+    /// Another VRRP version.
+    pub version_errors: u64,
+    /// Not an ADVERTISEMENT.
+    pub invalid_type_errors: u64,
+    /// VRID 0.
+    pub vrid_errors: u64,
+    /// v2: interval differs from ours (or is 0).
+    pub advert_interval_errors: u64,
+    /// Address list differs from ours.
+    pub address_list_errors: u64,
+    /// v2: unknown authentication type.
+    pub invalid_auth_type: u64,
+    /// v2: authentication type differs from ours.
+    pub auth_type_mismatch: u64,
+    /// v2: wrong password.
+    pub auth_failures: u64,
+    /// Malformed IP header.
+    pub ip_header_errors: u64,
 }
 
 /// What the data plane is and does.

@@ -41,7 +41,7 @@ use super::{
     wire::{AdvertRepr, Auth, Envelope, MULTICAST_V4, MULTICAST_V6, Packet, split_ipv4},
 };
 use crate::{
-    control::VrrpStatus,
+    control::{VrrpCounters, VrrpStatus},
     model::{VirtualAddress, VrrpGlobals, VrrpInstance},
     scripts::{Notifier, NotifyState},
     time::Instant,
@@ -795,15 +795,22 @@ fn status(r: &Running, interface: &str) -> VrrpStatus {
         adverts_sent: stats.adverts_sent,
         priority_zero_received: stats.priority_zero_received,
         priority_zero_sent: stats.priority_zero_sent,
-        errors: stats.ttl_errors
-            + stats.checksum_errors
-            + stats.length_errors
-            + stats.other_decode_errors
-            + stats.version_errors
-            + stats.auth_failures
-            + stats.auth_type_mismatch
-            + stats.advert_interval_errors
-            + stats.address_list_errors,
+        errors: stats.errors(),
+        counters: VrrpCounters {
+            released_master: stats.released_active,
+            ttl_errors: stats.ttl_errors,
+            checksum_errors: stats.checksum_errors,
+            length_errors: stats.length_errors,
+            version_errors: stats.version_errors,
+            invalid_type_errors: stats.invalid_type_errors,
+            vrid_errors: stats.vrid_errors,
+            advert_interval_errors: stats.advert_interval_errors,
+            address_list_errors: stats.address_list_errors,
+            invalid_auth_type: stats.invalid_auth_type,
+            auth_type_mismatch: stats.auth_type_mismatch,
+            auth_failures: stats.auth_failures,
+            ip_header_errors: stats.ip_header_errors,
+        },
     }
 }
 

@@ -156,8 +156,34 @@ pub struct Stats {
     pub checksum_errors: u64,
     /// Length errors.
     pub length_errors: u64,
-    /// Other decode errors (type, auth type, interval 0, IP header).
-    pub other_decode_errors: u64,
+    /// Adverts of another type than ADVERTISEMENT.
+    pub invalid_type_errors: u64,
+    /// Adverts with VRID 0.
+    pub vrid_errors: u64,
+    /// v2 adverts with an unknown authentication type.
+    pub invalid_auth_type: u64,
+    /// Datagrams whose IP header is malformed.
+    pub ip_header_errors: u64,
+    /// Transitions out of Active (keepalived's "Released master").
+    pub released_active: u64,
+}
+
+impl Stats {
+    /// Every advert dropped by a check.
+    pub fn errors(&self) -> u64 {
+        self.ttl_errors
+            + self.checksum_errors
+            + self.length_errors
+            + self.version_errors
+            + self.invalid_type_errors
+            + self.vrid_errors
+            + self.invalid_auth_type
+            + self.ip_header_errors
+            + self.auth_failures
+            + self.auth_type_mismatch
+            + self.advert_interval_errors
+            + self.address_list_errors
+    }
 }
 
 impl Stats {
@@ -168,11 +194,11 @@ impl Stats {
             DecodeError::Checksum => self.checksum_errors += 1,
             DecodeError::Length => self.length_errors += 1,
             DecodeError::Version(_) => self.version_errors += 1,
-            DecodeError::Type(_)
-            | DecodeError::Vrid
-            | DecodeError::AuthType(_)
-            | DecodeError::AdvertInterval
-            | DecodeError::IpHeader => self.other_decode_errors += 1,
+            DecodeError::Type(_) => self.invalid_type_errors += 1,
+            DecodeError::Vrid => self.vrid_errors += 1,
+            DecodeError::AuthType(_) => self.invalid_auth_type += 1,
+            DecodeError::AdvertInterval => self.advert_interval_errors += 1,
+            DecodeError::IpHeader => self.ip_header_errors += 1,
         }
     }
 }
@@ -339,6 +365,9 @@ impl Instance {
     }
 
     fn become_backup(&mut self, now: Instant, reason: BackupReason) {
+        if self.is_active() {
+            self.stats.released_active += 1;
+        }
         self.state = State::Backup {
             down_at: now + self.active_down_interval(),
         };
@@ -377,6 +406,7 @@ impl Instance {
             (_, true) => {
                 if self.is_active() {
                     self.send_advert(0);
+                    self.stats.released_active += 1;
                 }
                 self.state = State::Fault;
                 self.active_router = None;
@@ -408,7 +438,10 @@ impl Instance {
     pub fn shutdown(&mut self, _now: Instant) {
         match self.state {
             State::Initialize => return,
-            State::Active { .. } => self.send_advert(0),
+            State::Active { .. } => {
+                self.send_advert(0);
+                self.stats.released_active += 1;
+            }
             State::Backup { .. } | State::Fault => {}
         }
         self.state = State::Initialize;
