@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every tier, cheapest first, with a summary.
 //!
-//! Tiers: setup, build-ebpf, fmt, clippy, unit (pure modules and the CLI, no privileges),
+//! Tiers: setup, build-ebpf, fmt, clippy, unit (pure modules and the CLI, no privileges), fuzz
+//! (the VRRP codec's cargo-fuzz target builds and passes its seed corpus),
 //! privileged (namespace lab, XDP attach, BPF_PROG_TEST_RUN; root), demo (`cargo xtask demo
 //! --ci`: the README's first command, asserting on its outcome), vm (IPVS in Debian's kernel
 //! under qemu). Under `CI=true` a tier that cannot run fails the run, saying what is missing;
@@ -16,7 +17,7 @@ use crate::util::{cargo, is_ci, is_root, root, status};
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
 pub(crate) struct TestArgs {
-    /// Run only these tiers (setup, build-ebpf, fmt, clippy, unit, privileged, demo, vm).
+    /// Run only these tiers (setup, build-ebpf, fmt, clippy, unit, fuzz, privileged, demo, vm).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -159,6 +160,25 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                 "--exclude",
                 "lb-ebpf",
             ]))
+        },
+        &mut tiers,
+    );
+    tier(
+        "fuzz",
+        &mut || {
+            // The cargo-fuzz target builds (libFuzzer included) and runs its seed corpus; the
+            // coverage-guided run is `cargo fuzz run vrrp_advert` (README).
+            let fuzz = root().join("fuzz");
+            match check(
+                cargo_cmd(&["build", "--locked", "--manifest-path"]).arg(fuzz.join("Cargo.toml")),
+            ) {
+                Outcome::Passed => check(
+                    Command::new(fuzz.join("target/debug/vrrp_advert"))
+                        .arg("-runs=0")
+                        .arg(fuzz.join("corpus/vrrp_advert")),
+                ),
+                other => other,
+            }
         },
         &mut tiers,
     );
