@@ -79,6 +79,8 @@ pub struct VrrpStatus {
     pub advert_int_cs: u16,
     /// Virtual addresses.
     pub addresses: Vec<String>,
+    /// Its VMAC interface, with `use_vmac`.
+    pub vmac: Option<String>,
     /// Transitions to MASTER.
     pub became_active: u64,
     /// Adverts received and processed.

@@ -410,6 +410,17 @@ pub struct VrrpInstance {
     pub track_files: Vec<Track>,
     /// Announcements after becoming MASTER.
     pub garp: Garp,
+    /// keepalived's `use_vmac`: the VIPs live on a macvlan with the VRRP virtual MAC.
+    pub vmac: Option<Vmac>,
+}
+
+/// A VRRP virtual MAC interface (keepalived's `use_vmac`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vmac {
+    /// The macvlan's name (keepalived's default: `vrrp.VRID`, here `vrrp6.VRID` for IPv6).
+    pub name: String,
+    /// keepalived's `vmac_xmit_base`: adverts go out of the base interface, not the VMAC.
+    pub xmit_base: bool,
 }
 
 /// A virtual address of a VRRP instance, with keepalived's `virtual_ipaddress` options.

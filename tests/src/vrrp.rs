@@ -218,21 +218,17 @@ impl Router {
     }
 
     pub fn holds_vip(&self) -> bool {
-        let out = self.ns.run("ip", &["-o", "addr", "show", "dev", "eth0"]);
+        // On any interface: eth0, or a VMAC (`use_vmac`).
+        let out = self.ns.run("ip", &["-o", "addr", "show"]);
         String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", self.vip))
     }
 
     /// Removes the VIP a crashed router left behind (a reboot would).
     pub fn clear_vip(&self) {
         let prefix = if self.vip == VIP6 { 128 } else { 32 };
-        self.ns.ip(&[
-            "addr",
-            "flush",
-            "dev",
-            "eth0",
-            "to",
-            &format!("{}/{prefix}", self.vip),
-        ]);
+        // From any interface: eth0, or a VMAC.
+        self.ns
+            .ip(&["addr", "flush", "to", &format!("{}/{prefix}", self.vip)]);
     }
 
     /// lbd's view of its one instance.

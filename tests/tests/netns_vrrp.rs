@@ -675,3 +675,65 @@ fn vip_options_and_ipv6_without_dad() {
     r[0].stop(&mut lab, "TERM");
     assert!(!show("eth1").contains("198.51.100.100"), "released on stop");
 }
+
+/// `use_vmac`: the VIP lives on a macvlan with the VRRP virtual MAC, adverts and gratuitous
+/// ARPs carry that MAC, and failover works both ways with keepalived doing the same. On stop
+/// lbd removes its VMAC and restores the base interface's ARP settings.
+#[test]
+fn vmac_failover_with_keepalived() {
+    let (mut lab, switch, mut r) = lan(&[Kind::Keepalived, Kind::Lbd]);
+    let vmac = |priority: u8| Settings::new(3, priority, "0.1").with("use_vmac");
+    let arp_ignore = |router: &Router| {
+        let out = router
+            .ns
+            .run("cat", &["/proc/sys/net/ipv4/conf/eth0/arp_ignore"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(arp_ignore(&r[1]), "0");
+    r[1].start(&mut lab, &vmac(100));
+    r[0].start(&mut lab, &vmac(150));
+    wait_master(&r, 0, "keepalived, higher priority");
+    wait_until("lbd to hear keepalived through its VMAC", TAKEOVER, || {
+        r[1].status()["active_router"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("priority 150"))
+    });
+    assert_eq!(r[1].status()["vmac"], "vrrp.51");
+    assert_eq!(
+        arp_ignore(&r[1]),
+        "1",
+        "the base interface leaves ARP to the VMAC"
+    );
+
+    // The bridge learns the virtual MAC where the master is; after the crash, at lbd's port.
+    let fdb = || {
+        let out = switch.run("bridge", &["fdb", "show", "br", "br0"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let learned_at = |port: &str| {
+        fdb()
+            .lines()
+            .any(|l| l.starts_with("00:00:5e:00:01:33 dev ") && l.contains(&format!("dev {port} ")))
+    };
+    wait_until(
+        "the virtual MAC learned at keepalived's port",
+        TAKEOVER,
+        || learned_at("p-d1"),
+    );
+    r[0].stop(&mut lab, "KILL");
+    r[0].clear_vip();
+    wait_master(&r, 1, "keepalived crashed");
+    let vip_dev = r[1].ns.run("ip", &["-o", "addr", "show", "dev", "vrrp.51"]);
+    assert!(
+        String::from_utf8_lossy(&vip_dev.stdout).contains(&format!(" {VIP}/")),
+        "lbd's VIP is on its VMAC"
+    );
+    wait_until("the virtual MAC learned at lbd's port", TAKEOVER, || {
+        learned_at("p-d2")
+    });
+
+    r[1].stop(&mut lab, "TERM");
+    let gone = r[1].ns.run("ip", &["link", "show", "vrrp.51"]);
+    assert!(!gone.status.success(), "lbd removes its VMAC on stop");
+    assert_eq!(arp_ignore(&r[1]), "0", "and restores the base interface");
+}

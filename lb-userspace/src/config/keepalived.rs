@@ -411,9 +411,7 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "umask",
     // vrrp_instance keywords lbd does not implement yet
     "vrf",
-    "use_vmac",
     "use_vmac_addr",
-    "vmac_xmit_base",
     "use_ipvlan",
     "native_ipv6",
     "dont_track_primary",
@@ -761,6 +759,18 @@ impl Reader<'_> {
                     self.notify(s, &mut vi.notify);
                 }
                 "notify_priority_changes" => vi.notify_priority_changes = self.flag(s),
+                "use_vmac" => {
+                    self.no_block(s);
+                    match s.args.as_slice() {
+                        [] => vi.use_vmac = Some(At::new(String::new(), s.keyword.pos)),
+                        [name] => vi.use_vmac = Some(name.clone()),
+                        [_, extra, ..] => self.error(
+                            extra.pos,
+                            "use_vmac takes an optional interface name; its other options are not implemented by lbd".to_owned(),
+                        ),
+                    }
+                }
+                "vmac_xmit_base" => vi.vmac_xmit_base = self.flag(s),
                 "track_interface" => vi.track_interface = self.track_list(s),
                 "track_script" => vi.track_script = self.track_list(s),
                 "track_file" => vi.track_file = self.track_list(s),

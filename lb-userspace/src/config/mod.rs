@@ -817,12 +817,12 @@ unicast_peer = ["192.0.2.12"]
 
     #[test]
     fn vrrp_instance_errors_have_positions() {
-        let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 0\n priority 256\n advert_int 1.5\n state LEADER\n virtual_ipaddress {\n  2001:db8::1\n  192.0.2.1/33\n }\n}\nvrrp_instance VI_2 {\n virtual_router_id 9\n use_vmac\n}\n";
+        let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 0\n priority 256\n advert_int 1.5\n state LEADER\n virtual_ipaddress {\n  2001:db8::1\n  192.0.2.1/33\n }\n}\nvrrp_instance VI_2 {\n virtual_router_id 9\n strict_mode\n}\n";
         let errors = messages(&load_keepalived(text, Unimplemented::Reject).expect_err("invalid"));
         assert_eq!(
             errors,
             [
-                "keepalived.conf:14:2: keepalived keyword \"use_vmac\" (vrrp_instance) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:14:2: keepalived keyword \"strict_mode\" (vrrp_instance) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
                 "keepalived.conf:3:20: virtual_router_id 0 is out of range 1-255",
                 "keepalived.conf:4:11: priority 256 is out of range 1-255",
                 "keepalived.conf:6:8: state must be MASTER or BACKUP, not \"LEADER\"",

@@ -236,6 +236,10 @@ pub struct VrrpInstanceSpec {
     pub garp_master_repeat: Option<At<i64>>,
     /// `garp_master_refresh` in seconds.
     pub garp_master_refresh: Option<At<f64>>,
+    /// `use_vmac [NAME]`: the name, empty for the default.
+    pub use_vmac: Option<At<String>>,
+    /// `vmac_xmit_base`.
+    pub vmac_xmit_base: Option<At<bool>>,
 }
 
 impl Default for At<String> {

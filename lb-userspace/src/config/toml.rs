@@ -173,6 +173,16 @@ struct VrrpInstanceDto {
     garp_master_delay: Option<Spanned<f64>>,
     garp_master_repeat: Option<Spanned<i64>>,
     garp_master_refresh: Option<Spanned<f64>>,
+    /// `true` for the default name, or the interface name.
+    use_vmac: Option<Spanned<VmacDto>>,
+    vmac_xmit_base: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VmacDto {
+    On(bool),
+    Named(String),
 }
 
 #[derive(Deserialize)]
@@ -333,6 +343,15 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
                 garp_master_delay: vi.garp_master_delay.as_ref().map(float),
                 garp_master_repeat: vi.garp_master_repeat.as_ref().map(at_int),
                 garp_master_refresh: vi.garp_master_refresh.as_ref().map(float),
+                use_vmac: vi.use_vmac.as_ref().and_then(|v| {
+                    let pos = Pos::of_offset(text, v.span().start);
+                    match v.get_ref() {
+                        VmacDto::On(true) => Some(At::new(String::new(), pos)),
+                        VmacDto::On(false) => None,
+                        VmacDto::Named(name) => Some(At::new(name.clone(), pos)),
+                    }
+                }),
+                vmac_xmit_base: vi.vmac_xmit_base.as_ref().map(flag),
             }
         })
         .collect();

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     model::{
         Dataplane, Forwarding, Garp, Model, Notify, Protocol, RealServer, Scheduler, Script,
-        ScriptUser, SyncGroup, Track, TrackFile, VirtualAddress, VirtualServer, VrrpGlobals,
+        ScriptUser, SyncGroup, Track, TrackFile, VirtualAddress, VirtualServer, Vmac, VrrpGlobals,
         VrrpInstance, VrrpScript, Weight, XdpAttach, XdpSettings, same_family,
     },
     vrrp::wire::{V3Ipv4Checksum, Version},
@@ -888,6 +888,26 @@ fn vrrp_instance(
     if errors.list.len() != before {
         return None;
     }
+    let vmac = spec.use_vmac.as_ref().and_then(|v| {
+        let v6 = addresses.first().is_some_and(|a| a.addr.is_ipv6());
+        let name = if v.value.is_empty() {
+            format!(
+                "{}.{}",
+                if v6 { "vrrp6" } else { "vrrp" },
+                vrid.unwrap_or(0)
+            )
+        } else {
+            v.value.clone()
+        };
+        if name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
+            errors.push(v.pos, format!("{name:?} is not an interface name"));
+            return None;
+        }
+        Some(Vmac {
+            name,
+            xmit_base: spec.vmac_xmit_base.as_ref().is_some_and(|x| x.value),
+        })
+    });
     Some(VrrpInstance {
         name,
         interface,
@@ -911,6 +931,7 @@ fn vrrp_instance(
         track_interfaces: tracks(&spec.track_interface, errors),
         track_scripts: tracks(&spec.track_script, errors),
         track_files: tracks(&spec.track_file, errors),
+        vmac,
         garp: garp(
             garp_default,
             spec.garp_master_delay.as_ref(),

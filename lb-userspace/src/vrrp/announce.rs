@@ -18,6 +18,12 @@ const ND_NEIGHBOR_ADVERT: u8 = 136;
 /// The NA's Override flag: neighbours replace the cached link-layer address.
 const ND_NA_FLAG_OVERRIDE: u8 = 0x20;
 
+/// The VRRP virtual MAC of `vrid` (RFC 5798 §7.3): 00:00:5e:00:01:VRID for IPv4,
+/// 00:00:5e:00:02:VRID for IPv6.
+pub fn virtual_mac(vrid: u8, v6: bool) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, if v6 { 0x02 } else { 0x01 }, vrid]
+}
+
 /// The frame announcing `vip` at `mac`, with its EtherType and destination MAC.
 pub fn frame(mac: [u8; 6], vip: IpAddr) -> (u16, [u8; 6], Vec<u8>) {
     match vip {

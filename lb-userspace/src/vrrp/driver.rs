@@ -13,32 +13,33 @@
 //!                                                            notify scripts and FIFO, log
 //! ```
 //! One driver runs per interface, for that interface's IPv4 and IPv6 instances (an IPv4 and an
-//! IPv6 virtual router may share a VRID: they are different routers, RFC 9568 §7.3). Adverts
+//! IPv6 virtual router may share a VRID: they are different routers, RFC 9568 §7.3). An
+//! instance with a VMAC (`use_vmac`) has its own macvlan with the virtual MAC: its VIPs live
+//! there, its adverts and gratuitous ARPs leave from it (unless `vmac_xmit_base`), and it
+//! listens there, because a macvlan takes the frames whose source is its own MAC (the other
+//! routers' adverts) away from the base interface. Adverts
 //! for a VRID no instance has are counted and dropped. The interface going down (no carrier)
 //! puts every instance in FAULT, as keepalived does; it coming back starts them afresh. Tracked
 //! interfaces, scripts and files ([`super::track`]) set each instance's priority or FAULT. On
 //! shutdown every active instance sends its priority-0 advert and its addresses are removed.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, task::Poll};
 
 use futures_util::StreamExt as _;
 use rtnetlink::packet_route::{
     RouteNetlinkMessage,
     link::{LinkAttribute, LinkFlags, LinkMessage},
 };
-use tokio::{
-    io::unix::AsyncFd,
-    sync::{mpsc, oneshot, watch},
-};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::{
     instance::{self, Event, Instance, State},
-    io::{self, Announcer, Link, Sockets4, Sockets6},
+    io::{self, Announcer, Link, Receiver, Sender, VmacLink},
     sync::{Command as GroupCommand, MemberState},
     track::{Status, Tracked, Verdict, verdict},
     tracker::TrackValues,
-    wire::{AdvertRepr, Auth, Envelope, MULTICAST_V4, MULTICAST_V6, Packet, split_ipv4},
+    wire::{AdvertRepr, Auth, Envelope, MULTICAST_V4, MULTICAST_V6, Packet},
 };
 use crate::{
     control::{VrrpCounters, VrrpStatus},
@@ -120,14 +121,38 @@ struct Running {
     own_fault: bool,
     /// A fault its sync group imposes.
     group_fault: bool,
+    /// Its VMAC interface.
+    vmac: Option<VmacLink>,
+}
+
+impl Running {
+    /// The interface its VIPs go on unless they name one: its VMAC, else the driver's.
+    fn home<'a>(&'a self, link: &'a Link) -> &'a Link {
+        self.vmac.as_ref().map_or(link, |v| &v.link)
+    }
 }
 
 /// The interface's sockets, apart from [`Driver`] so that a readiness guard on one can be
 /// held while the driver changes.
 struct Sockets {
-    v4: Option<Sockets4>,
-    v6: Option<Sockets6>,
+    /// Receive sockets: the interface's (per family, for instances without a VMAC), and each
+    /// VMAC's (for its instance only).
+    receivers: Vec<(Receiver, Option<(Family, u8)>)>,
+    /// The interface's send sockets per family.
+    base_v4: Option<Sender>,
+    base_v6: Option<Sender>,
+    /// The send sockets of VMACs that transmit from the VMAC.
+    vmac_senders: HashMap<(Family, u8), Sender>,
     announcer: Announcer,
+}
+
+impl Sockets {
+    fn sender(&self, key: (Family, u8)) -> Option<&Sender> {
+        self.vmac_senders.get(&key).or(match key.0 {
+            Family::V4 => self.base_v4.as_ref(),
+            Family::V6 => self.base_v6.as_ref(),
+        })
+    }
 }
 
 /// What the driver owns: the interface, its instances and the clock.
@@ -180,13 +205,9 @@ pub async fn run(
         driver.flush_all(&sockets).await;
         let sleep = driver.timer.sleep_until(driver.next_deadline());
         tokio::select! {
-            ready = readable(sockets.v4.as_ref().map(|s| &s.recv)) => {
-                driver.receive_v4(ready, &mut buffer);
-            }
-            ready = readable(sockets.v6.as_ref().map(|s| &s.socket)) => {
-                if let Some(v6) = &sockets.v6 {
-                    driver.receive_v6(ready, v6, &mut buffer);
-                }
+            (index, ready) = readable_any(&sockets.receivers) => {
+                let (receiver, only) = &sockets.receivers[index];
+                driver.drain(receiver, *only, ready, &mut buffer);
             }
             Some((message, _)) = link_events.next() => {
                 match message.payload {
@@ -218,20 +239,21 @@ pub async fn run(
     }
 }
 
-/// Waits until `socket` is readable; forever without one.
-async fn readable(
-    socket: Option<&AsyncFd<socket2::Socket>>,
-) -> Option<tokio::io::unix::AsyncFdReadyGuard<'_, socket2::Socket>> {
-    match socket {
-        Some(s) => match s.readable().await {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                warn!(error = %e, "VRRP socket readiness");
-                None
+type ReadyGuard<'a> = tokio::io::unix::AsyncFdReadyGuard<'a, socket2::Socket>;
+
+/// Waits until one of `receivers` is readable (forever without any): its index and guard.
+async fn readable_any(receivers: &[(Receiver, Option<(Family, u8)>)]) -> (usize, ReadyGuard<'_>) {
+    std::future::poll_fn(|cx| {
+        for (index, (receiver, _)) in receivers.iter().enumerate() {
+            match receiver.fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(guard)) => return Poll::Ready((index, guard)),
+                Poll::Ready(Err(e)) => warn!(error = %e, "VRRP socket readiness"),
+                Poll::Pending => {}
             }
-        },
-        None => std::future::pending().await,
-    }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 impl Driver {
@@ -260,18 +282,32 @@ impl Driver {
         let no_source = |what: &str| {
             io::IoError::Interface(format!("{interface} has no {what} to send adverts from"))
         };
-        let v4 = if has(Family::V4) {
+        // Instances without a VMAC share the interface's sockets.
+        let plain = |family: Family| {
+            instances
+                .iter()
+                .any(|i| Family::of(i) == family && i.vmac.is_none())
+        };
+        let mut receivers = Vec::new();
+        let base_v4 = if has(Family::V4) {
             let source = v4_source.ok_or_else(|| no_source("IPv4 address"))?;
-            Some(Sockets4::open(&link, source)?)
+            if plain(Family::V4) {
+                receivers.push((Receiver::open(&link, false)?, None));
+            }
+            Some(Sender::open(&link, source.into())?)
         } else {
             None
         };
-        let v6 = if has(Family::V6) {
+        let base_v6 = if has(Family::V6) {
             let source = v6_source.ok_or_else(|| no_source("link-local IPv6 address"))?;
-            Some(Sockets6::open(&link, source)?)
+            if plain(Family::V6) {
+                receivers.push((Receiver::open(&link, true)?, None));
+            }
+            Some(Sender::open(&link, source.into())?)
         } else {
             None
         };
+        let mut vmac_senders = HashMap::new();
         let announcer = Announcer::open()?;
         let timer = crate::clock::Timer::new().map_err(|source| io::IoError::Socket {
             op: "creating the timerfd".to_owned(),
@@ -289,6 +325,24 @@ impl Driver {
             .ok_or_else(|| no_source("address"))?;
             info!(instance = %spec.name, interface = %interface, vrid = spec.vrid, priority = spec.priority, %primary, "VRRP instance starting");
             let instance = Instance::new(instance_config(&spec, primary));
+            let vmac = match &spec.vmac {
+                Some(vmac) => {
+                    let v6 = family == Family::V6;
+                    let mac = super::announce::virtual_mac(spec.vrid, v6);
+                    let created = io::create_vmac(&handle, &link, &vmac.name, mac).await?;
+                    info!(instance = %spec.name, vmac = %vmac.name, "VMAC interface created");
+                    receivers.push((
+                        Receiver::open(&created.link, v6)?,
+                        Some((family, spec.vrid)),
+                    ));
+                    if !vmac.xmit_base {
+                        vmac_senders
+                            .insert((family, spec.vrid), Sender::open(&created.link, primary)?);
+                    }
+                    Some(created)
+                }
+                None => None,
+            };
             let tracked = tracked_objects(&spec, &shared.globals);
             let in_group = shared
                 .globals
@@ -307,6 +361,7 @@ impl Driver {
                     in_group,
                     own_fault: false,
                     group_fault: false,
+                    vmac,
                 },
             );
         }
@@ -351,7 +406,14 @@ impl Driver {
         for r in driver.running.values_mut() {
             r.instance.startup(now);
         }
-        Ok((driver, Sockets { v4, v6, announcer }))
+        let sockets = Sockets {
+            receivers,
+            base_v4,
+            base_v6,
+            vmac_senders,
+            announcer,
+        };
+        Ok((driver, sockets))
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -435,66 +497,47 @@ impl Driver {
         }
     }
 
-    /// Drains the IPv4 socket: a backlog must not age adverts.
-    fn receive_v4(
+    /// Drains a receiver: a backlog must not age adverts. `only` is the instance a VMAC's
+    /// receiver serves; the interface's receivers serve the instances without one.
+    fn drain(
         &mut self,
-        ready: Option<tokio::io::unix::AsyncFdReadyGuard<'_, socket2::Socket>>,
+        receiver: &Receiver,
+        only: Option<(Family, u8)>,
+        ready: ReadyGuard<'_>,
         buffer: &mut [u8],
     ) {
-        let Some(mut guard) = ready else { return };
+        let mut guard = ready;
         loop {
-            match std::io::Read::read(&mut guard.get_inner(), buffer) {
-                Ok(len) => {
+            match receiver.recv(buffer) {
+                Ok(received) => {
                     let now = crate::clock::now();
-                    match split_ipv4(&buffer[..len]) {
-                        Ok((ip, message)) => {
-                            let envelope = Envelope {
-                                src: ip.src.into(),
-                                dst: ip.dst.into(),
-                                ttl: ip.ttl,
-                            };
-                            self.receive(Family::V4, message, &envelope, now);
-                        }
-                        Err(_) => debug!("dropping a malformed IPv4 datagram"),
+                    let family = if received.envelope.src.is_ipv4() {
+                        Family::V4
+                    } else {
+                        Family::V6
+                    };
+                    let message = &buffer[received.message.clone()];
+                    let Some(&vrid) = message.get(1) else {
+                        continue;
+                    };
+                    let key = (family, vrid);
+                    let serves = match only {
+                        Some(only) => only == key,
+                        None => self.running.get(&key).is_none_or(|r| r.vmac.is_none()),
+                    };
+                    if serves {
+                        self.receive(family, message, &received.envelope, now);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     guard.clear_ready();
                     return;
                 }
-                Err(e) => {
-                    warn!(error = %e, "receiving VRRP over IPv4");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Drains the IPv6 socket.
-    fn receive_v6(
-        &mut self,
-        ready: Option<tokio::io::unix::AsyncFdReadyGuard<'_, socket2::Socket>>,
-        socket: &Sockets6,
-        buffer: &mut [u8],
-    ) {
-        let Some(mut guard) = ready else { return };
-        loop {
-            match socket.recv(buffer) {
-                Ok(received) => {
-                    let now = crate::clock::now();
-                    let envelope = Envelope {
-                        src: received.src.into(),
-                        dst: received.dst.into(),
-                        ttl: received.hop_limit,
-                    };
-                    self.receive(Family::V6, &buffer[..received.len], &envelope, now);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    guard.clear_ready();
-                    return;
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    debug!(error = %e, "dropping a malformed datagram");
                 }
                 Err(e) => {
-                    warn!(error = %e, "receiving VRRP over IPv6");
+                    warn!(error = %e, "receiving VRRP");
                     return;
                 }
             }
@@ -568,6 +611,19 @@ impl Driver {
             r.instance.shutdown(now);
         }
         self.flush_all(sockets).await;
+        // The VMACs go, newest first: each restores the base settings it found.
+        let mut vmacs: Vec<VmacLink> = self
+            .running
+            .values_mut()
+            .filter_map(|r| r.vmac.take())
+            .collect();
+        vmacs.sort_by_key(|v| std::cmp::Reverse(v.link.index));
+        for vmac in vmacs {
+            let name = vmac.link.name.clone();
+            if let Err(e) = io::delete_vmac(&self.handle, vmac).await {
+                warn!(vmac = %name, error = %e, "removing the VMAC interface");
+            }
+        }
     }
 
     fn statuses(&self) -> Vec<VrrpStatus> {
@@ -613,11 +669,14 @@ async fn flush(
                 dst,
                 r.spec.v3_ipv4_checksum,
             );
-            let sent = match (dst, &sockets.v4, &sockets.v6) {
-                (IpAddr::V4(dst), Some(s), _) => s.send(&bytes, dst),
-                (IpAddr::V6(dst), _, Some(s)) => s.send(&bytes, dst),
-                _ => Ok(()),
+            let family = if dst.is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
             };
+            let sent = sockets
+                .sender((family, r.spec.vrid))
+                .map_or(Ok(()), |s| s.send(&bytes, dst));
             if let Err(e) = sent {
                 warn!(instance = %r.spec.name, error = %e, "sending advert");
             }
@@ -628,7 +687,7 @@ async fn flush(
             Event::BecameActive(reason) => {
                 info!(instance = %r.spec.name, ?reason, "entering ACTIVE (MASTER) state");
                 for vip in &r.spec.addresses {
-                    let index = vip_link(vip, link, devs).index;
+                    let index = vip_link(vip, r.home(link), devs).index;
                     if let Err(e) = io::add_address(handle, index, vip).await {
                         warn!(instance = %r.spec.name, error = %e, "adding a virtual address");
                     }
@@ -738,7 +797,7 @@ async fn release(
         return;
     }
     for vip in &r.spec.addresses {
-        let index = vip_link(vip, link, devs).index;
+        let index = vip_link(vip, r.home(link), devs).index;
         if let Err(e) = io::remove_address(handle, index, vip).await {
             warn!(instance = %r.spec.name, error = %e, "removing a virtual address");
         }
@@ -757,7 +816,7 @@ fn announce(
 ) {
     for _ in 0..count {
         for vip in &r.spec.addresses {
-            if let Err(e) = announcer.announce(vip_link(vip, link, devs), vip.addr) {
+            if let Err(e) = announcer.announce(vip_link(vip, r.home(link), devs), vip.addr) {
                 warn!(instance = %r.spec.name, error = %e, "announcing a virtual address");
             }
         }
@@ -790,6 +849,7 @@ fn status(r: &Running, interface: &str) -> VrrpStatus {
             .iter()
             .map(|a| format!("{}/{}", a.addr, a.prefix))
             .collect(),
+        vmac: r.vmac.as_ref().map(|v| v.link.name.clone()),
         became_active: stats.became_active,
         adverts_received: stats.adverts_received,
         adverts_sent: stats.adverts_sent,

@@ -27,7 +27,7 @@ use rtnetlink::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
-use super::wire::{IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, TTL};
+use super::wire::{Envelope, IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, TTL, split_ipv4};
 use crate::model::VirtualAddress;
 
 /// What failed, naming the operation.
@@ -204,164 +204,209 @@ pub async fn remove_address(
     }
 }
 
-/// The IPv4 VRRP sockets of one interface.
-#[derive(Debug)]
-pub struct Sockets4 {
-    /// Receives every VRRP datagram on the interface, IP header included.
-    pub recv: AsyncFd<Socket>,
-    send: Socket,
+/// Writes a sysctl (`/proc/sys/...`) and returns its old value.
+fn sysctl(path: &str, value: &str) -> Result<String, IoError> {
+    let full = format!("/proc/sys/{path}");
+    let old = std::fs::read_to_string(&full).map_err(socket_err(format!("reading {full}")))?;
+    std::fs::write(&full, value).map_err(socket_err(format!("writing {full}")))?;
+    Ok(old.trim().to_owned())
 }
 
-impl Sockets4 {
-    /// Opens the sockets on `link`, sending from `source`.
-    pub fn open(link: &Link, source: Ipv4Addr) -> Result<Self, IoError> {
-        let raw = || {
-            Socket::new(
-                Domain::IPV4,
-                Type::RAW,
-                Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-            )
-        };
-        let recv = raw().map_err(socket_err("opening the VRRP receive socket"))?;
-        recv.bind_device(Some(link.name.as_bytes()))
-            .map_err(socket_err(format!("binding to {}", link.name)))?;
-        recv.join_multicast_v4_n(
-            &MULTICAST_V4,
-            &socket2::InterfaceIndexOrAddress::Index(link.index),
+/// A VMAC interface lbd made, and the base interface settings it changed.
+#[derive(Debug)]
+pub struct VmacLink {
+    /// The macvlan.
+    pub link: Link,
+    /// (sysctl path, old value) of the base interface, restored by [`delete_vmac`].
+    restore: Vec<(String, String)>,
+}
+
+/// Creates the VMAC interface `name` on `base` with `mac`, as keepalived sets it up: a macvlan
+/// in private mode; on it arp_ignore 1, accept_local 1, rp_filter 0, promote_secondaries 1,
+/// and for IPv6 no address of its own but the base interface's link-local (every router has the
+/// same MAC, so an address made from it would clash); on the base interface arp_ignore 1 and
+/// arp_filter 1, so only the VMAC answers ARP for the VIPs. A stale interface of that name
+/// (from a crashed run) is replaced.
+pub async fn create_vmac(
+    handle: &Handle,
+    base: &Link,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<VmacLink, IoError> {
+    use rtnetlink::{LinkMacVlan, LinkUnspec, packet_route::link::MacVlanMode};
+    let netlink = |op: String| move |source| IoError::Netlink { op, source };
+    if let Ok(stale) = link(handle, name).await {
+        handle
+            .link()
+            .del(stale.index)
+            .execute()
+            .await
+            .map_err(netlink(format!("deleting the stale {name}")))?;
+    }
+    handle
+        .link()
+        .add(
+            LinkMacVlan::new(name, base.index, MacVlanMode::Private)
+                .address(mac.to_vec())
+                .build(),
         )
-        .map_err(socket_err(format!(
-            "joining {MULTICAST_V4} on {}",
-            link.name
+        .execute()
+        .await
+        .map_err(netlink(format!(
+            "creating the VMAC {name} on {}",
+            base.name
         )))?;
-        // Bursts of adverts (many instances, small intervals) must not be dropped here.
-        recv.set_recv_buffer_size(1 << 20)
-            .map_err(socket_err("sizing the receive buffer"))?;
-        recv.set_nonblocking(true)
-            .map_err(socket_err("non-blocking receive socket"))?;
-        let send = raw().map_err(socket_err("opening the VRRP send socket"))?;
-        send.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())
-            .map_err(socket_err(format!("binding the send socket to {source}")))?;
-        send.bind_device(Some(link.name.as_bytes()))
-            .map_err(socket_err(format!("binding to {}", link.name)))?;
-        send.set_multicast_if_v4(&source)
-            .map_err(socket_err("IP_MULTICAST_IF"))?;
-        send.set_multicast_ttl_v4(u32::from(TTL))
-            .map_err(socket_err("IP_MULTICAST_TTL"))?;
-        send.set_ttl_v4(u32::from(TTL))
-            .map_err(socket_err("IP_TTL"))?;
-        send.set_multicast_loop_v4(false)
-            .map_err(socket_err("IP_MULTICAST_LOOP"))?;
-        // DSCP CS6 (network control), as keepalived marks adverts.
-        send.set_tos_v4(0xc0).map_err(socket_err("IP_TOS"))?;
-        Ok(Self {
-            recv: crate::sys::async_socket(recv).map_err(socket_err("registering with tokio"))?,
-            send,
+    for (key, value) in [
+        ("arp_ignore", "1"),
+        ("accept_local", "1"),
+        ("rp_filter", "0"),
+        ("promote_secondaries", "1"),
+    ] {
+        sysctl(&format!("net/ipv4/conf/{name}/{key}"), value)?;
+    }
+    sysctl(&format!("net/ipv6/conf/{name}/addr_gen_mode"), "1")?;
+    let mut restore = Vec::new();
+    for (key, value) in [("arp_ignore", "1"), ("arp_filter", "1")] {
+        let path = format!("net/ipv4/conf/{}/{key}", base.name);
+        let old = sysctl(&path, value)?;
+        restore.push((path, old));
+    }
+    let created = link(handle, name).await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(created.index).up().build())
+        .execute()
+        .await
+        .map_err(netlink(format!("setting {name} up")))?;
+    if let Some(ll) = base.link_local_v6 {
+        let mut address = VirtualAddress::new(ll.into(), 64);
+        address.scope = Some(253);
+        add_address(handle, created.index, &address).await?;
+    }
+    let mut created = link(handle, name).await?;
+    created.link_local_v6 = base.link_local_v6;
+    Ok(VmacLink {
+        link: created,
+        restore,
+    })
+}
+
+/// Deletes a VMAC interface and restores the base interface's settings.
+pub async fn delete_vmac(handle: &Handle, vmac: VmacLink) -> Result<(), IoError> {
+    for (path, old) in &vmac.restore {
+        sysctl(path, old)?;
+    }
+    handle
+        .link()
+        .del(vmac.link.index)
+        .execute()
+        .await
+        .map_err(|source| IoError::Netlink {
+            op: format!("deleting the VMAC {}", vmac.link.name),
+            source,
         })
-    }
-
-    /// Sends one VRRP message to `dst` (the group or a unicast peer).
-    pub fn send(&self, message: &[u8], dst: Ipv4Addr) -> Result<(), IoError> {
-        self.send
-            .send_to(message, &SocketAddr::V4(SocketAddrV4::new(dst, 0)).into())
-            .map(drop)
-            .map_err(socket_err(format!("sending an advert to {dst}")))
-    }
 }
 
-/// The IPv6 VRRP socket of one interface.
+/// A VRRP receive socket on one interface (the instance's, or a VMAC): every VRRP datagram
+/// that arrives on it, multicast or unicast, with what the codec needs to check it.
 #[derive(Debug)]
-pub struct Sockets6 {
-    /// Receives every VRRP datagram on the interface and sends adverts.
-    pub socket: AsyncFd<Socket>,
-    index: u32,
+pub struct Receiver {
+    /// The socket, registered with tokio.
+    pub fd: AsyncFd<Socket>,
+    v6: bool,
 }
 
-/// An IPv6 datagram as received: its addresses, hop limit and length in the buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received6 {
-    /// Source address.
-    pub src: Ipv6Addr,
-    /// Destination address (ff02::12 or ours).
-    pub dst: Ipv6Addr,
-    /// Hop limit as received.
-    pub hop_limit: u8,
-    /// Bytes of VRRP message in the buffer.
-    pub len: usize,
+/// One datagram as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Source, destination and TTL / hop limit.
+    pub envelope: Envelope,
+    /// Where the VRRP message is in the buffer.
+    pub message: std::ops::Range<usize>,
 }
 
-impl Sockets6 {
-    /// Opens the socket on `link`, sending from `source`.
-    pub fn open(link: &Link, source: Ipv6Addr) -> Result<Self, IoError> {
-        let socket = Socket::new(
-            Domain::IPV6,
-            Type::RAW,
-            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-        )
-        .map_err(socket_err("opening the IPv6 VRRP socket"))?;
+fn raw_socket(v6: bool) -> io::Result<Socket> {
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    Socket::new(
+        domain,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+    )
+}
+
+impl Receiver {
+    /// Opens the receive socket of `family` (IPv6 when `v6`) on `link`, joined to the VRRP group.
+    pub fn open(link: &Link, v6: bool) -> Result<Self, IoError> {
+        let socket = raw_socket(v6).map_err(socket_err("opening a VRRP receive socket"))?;
         socket
             .bind_device(Some(link.name.as_bytes()))
             .map_err(socket_err(format!("binding to {}", link.name)))?;
-        let scope = if source.is_unicast_link_local() {
-            link.index
+        if v6 {
+            socket
+                .join_multicast_v6(&MULTICAST_V6, link.index)
+                .map_err(socket_err(format!(
+                    "joining {MULTICAST_V6} on {}",
+                    link.name
+                )))?;
+            socket
+                .set_recv_hoplimit_v6(true)
+                .map_err(socket_err("IPV6_RECVHOPLIMIT"))?;
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
+                &true,
+            )
+            .map_err(|e| IoError::Socket {
+                op: "IPV6_RECVPKTINFO".to_owned(),
+                source: e.into(),
+            })?;
         } else {
-            0
-        };
-        socket
-            .bind(&SocketAddr::V6(SocketAddrV6::new(source, 0, 0, scope)).into())
-            .map_err(socket_err(format!("binding to {source}")))?;
-        socket
-            .join_multicast_v6(&MULTICAST_V6, link.index)
-            .map_err(socket_err(format!(
-                "joining {MULTICAST_V6} on {}",
-                link.name
-            )))?;
-        socket
-            .set_recv_hoplimit_v6(true)
-            .map_err(socket_err("IPV6_RECVHOPLIMIT"))?;
-        nix::sys::socket::setsockopt(
-            &socket,
-            nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
-            &true,
-        )
-        .map_err(|e| IoError::Socket {
-            op: "IPV6_RECVPKTINFO".to_owned(),
-            source: e.into(),
-        })?;
+            socket
+                .join_multicast_v4_n(
+                    &MULTICAST_V4,
+                    &socket2::InterfaceIndexOrAddress::Index(link.index),
+                )
+                .map_err(socket_err(format!(
+                    "joining {MULTICAST_V4} on {}",
+                    link.name
+                )))?;
+        }
+        // Bursts of adverts (many instances, small intervals) must not be dropped here.
         socket
             .set_recv_buffer_size(1 << 20)
             .map_err(socket_err("sizing the receive buffer"))?;
         socket
-            .set_multicast_if_v6(link.index)
-            .map_err(socket_err("IPV6_MULTICAST_IF"))?;
-        socket
-            .set_multicast_hops_v6(u32::from(TTL))
-            .map_err(socket_err("IPV6_MULTICAST_HOPS"))?;
-        socket
-            .set_unicast_hops_v6(u32::from(TTL))
-            .map_err(socket_err("IPV6_UNICAST_HOPS"))?;
-        socket
-            .set_multicast_loop_v6(false)
-            .map_err(socket_err("IPV6_MULTICAST_LOOP"))?;
-        socket
-            .set_tclass_v6(0xc0)
-            .map_err(socket_err("IPV6_TCLASS"))?;
-        socket
             .set_nonblocking(true)
-            .map_err(socket_err("non-blocking IPv6 socket"))?;
+            .map_err(socket_err("non-blocking receive socket"))?;
         Ok(Self {
-            socket: crate::sys::async_socket(socket)
-                .map_err(socket_err("registering with tokio"))?,
-            index: link.index,
+            fd: crate::sys::async_socket(socket).map_err(socket_err("registering with tokio"))?,
+            v6,
         })
     }
 
-    /// Receives one datagram without blocking (`WouldBlock` when none is queued).
-    pub fn recv(&self, buffer: &mut [u8]) -> io::Result<Received6> {
+    /// Receives one datagram without blocking (`WouldBlock` when none is queued). IPv4 comes
+    /// with its header, which [`split_ipv4`] checks (a malformed one is `InvalidData`); a raw
+    /// IPv6 socket never returns the header: hop limit and destination come as ancillary data.
+    pub fn recv(&self, buffer: &mut [u8]) -> io::Result<Received> {
+        if !self.v6 {
+            let len = io::Read::read(&mut self.fd.get_ref(), buffer)?;
+            let (ip, message) = split_ipv4(&buffer[..len])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let start = message.as_ptr() as usize - buffer.as_ptr() as usize;
+            return Ok(Received {
+                envelope: Envelope {
+                    src: ip.src.into(),
+                    dst: ip.dst.into(),
+                    ttl: ip.ttl,
+                },
+                message: start..start + message.len(),
+            });
+        }
         use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
         let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
         let mut iov = [io::IoSliceMut::new(buffer)];
         let message = recvmsg::<SockaddrIn6>(
-            self.socket.get_ref().as_raw_fd(),
+            self.fd.get_ref().as_raw_fd(),
             &mut iov,
             Some(&mut control),
             MsgFlags::MSG_DONTWAIT,
@@ -381,26 +426,101 @@ impl Sockets6 {
             }
         }
         match (dst, hop_limit) {
-            (Some(dst), Some(hop_limit)) => Ok(Received6 {
-                src,
-                dst,
-                hop_limit,
-                len: message.bytes,
+            (Some(dst), Some(ttl)) => Ok(Received {
+                envelope: Envelope {
+                    src: src.into(),
+                    dst: dst.into(),
+                    ttl,
+                },
+                message: 0..message.bytes,
             }),
             _ => Err(io::Error::other(
                 "IPv6 datagram without its destination or hop limit",
             )),
         }
     }
+}
 
-    /// Sends one VRRP message to `dst` (the group or a unicast peer) on the interface.
-    pub fn send(&self, message: &[u8], dst: Ipv6Addr) -> Result<(), IoError> {
+/// A VRRP send socket: from one source address, out of one interface (the instance's, or its
+/// VMAC so that adverts carry the virtual MAC), TTL / hop limit 255, DSCP CS6 as keepalived
+/// marks adverts.
+#[derive(Debug)]
+pub struct Sender {
+    socket: Socket,
+    index: u32,
+}
+
+impl Sender {
+    /// Opens a sender on `link` from `source`.
+    pub fn open(link: &Link, source: IpAddr) -> Result<Self, IoError> {
+        let socket =
+            raw_socket(source.is_ipv6()).map_err(socket_err("opening a VRRP send socket"))?;
+        // A raw socket gets a copy of every VRRP datagram: this one never reads, so a classic
+        // BPF `ret #0` (BPF_RET|BPF_K) keeps none.
+        socket
+            .attach_filter(&[socket2::SockFilter::new(0x06, 0, 0, 0)])
+            .map_err(socket_err("SO_ATTACH_FILTER"))?;
+        let scope = match source {
+            IpAddr::V6(a) if a.is_unicast_link_local() => link.index,
+            _ => 0,
+        };
+        let bind: SocketAddr = match source {
+            IpAddr::V4(a) => SocketAddrV4::new(a, 0).into(),
+            IpAddr::V6(a) => SocketAddrV6::new(a, 0, 0, scope).into(),
+        };
+        socket
+            .bind(&bind.into())
+            .map_err(socket_err(format!("binding a send socket to {source}")))?;
+        socket
+            .bind_device(Some(link.name.as_bytes()))
+            .map_err(socket_err(format!("binding to {}", link.name)))?;
+        match source {
+            IpAddr::V4(_) => {
+                // SO_BINDTODEVICE picks the interface for multicast too (it wins over
+                // IP_MULTICAST_IF), also when the source address is another interface's (VMAC).
+                socket
+                    .set_multicast_ttl_v4(u32::from(TTL))
+                    .map_err(socket_err("IP_MULTICAST_TTL"))?;
+                socket
+                    .set_ttl_v4(u32::from(TTL))
+                    .map_err(socket_err("IP_TTL"))?;
+                socket
+                    .set_multicast_loop_v4(false)
+                    .map_err(socket_err("IP_MULTICAST_LOOP"))?;
+                socket.set_tos_v4(0xc0).map_err(socket_err("IP_TOS"))?;
+            }
+            IpAddr::V6(_) => {
+                socket
+                    .set_multicast_if_v6(link.index)
+                    .map_err(socket_err("IPV6_MULTICAST_IF"))?;
+                socket
+                    .set_multicast_hops_v6(u32::from(TTL))
+                    .map_err(socket_err("IPV6_MULTICAST_HOPS"))?;
+                socket
+                    .set_unicast_hops_v6(u32::from(TTL))
+                    .map_err(socket_err("IPV6_UNICAST_HOPS"))?;
+                socket
+                    .set_multicast_loop_v6(false)
+                    .map_err(socket_err("IPV6_MULTICAST_LOOP"))?;
+                socket
+                    .set_tclass_v6(0xc0)
+                    .map_err(socket_err("IPV6_TCLASS"))?;
+            }
+        }
+        Ok(Self {
+            socket,
+            index: link.index,
+        })
+    }
+
+    /// Sends one VRRP message to `dst` (the group or a unicast peer).
+    pub fn send(&self, message: &[u8], dst: IpAddr) -> Result<(), IoError> {
+        let to: SocketAddr = match dst {
+            IpAddr::V4(a) => SocketAddrV4::new(a, 0).into(),
+            IpAddr::V6(a) => SocketAddrV6::new(a, 0, 0, self.index).into(),
+        };
         self.socket
-            .get_ref()
-            .send_to(
-                message,
-                &SocketAddr::V6(SocketAddrV6::new(dst, 0, 0, self.index)).into(),
-            )
+            .send_to(message, &to.into())
             .map(drop)
             .map_err(socket_err(format!("sending an advert to {dst}")))
     }
