@@ -155,13 +155,13 @@ fn check_config_prints_every_error_with_its_position() {
 #[test]
 fn a_keepalived_conf_is_read_as_keepalived_syntax() {
     let dir = Scratch::new("keepalived");
-    let conf = "global_defs {\n  router_id d1\n}\nvrrp_script chk {\n  script /bin/true\n}\nvirtual_server 203.0.113.10 80 {\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 { weight 1 }\n}\n";
+    let conf = "global_defs {\n  router_id d1\n}\nvrrp_track_process chk {\n  process haproxy\n}\nvirtual_server 203.0.113.10 80 {\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 { weight 1 }\n}\n";
     let path = dir.file("keepalived.conf", conf);
     let path = path.to_str().expect("utf-8");
     let strict = run(LBD, &["check-config", path]);
     assert_eq!(strict.status.code(), Some(1));
     assert!(
-        text(&strict.stderr).contains(":4:1: keepalived keyword \"vrrp_script\""),
+        text(&strict.stderr).contains(":4:1: keepalived keyword \"vrrp_track_process\""),
         "{}",
         text(&strict.stderr)
     );
