@@ -737,3 +737,45 @@ fn vmac_failover_with_keepalived() {
     assert!(!gone.status.success(), "lbd removes its VMAC on stop");
     assert_eq!(arp_ignore(&r[1]), "0", "and restores the base interface");
 }
+
+/// garp_master_repeat, garp_master_delay and garp_master_refresh shape the announcements: a
+/// burst on becoming master, a second one after the delay, then one every refresh.
+#[test]
+fn gratuitous_arp_bursts_follow_the_garp_settings() {
+    use lb_tests::vrrp::{Capture, Seen, mac_of};
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd]);
+    let capture = Capture::start(&r[0].ns);
+    let settings = Settings::new(3, 150, "0.1")
+        .global("vrrp_garp_master_delay 1")
+        .with("garp_master_repeat 2")
+        .with("garp_master_refresh 2");
+    r[0].start(&mut lab, &settings);
+    wait_master(&r, 0, "alone");
+    std::thread::sleep(Duration::from_millis(3_700));
+    let mac = mac_of(&r[0].ns, "eth0");
+    let vip: Ipv4Addr = VIP.parse().unwrap();
+    let garps: Vec<std::time::Instant> = capture
+        .finish()
+        .into_iter()
+        .filter(|(_, s)| *s == Seen::Garp { vip, mac })
+        .map(|(at, _)| at)
+        .collect();
+    assert!(garps.len() >= 5, "2 + 2 + 1 at least: {}", garps.len());
+    let since = |i: usize| garps[i].duration_since(garps[0]).as_secs_f64();
+    // The first burst, the delayed one 1 s later, the first refresh 2 s after that (wide
+    // windows: this checks which setting drives which burst, not timer precision; keepalived's
+    // defaults would send the second burst only at +5 s).
+    assert!(since(1) < 0.3, "first burst of 2: {}", since(1));
+    for i in [2, 3] {
+        assert!(
+            (0.8..1.8).contains(&since(i)),
+            "second burst at +1 s: {}",
+            since(i)
+        );
+    }
+    assert!(
+        (2.8..3.7).contains(&since(4)),
+        "first refresh at +3 s: {}",
+        since(4)
+    );
+}
