@@ -440,7 +440,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "promote_secondaries",
     "virtual_routes",
     "virtual_rules",
-    "accept",
     "no_accept",
     "skip_check_adv_addr",
     "strict_mode",
@@ -771,6 +770,12 @@ impl Reader<'_> {
                     }
                 }
                 "vmac_xmit_base" => vi.vmac_xmit_base = self.flag(s),
+                // RFC 5798's Accept_Mode on: the master accepts traffic to the VIPs. That is what
+                // lbd always does (and keepalived's default without vrrp_strict); `no_accept`
+                // stays unimplemented.
+                "accept" => {
+                    self.flag(s);
+                }
                 "track_interface" => vi.track_interface = self.track_list(s),
                 "track_script" => vi.track_script = self.track_list(s),
                 "track_file" => vi.track_file = self.track_list(s),
