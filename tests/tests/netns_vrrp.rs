@@ -237,21 +237,38 @@ fn three_routers_fail_over_in_priority_order() {
     assert_eq!(r[2].status()["state"], "BACKUP");
 }
 
-/// Unicast peers instead of multicast, with keepalived on the other side.
+/// Unicast peers instead of multicast, with lbd and with keepalived on the other side; a
+/// third router on the LAN that is not a configured peer hears none of it.
 #[test]
-fn unicast_peers_with_keepalived() {
-    let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Keepalived]);
-    let unicast = |me: &str, peer: &str| {
-        format!("unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}")
-    };
-    let s0 = Settings::new(3, 150, "0.1").with(&unicast("192.0.2.1", "192.0.2.2"));
-    let s1 = Settings::new(3, 100, "0.1").with(&unicast("192.0.2.2", "192.0.2.1"));
-    r[1].start(&mut lab, &s1);
-    r[0].start(&mut lab, &s0);
-    wait_master(&r, 0, "higher priority over unicast");
-    assert_stays_master(&r, 0, Duration::from_secs(1));
-    r[0].stop(&mut lab, "TERM");
-    wait_master(&r, 1, "lbd stopped");
+fn unicast_peers_with_lbd_and_keepalived() {
+    for other in [Kind::Lbd, Kind::Keepalived] {
+        let (mut lab, _, mut r) = lan(&[Kind::Lbd, other, Kind::Lbd]);
+        let unicast = |me: &str, peer: &str| {
+            format!("unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}")
+        };
+        let s0 = Settings::new(3, 150, "0.1").with(&unicast("192.0.2.1", "192.0.2.2"));
+        let s1 = Settings::new(3, 100, "0.1").with(&unicast("192.0.2.2", "192.0.2.1"));
+        r[1].start(&mut lab, &s1);
+        r[0].start(&mut lab, &s0);
+        wait_master(
+            &r,
+            0,
+            &format!("higher priority over unicast, {other:?} backup"),
+        );
+        assert_stays_master(&r, 0, Duration::from_secs(1));
+        // d3 listens on the multicast group only: unicast adverts are not for it.
+        r[2].start(&mut lab, &Settings::new(3, 50, "0.1"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            r[2].status()["adverts_received"],
+            0,
+            "d3 heard unicast adverts"
+        );
+        r[2].stop(&mut lab, "TERM");
+        r[2].clear_vip();
+        r[0].stop(&mut lab, "TERM");
+        wait_master(&r, 1, &format!("lbd stopped, {other:?} takes over"));
+    }
 }
 
 /// v2 `auth_type PASS`: a matching password joins the router; a wrong one is dropped, counted,
@@ -371,6 +388,19 @@ fn hostile_adverts_are_dropped_and_counted() {
             "{what}: the hostile advert must not replace the master: {s}"
         );
     }
+    // Another VRID, even at priority 254, is another router: nothing here changes.
+    let other_vrid = packet::vrrp_v3_ipv4(Ipv4Addr::new(192, 0, 2, 3), 77, 254, 50, &[vip]);
+    for _ in 0..3 {
+        attacker.send_ipv4_raw("eth0", other_vrid.clone());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let s = r[1].status();
+    assert!(
+        s["active_router"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("192.0.2.1 ")),
+        "another VRID's advert must not matter: {s}"
+    );
     let after = r[1].status();
     let errors = after["errors"].as_u64().unwrap() - before["errors"].as_u64().unwrap();
     assert_eq!(
