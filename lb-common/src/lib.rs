@@ -9,12 +9,58 @@
 //! - [`VipKey`] / [`VipInfo`]: the `LB_VIPS` hash map, VIP (address, port, protocol) to its slot.
 //! - [`VipStats`]: the per-CPU `LB_VIP_STATS` array, indexed by [`VipInfo::index`].
 //! - [`Counter`]: the per-CPU `LB_COUNTERS` array, what the program did with each packet and why.
+//! - [`VrrpKey`] / [`VrrpSeen`]: the `LB_VRRP_SEEN` hash map, what the TC program `lb_vrrp_tc`
+//!   saw of each virtual router's adverts, for a VRRP driver that may be scheduled late.
 //! - the map names, so both sides spell them once.
 #![no_std]
 #![cfg_attr(
     feature = "user",
     expect(unsafe_code, reason = "aya::Pod impls for map types")
 )]
+
+/// IP protocol number of VRRP.
+pub const IPPROTO_VRRP: u8 = 112;
+/// Name of the VRRP advert map (`VrrpKey` -> `VrrpSeen`).
+pub const MAP_VRRP_SEEN: &str = "LB_VRRP_SEEN";
+/// Name of the TC ingress program that records VRRP adverts.
+pub const PROG_VRRP_TC: &str = "lb_vrrp_tc";
+/// Virtual routers the VRRP advert map holds (every family, VRID and interface).
+pub const MAX_VRRP_ROUTERS: u32 = 4096;
+
+/// A virtual router as seen on the wire: interface, VRID, family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VrrpKey {
+    /// The receiving interface's index.
+    pub ifindex: u32,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 2],
+}
+
+/// The adverts of one virtual router: how many, and the latest one's time, sender, priority,
+/// version and interval.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VrrpSeen {
+    /// Adverts seen (TTL / hop limit 255, VRRP version 2 or 3, type ADVERTISEMENT).
+    pub count: u64,
+    /// When the latest arrived, `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+    pub last_ns: u64,
+    /// Its sender, IPv4-mapped for IPv4.
+    pub sender: [u8; 16],
+    /// Its priority.
+    pub priority: u8,
+    /// Its VRRP version.
+    pub version: u8,
+    /// Its advert interval in centiseconds (v2: seconds × 100).
+    pub interval_cs: u16,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 4],
+}
 
 /// Name of the VIP hash map (`VipKey` -> `VipInfo`).
 pub const MAP_VIPS: &str = "LB_VIPS";
@@ -167,10 +213,12 @@ const _: () = assert!(size_of::<VipKey>() == 20);
 const _: () = assert!(size_of::<VipInfo>() == 8);
 const _: () = assert!(size_of::<VipStats>() == 16);
 const _: () = assert!(Counter::ALL.len() == Counter::COUNT as usize);
+const _: () = assert!(size_of::<VrrpKey>() == 8);
+const _: () = assert!(size_of::<VrrpSeen>() == 40);
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{VipInfo, VipKey, VipStats};
+    use super::{VipInfo, VipKey, VipStats, VrrpKey, VrrpSeen};
     // SAFETY: repr(C), only integer fields and byte arrays, explicit padding: every bit pattern is
     // a valid value and there are no implicit padding bytes (sizes asserted above).
     unsafe impl aya::Pod for VipKey {}
@@ -178,6 +226,10 @@ mod pod {
     unsafe impl aya::Pod for VipInfo {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VrrpKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VrrpSeen {}
 }
 
 #[cfg(test)]

@@ -16,12 +16,16 @@
 )]
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
+    bindings::{TC_ACT_OK, xdp_action},
+    helpers::bpf_ktime_get_ns,
+    macros::{classifier, map, xdp},
     maps::{HashMap, PerCpuArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
-use lb_common::{Counter, IPPROTO_TCP, IPPROTO_UDP, MAX_VIPS, VipInfo, VipKey, VipStats};
+use lb_common::{
+    Counter, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP, MAX_VIPS, MAX_VRRP_ROUTERS, VipInfo, VipKey,
+    VipStats, VrrpKey, VrrpSeen,
+};
 
 #[map(name = "LB_VIPS")]
 static LB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(MAX_VIPS, 0);
@@ -31,6 +35,9 @@ static LB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_V
 
 #[map(name = "LB_COUNTERS")]
 static LB_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+#[map(name = "LB_VRRP_SEEN")]
+static LB_VRRP_SEEN: HashMap<VrrpKey, VrrpSeen> = HashMap::with_max_entries(MAX_VRRP_ROUTERS, 0);
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -178,6 +185,125 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, key: &mut VipKey) -> Result<usize, Co
 #[inline(always)]
 fn is_ipv6_ext_header(next: u8) -> bool {
     matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
+}
+
+/// Records every VRRP advert arriving on the interface in `LB_VRRP_SEEN`, as it arrives,
+/// whatever lbd's VRRP driver is doing; always lets the packet through (the driver still
+/// receives it). Only what a router must check before anything else is checked here: IP
+/// protocol 112, TTL / hop limit 255 (RFC 9568 §7.1: a packet from off-link never counts),
+/// version 2 or 3, type ADVERTISEMENT; the driver uses the record only for the router it has
+/// already heard through the full checks.
+#[classifier]
+fn lb_vrrp_tc(ctx: TcContext) -> i32 {
+    let _recorded = try_lb_vrrp_tc(&ctx);
+    TC_ACT_OK
+}
+
+/// A bounds-checked pointer to a `T` at `offset` from the start of the frame (TC).
+#[inline(always)]
+fn tc_ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn try_lb_vrrp_tc(ctx: &TcContext) -> Option<()> {
+    let eth: *const [u8; ETH_HLEN] = tc_ptr_at(ctx, 0)?;
+    // SAFETY: tc_ptr_at checked the header is inside the frame.
+    let eth = unsafe { &*eth };
+    let mut l3 = ETH_HLEN;
+    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        let tag: *const [u8; VLAN_HLEN] = tc_ptr_at(ctx, ETH_HLEN)?;
+        // SAFETY: as above.
+        let tag = unsafe { &*tag };
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        l3 += VLAN_HLEN;
+    }
+    let mut key = VrrpKey {
+        // SAFETY: the context's skb pointer is valid for the program's run.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        ..VrrpKey::default()
+    };
+    let mut sender = [0u8; 16];
+    let vrrp = match ethertype {
+        ETH_P_IP => {
+            let hdr: *const [u8; IPV4_HLEN] = tc_ptr_at(ctx, l3)?;
+            // SAFETY: as above.
+            let hdr = unsafe { &*hdr };
+            if hdr[9] != IPPROTO_VRRP || hdr[8] != 255 || hdr[0] >> 4 != 4 {
+                return None;
+            }
+            sender[10] = 0xff;
+            sender[11] = 0xff;
+            sender[12..16].copy_from_slice(&hdr[12..16]);
+            key.family = 4;
+            l3 + usize::from(hdr[0] & 0x0f) * 4
+        }
+        ETH_P_IPV6 => {
+            let hdr: *const [u8; IPV6_HLEN] = tc_ptr_at(ctx, l3)?;
+            // SAFETY: as above.
+            let hdr = unsafe { &*hdr };
+            if hdr[6] != IPPROTO_VRRP || hdr[7] != 255 || hdr[0] >> 4 != 6 {
+                return None;
+            }
+            sender.copy_from_slice(&hdr[8..24]);
+            key.family = 6;
+            l3 + IPV6_HLEN
+        }
+        _ => return None,
+    };
+    // Bounded for the verifier: IHL is at most 15 words.
+    if vrrp > l3 + 60 {
+        return None;
+    }
+    let head: *const [u8; 8] = tc_ptr_at(ctx, vrrp)?;
+    // SAFETY: as above.
+    let head = unsafe { &*head };
+    let version = head[0] >> 4;
+    if head[0] & 0x0f != 1 || !(version == 2 || version == 3) {
+        return None;
+    }
+    key.vrid = head[1];
+    let interval_cs = if version == 2 {
+        u16::from(head[5]) * 100
+    } else {
+        u16::from_be_bytes([head[4], head[5]]) & 0x0fff
+    };
+    // SAFETY: helper with no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let seen = VrrpSeen {
+        count: 1,
+        last_ns: now,
+        sender,
+        priority: head[2],
+        version,
+        interval_cs,
+        _pad: [0; 4],
+    };
+    match LB_VRRP_SEEN.get_ptr_mut(&key) {
+        Some(entry) => {
+            // SAFETY: the map entry stays valid while the program runs. One router's adverts
+            // come one at a time through one receive path, so the plain increment does not
+            // race in practice (BPF has no 64-bit fetch-add through core here).
+            unsafe {
+                (*entry).count += 1;
+                (*entry).last_ns = now;
+                (*entry).sender = sender;
+                (*entry).priority = seen.priority;
+                (*entry).version = version;
+                (*entry).interval_cs = interval_cs;
+            }
+        }
+        None => {
+            let _full = LB_VRRP_SEEN.insert(&key, &seen, 0);
+        }
+    }
+    Some(())
 }
 
 /// The benchmark floor: returns `XDP_PASS` without touching the packet.

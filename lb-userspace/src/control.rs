@@ -81,6 +81,8 @@ pub struct VrrpStatus {
     pub addresses: Vec<String>,
     /// Its VMAC interface, with `use_vmac`.
     pub vmac: Option<String>,
+    /// What the kernel recorded of its adverts (`None`: no BPF, user space only).
+    pub kernel: Option<KernelAdverts>,
     /// Transitions to MASTER.
     pub became_active: u64,
     /// Adverts received and processed.
@@ -95,6 +97,19 @@ pub struct VrrpStatus {
     pub errors: u64,
     /// The error counters one by one (RFC 6527 and RFC 2787 statistics).
     pub counters: VrrpCounters,
+}
+
+/// The kernel's record of one virtual router's adverts (lbd's TC program).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelAdverts {
+    /// Adverts counted on the wire.
+    pub adverts: u64,
+    /// How long ago the latest arrived, in microseconds.
+    pub last_us_ago: Option<u64>,
+    /// The latest one's sender.
+    pub sender: Option<String>,
+    /// The latest one's priority.
+    pub priority: Option<u8>,
 }
 
 /// The RFC 6527 (`vrrpv3StatisticsEntry`) and RFC 2787 counters of one instance.

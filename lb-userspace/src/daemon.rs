@@ -324,8 +324,21 @@ struct VrrpDriver {
 }
 
 /// Starts one VRRP driver per interface.
-fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
+fn start_vrrp(model: &Model, object: &BpfObject) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
     let (shutdown, stopped) = watch::channel(false);
+    // The kernel's record of adverts needs lbd's BPF object; without one VRRP runs on user
+    // space alone, and says so once.
+    let bpf: Option<std::sync::Arc<[u8]>> = match object.bytes() {
+        Ok(Some(bytes)) if !model.vrrp_instances.is_empty() => Some(bytes.as_ref().into()),
+        Ok(_) => None,
+        Err(e) => {
+            warn!(error = %e, "reading the BPF object: VRRP adverts recorded in user space only");
+            None
+        }
+    };
+    if bpf.is_none() && !model.vrrp_instances.is_empty() {
+        warn!("no BPF object: VRRP adverts recorded in user space only");
+    }
     let notifier = std::sync::Arc::new(crate::scripts::Notifier::start(&model.vrrp));
     let (groups_tx, groups_rx) = mpsc::unbounded_channel();
     let shared = crate::vrrp::driver::Shared {
@@ -333,6 +346,7 @@ fn start_vrrp(model: &Model) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
         track: crate::vrrp::tracker::start(&model.vrrp, &stopped),
         notifier: std::sync::Arc::clone(&notifier),
         groups: groups_tx,
+        bpf,
     };
     let mut group_commands = std::collections::HashMap::new();
     let mut by_interface: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
@@ -464,7 +478,7 @@ pub async fn run(
         socket = %socket.display(),
         "lbd starting"
     );
-    let (vrrp_shutdown, vrrp) = start_vrrp(&model);
+    let (vrrp_shutdown, vrrp) = start_vrrp(&model, &options.bpf_object);
     let state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
 

@@ -231,8 +231,13 @@ impl Router {
             .ip(&["addr", "flush", "to", &format!("{}/{prefix}", self.vip)]);
     }
 
-    /// lbd's view of its one instance.
+    /// lbd's view of its one instance (the first by name).
     pub fn status(&self) -> serde_json::Value {
+        self.statuses()[0].clone()
+    }
+
+    /// lbd's view of every instance, by name.
+    pub fn statuses(&self) -> Vec<serde_json::Value> {
         assert_eq!(self.kind, Kind::Lbd, "only lbd has lbctl");
         let out = Command::new(crate::workspace_bin("lbctl"))
             .arg("--control-socket")
@@ -247,7 +252,7 @@ impl Router {
         );
         let status: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("lbctl --json prints JSON");
-        status["vrrp"][0].clone()
+        status["vrrp"].as_array().expect("vrrp instances").clone()
     }
 
     pub fn log(&self) -> String {

@@ -809,3 +809,94 @@ fn gratuitous_arp_bursts_follow_the_garp_settings() {
         since(4)
     );
 }
+
+/// The kernel's count of a virtual router's adverts equals the adverts on the wire.
+#[test]
+fn the_kernel_counts_every_advert_on_the_wire() {
+    use lb_tests::vrrp::{Capture, Seen};
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
+    r[1].start(&mut lab, &Settings::new(3, 100, "0.1"));
+    let capture = Capture::start(&r[1].ns);
+    r[0].start(&mut lab, &Settings::new(3, 150, "0.1"));
+    wait_master(&r, 0, "higher priority");
+    std::thread::sleep(Duration::from_secs(2));
+    // The master stops; the backup's own adverts leave, they do not arrive.
+    r[0].stop(&mut lab, "KILL");
+    std::thread::sleep(Duration::from_millis(500));
+    let master = Ipv4Addr::new(192, 0, 2, 1);
+    let on_wire = capture
+        .finish()
+        .iter()
+        .filter(|(_, s)| matches!(s, Seen::Advert { src, .. } if *src == master))
+        .count() as u64;
+    let kernel = r[1].status()["kernel"].clone();
+    assert!(on_wire > 15, "adverts of the master captured: {on_wire}");
+    assert_eq!(kernel["adverts"], on_wire, "kernel record: {kernel}");
+    assert_eq!(kernel["sender"], "192.0.2.1", "{kernel}");
+    assert_eq!(kernel["priority"], 150, "{kernel}");
+}
+
+/// A backup frozen (SIGSTOP) for many times its Master_Down_Interval while the master stays
+/// healthy does not take over when it runs again, with 40 instances at advert_int 0.02 s:
+/// more adverts arrive during the freeze than its socket buffer holds. The kernel's record
+/// kept counting through the freeze.
+#[test]
+fn a_frozen_backup_does_not_take_over_from_a_healthy_master() {
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
+    let conf = |priority: u8| {
+        let mut conf = String::new();
+        for vrid in 1..=40u8 {
+            conf.push_str(&format!(
+                "vrrp_instance VI_{vrid:02} {{\n    state BACKUP\n    interface eth0\n    virtual_router_id {vrid}\n    \
+                 version 3\n    priority {priority}\n    advert_int 0.02\n    virtual_ipaddress {{\n        \
+                 198.51.100.{vrid}/32\n    }}\n}}\n"
+            ));
+        }
+        conf
+    };
+    r[1].start_conf(&mut lab, &conf(100));
+    r[0].start_conf(&mut lab, &conf(150));
+    wait_until("every instance of d2 to follow d1", TAKEOVER, || {
+        r[1].statuses().iter().all(|s| {
+            s["state"] == "BACKUP"
+                && s["active_router"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("192.0.2.1 "))
+        })
+    });
+    let before: Vec<serde_json::Value> = r[1].statuses();
+    let pid = r[1].pid.expect("running");
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args(["-s", sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -s {sig} {pid}");
+    };
+    signal("STOP");
+    // 2 s: 55 times the 36.4 ms down interval; 4,000 adverts against a 1 MiB socket buffer.
+    std::thread::sleep(Duration::from_secs(2));
+    signal("CONT");
+    std::thread::sleep(Duration::from_secs(1));
+    let after = r[1].statuses();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            a["state"], "BACKUP",
+            "{}: took over after the freeze: {a}",
+            a["name"]
+        );
+        assert_eq!(a["became_active"], b["became_active"], "{a}");
+        let counted =
+            a["kernel"]["adverts"].as_u64().unwrap() - b["kernel"]["adverts"].as_u64().unwrap();
+        assert!(
+            counted >= 100,
+            "the kernel counted through the freeze: {counted} for {}",
+            a["name"]
+        );
+    }
+    let out = r[1].ns.run("ip", &["-o", "addr", "show"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("198.51.100."),
+        "no VIP was ever taken"
+    );
+}

@@ -1,10 +1,12 @@
 //! The data planes lbd programs, and where the BPF object comes from.
 //!
 //! [`xdp`] loads lbd's XDP program with aya, attaches it, fills its VIP map and reads its
-//! counters: it is the only module that touches BPF. [`BpfObject`] says which object is used:
+//! counters; [`vrrp_watch`] attaches the TC program that records VRRP adverts. They are the only
+//! modules that touch BPF. [`BpfObject`] says which object is used:
 //! one given with `--bpf-object`, the one embedded at build time (after `cargo xtask build-ebpf`),
 //! or none, in which case lbd runs IPVS-only.
 
+pub mod vrrp_watch;
 pub mod xdp;
 
 use std::path::{Path, PathBuf};

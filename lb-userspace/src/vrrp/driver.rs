@@ -42,7 +42,7 @@ use super::{
     wire::{AdvertRepr, Auth, Envelope, MULTICAST_V4, MULTICAST_V6, Packet},
 };
 use crate::{
-    control::{VrrpCounters, VrrpStatus},
+    control::{KernelAdverts, VrrpCounters, VrrpStatus},
     model::{VirtualAddress, VrrpGlobals, VrrpInstance},
     scripts::{Notifier, NotifyState},
     time::Instant,
@@ -68,6 +68,8 @@ pub struct Shared {
     pub notifier: Arc<Notifier>,
     /// Where members of sync groups report their transitions.
     pub groups: mpsc::UnboundedSender<GroupReport>,
+    /// lbd's BPF object, for the kernel's record of adverts (`None`: user space only).
+    pub bpf: Option<Arc<[u8]>>,
 }
 
 /// A sync-group member's transition, for the group task.
@@ -168,6 +170,8 @@ struct Driver {
     /// Tracked interfaces by name: up or not.
     links: HashMap<String, bool>,
     shared: Shared,
+    /// The kernel's record of adverts on the interface, when lbd's BPF object could attach.
+    watch: Option<crate::dataplane::vrrp_watch::VrrpWatch>,
 }
 
 /// Runs the instances of one interface until `shutdown` turns true.
@@ -387,7 +391,20 @@ impl Driver {
                 }
             }
         }
+        let watch = shared.bpf.as_ref().and_then(|object| {
+            match crate::dataplane::vrrp_watch::VrrpWatch::attach(object, &link.name, link.index) {
+                Ok(watch) => {
+                    info!(interface = %link.name, "VRRP adverts recorded in the kernel (TC ingress)");
+                    Some(watch)
+                }
+                Err(e) => {
+                    warn!(interface = %link.name, error = %e, "VRRP adverts not recorded in the kernel: user space only");
+                    None
+                }
+            }
+        });
         let mut driver = Self {
+            watch,
             link,
             devs,
             handle,
@@ -426,7 +443,19 @@ impl Driver {
 
     fn timeout(&mut self, announcer: &Announcer) {
         let now = crate::clock::now();
-        for r in self.running.values_mut() {
+        for (key, r) in &mut self.running {
+            // Before a backup declares its master down: did the kernel see the master since?
+            if let (Some(watch), State::Backup { down_at }) = (&self.watch, r.instance.state())
+                && down_at <= now
+                && let Some(seen) = watch.seen(key.1, key.0 == Family::V6)
+            {
+                r.instance.handle_kernel_advert(
+                    seen.last,
+                    seen.sender,
+                    seen.priority,
+                    seen.interval_cs,
+                );
+            }
             r.instance.handle_timeout(now);
             if r.garp_again_at.is_some_and(|at| now >= at) {
                 // The delayed burst repeats as the first; refreshes send one each (keepalived's
@@ -555,7 +584,18 @@ impl Driver {
             envelope,
             r.spec.v3_ipv4_checksum,
         ) {
-            Ok(advert) => r.instance.handle_advert(now, envelope.src, &advert),
+            Ok(advert) => {
+                // A backup times the advert by the kernel's stamp of the latest one from its
+                // sender, if that is earlier than now: the driver may be reading a backlog.
+                let at = match (&self.watch, r.instance.state()) {
+                    (Some(watch), State::Backup { .. }) => watch
+                        .seen(vrid, family == Family::V6)
+                        .filter(|seen| seen.sender == envelope.src)
+                        .map_or(now, |seen| seen.last.min(now)),
+                    _ => now,
+                };
+                r.instance.handle_advert(at, envelope.src, &advert);
+            }
             Err(e) => {
                 r.instance.stats_mut().count_decode_error(e);
                 debug!(instance = %r.spec.name, from = %envelope.src, error = %e, counter = e.counter(), "advert dropped");
@@ -627,9 +667,25 @@ impl Driver {
     }
 
     fn statuses(&self) -> Vec<VrrpStatus> {
+        let now = crate::clock::now();
         self.running
-            .values()
-            .map(|r| status(r, &self.link.name))
+            .iter()
+            .map(|(key, r)| {
+                let mut status = status(r, &self.link.name);
+                status.kernel = self.watch.as_ref().map(|watch| {
+                    let seen = watch.seen(key.1, key.0 == Family::V6);
+                    KernelAdverts {
+                        adverts: seen.map_or(0, |s| s.count),
+                        last_us_ago: seen.map(|s| {
+                            u64::try_from(now.saturating_since(s.last).as_micros())
+                                .unwrap_or(u64::MAX)
+                        }),
+                        sender: seen.map(|s| s.sender.to_string()),
+                        priority: seen.map(|s| s.priority),
+                    }
+                });
+                status
+            })
             .collect()
     }
 }
@@ -850,6 +906,7 @@ fn status(r: &Running, interface: &str) -> VrrpStatus {
             .map(|a| format!("{}/{}", a.addr, a.prefix))
             .collect(),
         vmac: r.vmac.as_ref().map(|v| v.link.name.clone()),
+        kernel: None,
         became_active: stats.became_active,
         adverts_received: stats.adverts_received,
         adverts_sent: stats.adverts_sent,

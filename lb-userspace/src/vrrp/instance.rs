@@ -545,6 +545,39 @@ impl Instance {
         }
     }
 
+    /// The kernel saw an advert at `at` from `src` (lbd's TC program stamps adverts as they
+    /// arrive, whenever the driver runs). A backup that already follows `src` as its active
+    /// router counts its down interval from `at`, if that is later than what it counted from:
+    /// a driver that wakes late, with the adverts of its stall dropped from an overflowing
+    /// socket or still queued, does not mistake its own stall for the master's death. Never
+    /// shortens a timer, never changes who is followed, ignores priority 0 (the socket path
+    /// handles the handover).
+    pub fn handle_kernel_advert(
+        &mut self,
+        at: Instant,
+        src: IpAddr,
+        priority: u8,
+        advert_int_cs: u16,
+    ) {
+        let State::Backup { down_at } = self.state else {
+            return;
+        };
+        if self.active_router.map(|(a, _)| a) != Some(src) || priority == 0 {
+            return;
+        }
+        if self.config.preempt && priority < self.priority {
+            return;
+        }
+        if self.config.version == Version::V3 && advert_int_cs != 0 {
+            self.active_adver_int_cs = advert_int_cs;
+        }
+        let down = at + self.active_down_interval();
+        if down > down_at {
+            self.active_router = Some((src, priority));
+            self.state = State::Backup { down_at: down };
+        }
+    }
+
     /// RFC 9568 §6.4.2, Backup receives an ADVERTISEMENT.
     fn backup_receives(&mut self, now: Instant, src: IpAddr, advert: &AdvertRepr) {
         if advert.priority == 0 {

@@ -469,3 +469,49 @@ fn skew_and_down_interval_follow_keepalived_s_arithmetic() {
         );
     }
 }
+
+#[test]
+fn kernel_stamps_keep_a_stalled_backup_from_taking_over_but_not_a_dead_master() {
+    use super::instance::Instance;
+    // Input: a 100 backup hears the 200 at 0 (v3, 1 s: down interval 3.609375 s); its driver
+    // then stalls until 10 s. The kernel stamped the 200's adverts up to 9.5 s. Output: at
+    // 10 s the backup counts from 9.5 s and stays; a stamp of another sender, or one older
+    // than what it counted from, changes nothing; with no stamp after 5 s it takes over.
+    let master: std::net::IpAddr = C.parse().expect("ip");
+    let heard = |stamp: Option<(u64, &str)>| {
+        let mut backup = Instance::new(config(Version::V3, 100, A, 100));
+        backup.startup(super::super::time::Instant::from_nanos(0));
+        let advert = lan_advert(200);
+        backup.handle_advert(at(0), master, &advert);
+        if let Some((ms_at, from)) = stamp {
+            backup.handle_kernel_advert(at(ms_at), from.parse().expect("ip"), 200, 100);
+        }
+        backup.handle_timeout(at(10_000));
+        backup.state()
+    };
+    assert!(matches!(heard(Some((9_500, C))), State::Backup { .. }));
+    assert!(
+        matches!(heard(Some((5_000, C))), State::Active { .. }),
+        "5 s + 3.6 s < 10 s"
+    );
+    assert!(
+        matches!(heard(Some((9_500, B))), State::Active { .. }),
+        "not the master it follows"
+    );
+    assert!(matches!(heard(None), State::Active { .. }));
+}
+
+fn at(ms_since_start: u64) -> super::super::time::Instant {
+    super::super::time::Instant::from_nanos(ms_since_start * 1_000_000)
+}
+
+fn lan_advert(priority: u8) -> super::wire::AdvertRepr {
+    super::wire::AdvertRepr {
+        version: Version::V3,
+        vrid: 51,
+        priority,
+        advert_int_cs: 100,
+        addresses: vec!["192.0.2.100".parse().expect("ip")],
+        auth: Auth::None,
+    }
+}

@@ -1,0 +1,97 @@
+//! The in-kernel record of VRRP adverts: `lb_vrrp_tc` on an interface's TC ingress, and its map
+//! `LB_VRRP_SEEN` (count, time, sender, priority and interval of each virtual router's latest
+//! advert, stamped by the kernel as it arrives). The VRRP driver reads it so that its decisions
+//! rest on when adverts arrived, not on when it happened to be scheduled.
+//!
+//! A TC program rather than XDP: it works on any interface, next to lbd's XDP fast path or
+//! without it, and sees the frame before a macvlan (VMAC) takes it. Dropping the watch detaches
+//! the program.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    Ebpf,
+    maps::HashMap,
+    programs::{SchedClassifier, TcAttachType, tc},
+};
+use lb_common::{MAP_VRRP_SEEN, PROG_VRRP_TC, VrrpKey, VrrpSeen};
+
+use super::xdp::XdpError;
+
+/// What the kernel saw of one virtual router's adverts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Adverts counted.
+    pub count: u64,
+    /// When the latest arrived (CLOCK_MONOTONIC).
+    pub last: crate::time::Instant,
+    /// Its sender.
+    pub sender: IpAddr,
+    /// Its priority.
+    pub priority: u8,
+    /// Its interval in centiseconds.
+    pub interval_cs: u16,
+}
+
+/// `lb_vrrp_tc` attached to one interface.
+#[derive(Debug)]
+pub struct VrrpWatch {
+    ebpf: Ebpf,
+    ifindex: u32,
+}
+
+impl VrrpWatch {
+    /// Loads `object`'s TC program and attaches it to the ingress of `interface` (index
+    /// `ifindex`), adding the clsact qdisc if the interface has none.
+    pub fn attach(object: &[u8], interface: &str, ifindex: u32) -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(object).map_err(|e| XdpError::Object(Box::new(e)))?;
+        // Already there (another program, or an earlier run) is fine.
+        let _existing = tc::qdisc_add_clsact(interface);
+        let name = PROG_VRRP_TC;
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or(XdpError::Program {
+                name,
+                source: aya::programs::ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| XdpError::Program { name, source })?;
+        program
+            .load()
+            .map_err(|source| XdpError::Load { name, source })?;
+        program
+            .attach(interface, TcAttachType::Ingress)
+            .map_err(|source| XdpError::Attach {
+                interface: interface.to_owned(),
+                mode: "tc ingress",
+                source,
+            })?;
+        Ok(Self { ebpf, ifindex })
+    }
+
+    /// What the kernel saw of virtual router `vrid` (IPv6 when `v6`) on the interface.
+    pub fn seen(&self, vrid: u8, v6: bool) -> Option<Seen> {
+        let map = self.ebpf.map(MAP_VRRP_SEEN)?;
+        let map: HashMap<_, VrrpKey, VrrpSeen> = HashMap::try_from(map).ok()?;
+        let key = VrrpKey {
+            ifindex: self.ifindex,
+            vrid,
+            family: if v6 { 6 } else { 4 },
+            _pad: [0; 2],
+        };
+        let seen = map.get(&key, 0).ok()?;
+        let sender = if v6 {
+            IpAddr::V6(Ipv6Addr::from(seen.sender))
+        } else {
+            let [.., a, b, c, d] = seen.sender;
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        };
+        Some(Seen {
+            count: seen.count,
+            last: crate::time::Instant::from_nanos(seen.last_ns),
+            sender,
+            priority: seen.priority,
+            interval_cs: seen.interval_cs,
+        })
+    }
+}
