@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub pid_file: Option<PathBuf>,
     /// Which BPF object to use.
     pub bpf_object: BpfObject,
+    /// Whether VRRP drivers use the kernel's record of adverts (when the object allows).
+    pub vrrp_bpf: bool,
 }
 
 /// What stops the daemon from starting or running.
@@ -324,11 +326,13 @@ struct VrrpDriver {
 }
 
 /// Starts one VRRP driver per interface.
-fn start_vrrp(model: &Model, object: &BpfObject) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
+fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
+    let object = &options.bpf_object;
     let (shutdown, stopped) = watch::channel(false);
     // The kernel's record of adverts needs lbd's BPF object; without one VRRP runs on user
     // space alone, and says so once.
     let bpf: Option<std::sync::Arc<[u8]>> = match object.bytes() {
+        _ if !options.vrrp_bpf => None,
         Ok(Some(bytes)) if !model.vrrp_instances.is_empty() => Some(bytes.as_ref().into()),
         Ok(_) => None,
         Err(e) => {
@@ -337,7 +341,10 @@ fn start_vrrp(model: &Model, object: &BpfObject) -> (watch::Sender<bool>, Vec<Vr
         }
     };
     if bpf.is_none() && !model.vrrp_instances.is_empty() {
-        warn!("no BPF object: VRRP adverts recorded in user space only");
+        warn!(
+            asked = options.vrrp_bpf,
+            "no BPF object, or --no-vrrp-bpf: VRRP adverts recorded in user space only"
+        );
     }
     let notifier = std::sync::Arc::new(crate::scripts::Notifier::start(&model.vrrp));
     let (groups_tx, groups_rx) = mpsc::unbounded_channel();
@@ -478,7 +485,7 @@ pub async fn run(
         socket = %socket.display(),
         "lbd starting"
     );
-    let (vrrp_shutdown, vrrp) = start_vrrp(&model, &options.bpf_object);
+    let (vrrp_shutdown, vrrp) = start_vrrp(&model, &options);
     let state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
 

@@ -31,3 +31,18 @@ pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Moves the calling thread to SCHED_FIFO at `priority`, so a measuring thread keeps its
+/// timing while the machine is deliberately starved.
+pub(crate) fn set_realtime(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: the parameter outlives the call; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

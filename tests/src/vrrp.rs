@@ -127,6 +127,8 @@ pub struct Router {
     pub pid: Option<u32>,
     /// The VIP of the settings it last started with.
     pub vip: &'static str,
+    /// More arguments for `lbd run` (`--no-vrrp-bpf`).
+    pub lbd_args: Vec<String>,
 }
 
 impl Router {
@@ -162,6 +164,7 @@ impl Router {
                     .arg(&conf)
                     .arg("--control-socket")
                     .arg(&socket)
+                    .args(&self.lbd_args)
                     .env("RUST_LOG", "info")
                     .stdout(Stdio::null())
                     .stderr(log);
@@ -297,6 +300,7 @@ pub fn lan(kinds: &[Kind]) -> (Lab, Netns, Vec<Router>) {
                 dir: dir.clone(),
                 pid: None,
                 vip: VIP,
+                lbd_args: Vec::new(),
             }
         })
         .collect();
@@ -404,6 +408,9 @@ impl Capture {
                     Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
                 )
                 .expect("AF_PACKET socket");
+                // Real-time, so that its timestamps hold while a benchmark starves the CPUs
+                // (best effort: without the privilege it runs as it is).
+                let _realtime = crate::sys::set_realtime(50);
                 socket
                     .set_read_timeout(Some(Duration::from_millis(20)))
                     .expect("SO_RCVTIMEO");

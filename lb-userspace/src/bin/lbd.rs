@@ -92,6 +92,9 @@ enum Command {
         /// Load the BPF object from this file instead of the embedded one.
         #[arg(long, value_name = "PATH")]
         bpf_object: Option<PathBuf>,
+        /// Keep VRRP in user space: no kernel record of adverts (for comparison).
+        #[arg(long)]
+        no_vrrp_bpf: bool,
     },
     /// Validate a configuration file: exit 0 when valid, else print every error.
     CheckConfig {
@@ -183,6 +186,7 @@ fn main() -> anyhow::Result<ExitCode> {
             control_socket,
             pid_file,
             bpf_object,
+            no_vrrp_bpf,
         } => {
             init_logging();
             let Some(model) = load(&config, &config_args)? else {
@@ -193,6 +197,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 control_socket,
                 pid_file,
                 bpf_object: BpfObject::choose(bpf_object.as_deref()),
+                vrrp_bpf: !no_vrrp_bpf,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

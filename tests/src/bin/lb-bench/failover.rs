@@ -31,7 +31,7 @@ use lb_tests::{
 use crate::{arg, median};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Action {
+pub(crate) enum Action {
     Kill,
     LinkDown,
     Term,
@@ -49,10 +49,10 @@ impl Action {
 
 /// One repetition's figures.
 #[derive(Clone, Copy, Debug)]
-struct Sample {
-    from_action: Duration,
+pub(crate) struct Sample {
+    pub(crate) from_action: Duration,
     /// Last advert heard → backup's ARP, minus the RFC figure (may be negative).
-    overhead_ms: f64,
+    pub(crate) overhead_ms: f64,
 }
 
 /// The RFC figure for the backup (priority 100): Master_Down_Interval, or Skew_Time after a
@@ -71,7 +71,21 @@ fn theory(version: u8, advert_int: &str, action: Action) -> Duration {
 }
 
 fn measure(kind: Kind, version: u8, advert_int: &'static str, action: Action) -> Sample {
+    measure_with(kind, &[], version, advert_int, action)
+}
+
+/// One repetition; `lbd_args` go to both lbd routers.
+pub(crate) fn measure_with(
+    kind: Kind,
+    lbd_args: &[&str],
+    version: u8,
+    advert_int: &'static str,
+    action: Action,
+) -> Sample {
     let (mut lab, _switch, mut r) = lan(&[kind, kind]);
+    for router in &mut r {
+        router.lbd_args = lbd_args.iter().map(|a| (*a).to_owned()).collect();
+    }
     r[1].start(&mut lab, &Settings::new(version, 100, advert_int));
     r[0].start(&mut lab, &Settings::new(version, 150, advert_int));
     wait_master(&r, 0, "higher priority");
@@ -339,6 +353,7 @@ fn resources(kind: Kind, count: usize, window: Duration) -> (u64, f64) {
         dir: lab.dir().to_path_buf(),
         pid: None,
         vip: VIP,
+        lbd_args: Vec::new(),
     };
     r.start_conf(&mut lab, &many_instances_conf(count));
     let pid = r.pid.expect("running");

@@ -3,6 +3,8 @@
 //!
 //! - `failover [--reps N] [--steady-secs S] [--window-secs W] [--only ...]`: VRRP failover,
 //!   steadiness and resources of lbd against keepalived 2.2.7 in the same lab ([`failover`]).
+//! - `watchdog [--crashes N] [--steady-secs S]`: VRRP under CPU starvation, lbd with and
+//!   without the kernel's record of adverts, and keepalived ([`watchdog`]).
 //! - `xdp [--repeat N] [--rounds R]`: BPF_PROG_TEST_RUN ns per packet of lbd's XDP program on
 //!   each path (VIP hit TCP/UDP/IPv6, non-VIP, non-IP), against an empty XDP program (the floor,
 //!   which is the harness's own cost) on the same frames.
@@ -12,6 +14,7 @@
 )]
 
 mod failover;
+mod watchdog;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -144,8 +147,9 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("xdp") => bench_xdp(&args[1..]),
         Some("failover") => failover::bench_failover(&args[1..]),
+        Some("watchdog") => watchdog::bench_watchdog(&args[1..]),
         other => {
-            eprintln!("unknown benchmark {other:?}; available: xdp, failover");
+            eprintln!("unknown benchmark {other:?}; available: xdp, failover, watchdog");
             ExitCode::FAILURE
         }
     }
