@@ -160,7 +160,12 @@ impl Router {
                 let socket = self.socket();
                 std::fs::remove_file(&socket).ok();
                 let mut cmd = self.ns.command(crate::workspace_bin("lbd"));
-                cmd.args(["run", "--dataplane", "none", "--config"])
+                cmd.arg("run");
+                // No data plane unless the router's own arguments choose one.
+                if !self.lbd_args.iter().any(|a| a == "--dataplane") {
+                    cmd.args(["--dataplane", "none"]);
+                }
+                cmd.arg("--config")
                     .arg(&conf)
                     .arg("--control-socket")
                     .arg(&socket)

@@ -810,11 +810,15 @@ fn gratuitous_arp_bursts_follow_the_garp_settings() {
     );
 }
 
-/// The kernel's count of a virtual router's adverts equals the adverts on the wire.
+/// The kernel's count of a virtual router's adverts equals the adverts on the wire, with lbd's
+/// XDP program on the same interface (the TC recorder runs after it).
 #[test]
 fn the_kernel_counts_every_advert_on_the_wire() {
     use lb_tests::vrrp::{Capture, Seen};
     let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
+    r[1].lbd_args = ["--dataplane", "xdp", "--xdp-interface", "eth0"]
+        .map(str::to_owned)
+        .to_vec();
     r[1].start(&mut lab, &Settings::new(3, 100, "0.1"));
     let capture = Capture::start(&r[1].ns);
     r[0].start(&mut lab, &Settings::new(3, 150, "0.1"));
@@ -830,6 +834,11 @@ fn the_kernel_counts_every_advert_on_the_wire() {
         .filter(|(_, s)| matches!(s, Seen::Advert { src, .. } if *src == master))
         .count() as u64;
     let kernel = r[1].status()["kernel"].clone();
+    let status = lbctl_json(&r[1]);
+    assert_eq!(
+        status["dataplane"]["xdp"]["interface"], "eth0",
+        "XDP attached: {status}"
+    );
     assert!(on_wire > 15, "adverts of the master captured: {on_wire}");
     assert_eq!(kernel["adverts"], on_wire, "kernel record: {kernel}");
     assert_eq!(kernel["sender"], "192.0.2.1", "{kernel}");
@@ -899,4 +908,15 @@ fn a_frozen_backup_does_not_take_over_from_a_healthy_master() {
         !String::from_utf8_lossy(&out.stdout).contains("198.51.100."),
         "no VIP was ever taken"
     );
+}
+
+/// The whole `lbctl status --json` of an lbd router.
+fn lbctl_json(router: &Router) -> serde_json::Value {
+    let out = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
+        .arg("--control-socket")
+        .arg(router.socket())
+        .args(["status", "--json"])
+        .output()
+        .expect("lbctl");
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }

@@ -196,7 +196,12 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                         "privileged",
                     ])
                     .args(["--test", "netns_xdp", "--test", "xdp_test_run"])
-                    .args(["--test", "netns_vrrp"]),
+                    .args([
+                        "--test",
+                        "netns_vrrp",
+                        "--test",
+                        "vrrp_tc_test_run",
+                    ]),
                 )
             })
         },

@@ -41,32 +41,66 @@ pub struct VrrpWatch {
 }
 
 impl VrrpWatch {
-    /// Loads `object`'s TC program and attaches it to the ingress of `interface` (index
-    /// `ifindex`), adding the clsact qdisc if the interface has none.
-    pub fn attach(object: &[u8], interface: &str, ifindex: u32) -> Result<Self, XdpError> {
+    /// Loads `object`'s TC program (the verifier runs here) without attaching it: for
+    /// BPF_PROG_TEST_RUN.
+    pub fn load(object: &[u8]) -> Result<Self, XdpError> {
         let mut ebpf = Ebpf::load(object).map_err(|e| XdpError::Object(Box::new(e)))?;
-        // Already there (another program, or an earlier run) is fine.
-        let _existing = tc::qdisc_add_clsact(interface);
         let name = PROG_VRRP_TC;
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(name)
+        Self::program_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| XdpError::Load { name, source })?;
+        Ok(Self { ebpf, ifindex: 0 })
+    }
+
+    fn program_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, XdpError> {
+        let name = PROG_VRRP_TC;
+        ebpf.program_mut(name)
             .ok_or(XdpError::Program {
                 name,
                 source: aya::programs::ProgramError::NotLoaded,
             })?
             .try_into()
-            .map_err(|source| XdpError::Program { name, source })?;
-        program
-            .load()
-            .map_err(|source| XdpError::Load { name, source })?;
-        program
+            .map_err(|source| XdpError::Program { name, source })
+    }
+
+    /// Loads `object`'s TC program and attaches it to the ingress of `interface` (index
+    /// `ifindex`), adding the clsact qdisc if the interface has none.
+    pub fn attach(object: &[u8], interface: &str, ifindex: u32) -> Result<Self, XdpError> {
+        let Self { mut ebpf, .. } = Self::load(object)?;
+        // Already there (another program, or an earlier run) is fine.
+        let _existing = tc::qdisc_add_clsact(interface);
+        Self::program_mut(&mut ebpf)?
             .attach(interface, TcAttachType::Ingress)
-            .map_err(|source| XdpError::Attach {
+            .map_err(|source| XdpError::TcAttach {
                 interface: interface.to_owned(),
-                mode: "tc ingress",
                 source,
             })?;
         Ok(Self { ebpf, ifindex })
+    }
+
+    /// Runs the program once on `frame` with BPF_PROG_TEST_RUN; returns its verdict.
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<i32, XdpError> {
+        use aya::programs::{TestRun as _, TestRunOptions};
+        let name = PROG_VRRP_TC;
+        let result = Self::program_mut(&mut self.ebpf)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat: 1,
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| XdpError::TestRun { name, source })?;
+        Ok(i32::try_from(result.return_value).unwrap_or(i32::MIN))
+    }
+
+    /// Every record in the map, whatever the interface.
+    pub fn records(&self) -> Vec<(VrrpKey, VrrpSeen)> {
+        let Some(map) = self.ebpf.map(MAP_VRRP_SEEN) else {
+            return Vec::new();
+        };
+        let Ok(map) = HashMap::<_, VrrpKey, VrrpSeen>::try_from(map) else {
+            return Vec::new();
+        };
+        map.iter().filter_map(Result::ok).collect()
     }
 
     /// What the kernel saw of virtual router `vrid` (IPv6 when `v6`) on the interface.

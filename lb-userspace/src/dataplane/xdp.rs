@@ -53,6 +53,18 @@ pub enum XdpError {
         #[source]
         source: ProgramError,
     },
+    /// Attaching the VRRP advert recorder to TC ingress failed.
+    #[error(
+        "attaching {} to the TC ingress of {interface}: {source}",
+        lb_common::PROG_VRRP_TC
+    )]
+    TcAttach {
+        /// Interface name.
+        interface: String,
+        /// Why.
+        #[source]
+        source: ProgramError,
+    },
     /// A map is missing from the object.
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
