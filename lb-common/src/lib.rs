@@ -62,6 +62,25 @@ pub struct VrrpSeen {
     pub _pad: [u8; 4],
 }
 
+/// Name of the map of watched virtual routers (`VrrpKey` -> `VrrpWatched`), written by lbd.
+pub const MAP_VRRP_WATCHED: &str = "LB_VRRP_WATCHED";
+/// Name of the ring buffer of master-down events (`VrrpKey`).
+pub const MAP_VRRP_EVENTS: &str = "LB_VRRP_EVENTS";
+
+/// A virtual router a backup of lbd follows: its adverts from a router it would follow re-arm
+/// a kernel timer of `down_ns`; when the timer fires, its key goes to the event ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VrrpWatched {
+    /// The backup's Master_Down_Interval in nanoseconds.
+    pub down_ns: u64,
+    /// Adverts of at least this priority re-arm the timer (the backup's own priority with
+    /// preempt, 1 without).
+    pub min_priority: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 7],
+}
+
 /// Name of the VIP hash map (`VipKey` -> `VipInfo`).
 pub const MAP_VIPS: &str = "LB_VIPS";
 /// Name of the per-CPU per-VIP statistics array (`u32` index -> `VipStats`).
@@ -215,10 +234,11 @@ const _: () = assert!(size_of::<VipStats>() == 16);
 const _: () = assert!(Counter::ALL.len() == Counter::COUNT as usize);
 const _: () = assert!(size_of::<VrrpKey>() == 8);
 const _: () = assert!(size_of::<VrrpSeen>() == 40);
+const _: () = assert!(size_of::<VrrpWatched>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{VipInfo, VipKey, VipStats, VrrpKey, VrrpSeen};
+    use super::{VipInfo, VipKey, VipStats, VrrpKey, VrrpSeen, VrrpWatched};
     // SAFETY: repr(C), only integer fields and byte arrays, explicit padding: every bit pattern is
     // a valid value and there are no implicit padding bytes (sizes asserted above).
     unsafe impl aya::Pod for VipKey {}
@@ -230,6 +250,8 @@ mod pod {
     unsafe impl aya::Pod for VrrpKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VrrpSeen {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VrrpWatched {}
 }
 
 #[cfg(test)]

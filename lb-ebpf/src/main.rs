@@ -16,15 +16,19 @@
 )]
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, xdp_action},
-    helpers::bpf_ktime_get_ns,
-    macros::{classifier, map, xdp},
-    maps::{HashMap, PerCpuArray},
+    bindings::{TC_ACT_OK, bpf_timer, xdp_action},
+    btf_maps,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
+    },
+    macros::{btf_map, classifier, map, xdp},
+    maps::{HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use lb_common::{
     Counter, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP, MAX_VIPS, MAX_VRRP_ROUTERS, VipInfo, VipKey,
-    VipStats, VrrpKey, VrrpSeen,
+    VipStats, VrrpKey, VrrpSeen, VrrpWatched,
 };
 
 #[map(name = "LB_VIPS")]
@@ -38,6 +42,71 @@ static LB_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::CO
 
 #[map(name = "LB_VRRP_SEEN")]
 static LB_VRRP_SEEN: HashMap<VrrpKey, VrrpSeen> = HashMap::with_max_entries(MAX_VRRP_ROUTERS, 0);
+
+#[map(name = "LB_VRRP_WATCHED")]
+static LB_VRRP_WATCHED: HashMap<VrrpKey, VrrpWatched> =
+    HashMap::with_max_entries(MAX_VRRP_ROUTERS, 0);
+
+#[map(name = "LB_VRRP_EVENTS")]
+static LB_VRRP_EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+/// A watched router's master-down timer (the kernel needs the map's BTF to find the timer).
+#[repr(C)]
+struct VrrpTimer {
+    timer: bpf_timer,
+    key: VrrpKey,
+    armed: u32,
+    _pad: u32,
+}
+
+#[btf_map]
+static LB_VRRP_TIMERS: btf_maps::HashMap<VrrpKey, VrrpTimer, 4096> = btf_maps::HashMap::new();
+
+const CLOCK_MONOTONIC: u64 = 1;
+
+/// The master-down timer fired: no advert from a router to follow for the backup's
+/// Master_Down_Interval. Tell lbd.
+extern "C" fn vrrp_timer_fired(
+    _map: *mut core::ffi::c_void,
+    _key: *mut VrrpKey,
+    timer: *mut VrrpTimer,
+) -> i32 {
+    // SAFETY: the kernel passes the entry whose timer fired; it is valid during the callback.
+    let key = unsafe { (*timer).key };
+    let _full = LB_VRRP_EVENTS.output(key, 0);
+    0
+}
+
+/// Re-arms `key`'s master-down timer to `down_ns` from now, creating it on first use.
+#[inline(always)]
+fn arm(key: &VrrpKey, down_ns: u64) {
+    if LB_VRRP_TIMERS.get_ptr_mut(key).is_none() {
+        let fresh = VrrpTimer {
+            timer: bpf_timer { __opaque: [0; 2] },
+            key: *key,
+            armed: 0,
+            _pad: 0,
+        };
+        let _full = LB_VRRP_TIMERS.insert(key, &fresh, 0);
+    }
+    let Some(entry) = LB_VRRP_TIMERS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: the entry is a live map value for the program's run; the timer helpers take the
+    // map the timer lives in and the callback as a BPF subprogram.
+    unsafe {
+        let timer = core::ptr::addr_of_mut!((*entry).timer);
+        if (*entry).armed == 0 {
+            let map = core::ptr::from_ref(&LB_VRRP_TIMERS).cast_mut().cast();
+            if bpf_timer_init(timer, map, CLOCK_MONOTONIC) != 0 {
+                return;
+            }
+            bpf_timer_set_callback(timer, vrrp_timer_fired as *mut core::ffi::c_void);
+            (*entry).armed = 1;
+        }
+        bpf_timer_start(timer, down_ns, 0);
+    }
+}
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -285,6 +354,14 @@ fn try_lb_vrrp_tc(ctx: &TcContext) -> Option<()> {
         interval_cs,
         _pad: [0; 4],
     };
+    // A backup of lbd watches this router: an advert it would follow re-arms its timer.
+    // SAFETY: the value is copied out at once.
+    if let Some(watched) = unsafe { LB_VRRP_WATCHED.get(&key) }
+        && seen.priority != 0
+        && seen.priority >= watched.min_priority
+    {
+        arm(&key, watched.down_ns);
+    }
     match LB_VRRP_SEEN.get_ptr_mut(&key) {
         Some(entry) => {
             // SAFETY: the map entry stays valid while the program runs. One router's adverts

@@ -83,6 +83,8 @@ pub struct VrrpStatus {
     pub vmac: Option<String>,
     /// What the kernel recorded of its adverts (`None`: no BPF, user space only).
     pub kernel: Option<KernelAdverts>,
+    /// Takeovers decided by the kernel's master-down timer.
+    pub kernel_takeovers: u64,
     /// Transitions to MASTER.
     pub became_active: u64,
     /// Adverts received and processed.

@@ -57,3 +57,12 @@ pub(crate) fn async_timer(timer: nix::sys::timerfd::TimerFd) -> io::Result<Async
     unsafe { AsyncFd::register_with_interest(TimerHandle(timer), Interest::READABLE) }
         .map_err(io::Error::from)
 }
+
+/// Registers lbd's VRRP event ring buffer with tokio's reactor for readiness.
+pub(crate) fn async_ring(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+) -> io::Result<AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>> {
+    // SAFETY: the RingBuf owns its map's descriptor (through MapData) and closes it only when
+    // dropped, after the AsyncFd that owns it deregisters.
+    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(io::Error::from)
+}

@@ -6,15 +6,22 @@
 //! A TC program rather than XDP: it works on any interface, next to lbd's XDP fast path or
 //! without it, and sees the frame before a macvlan (VMAC) takes it. Dropping the watch detaches
 //! the program.
+//!
+//! For each virtual router a backup of lbd follows ([`VrrpWatch::watch`]), the program also
+//! re-arms a kernel timer (`bpf_timer`) of the backup's Master_Down_Interval on every advert
+//! it would follow; when the timer fires, the router's key goes into a ring buffer
+//! ([`VrrpWatch::take_events`]), which wakes the driver at once.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::{
     Ebpf,
-    maps::HashMap,
+    maps::{HashMap, MapData, RingBuf},
     programs::{SchedClassifier, TcAttachType, tc},
 };
-use lb_common::{MAP_VRRP_SEEN, PROG_VRRP_TC, VrrpKey, VrrpSeen};
+use lb_common::{
+    MAP_VRRP_EVENTS, MAP_VRRP_SEEN, MAP_VRRP_WATCHED, PROG_VRRP_TC, VrrpKey, VrrpSeen, VrrpWatched,
+};
 
 use super::xdp::XdpError;
 
@@ -101,6 +108,59 @@ impl VrrpWatch {
             return Vec::new();
         };
         map.iter().filter_map(Result::ok).collect()
+    }
+
+    fn key(&self, vrid: u8, v6: bool) -> VrrpKey {
+        VrrpKey {
+            ifindex: self.ifindex,
+            vrid,
+            family: if v6 { 6 } else { 4 },
+            _pad: [0; 2],
+        }
+    }
+
+    /// Arms the kernel's master-down timer for `vrid`: adverts of at least `min_priority`
+    /// re-arm it to `down` from their arrival. `None` stops watching.
+    pub fn watch(
+        &mut self,
+        vrid: u8,
+        v6: bool,
+        watch: Option<(std::time::Duration, u8)>,
+    ) -> Result<(), XdpError> {
+        let key = self.key(vrid, v6);
+        let map = self
+            .ebpf
+            .map_mut(MAP_VRRP_WATCHED)
+            .ok_or(XdpError::MissingMap(MAP_VRRP_WATCHED))?;
+        let mut map: HashMap<_, VrrpKey, VrrpWatched> =
+            HashMap::try_from(map).map_err(|source| XdpError::Map {
+                op: "opening",
+                map: MAP_VRRP_WATCHED,
+                source,
+            })?;
+        let result = match watch {
+            Some((down, min_priority)) => map.insert(
+                key,
+                VrrpWatched {
+                    down_ns: u64::try_from(down.as_nanos()).unwrap_or(u64::MAX),
+                    min_priority,
+                    _pad: [0; 7],
+                },
+                0,
+            ),
+            // Not there is fine.
+            None => map.remove(&key).or(Ok(())),
+        };
+        result.map_err(|source| XdpError::Map {
+            op: "updating",
+            map: MAP_VRRP_WATCHED,
+            source,
+        })
+    }
+
+    /// The ring buffer of master-down events (each a [`VrrpKey`]); once.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        RingBuf::try_from(self.ebpf.take_map(MAP_VRRP_EVENTS)?).ok()
     }
 
     /// What the kernel saw of virtual router `vrid` (IPv6 when `v6`) on the interface.

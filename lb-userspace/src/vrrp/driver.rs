@@ -125,6 +125,10 @@ struct Running {
     group_fault: bool,
     /// Its VMAC interface.
     vmac: Option<VmacLink>,
+    /// What the kernel's master-down timer is armed with: (down interval, minimum priority).
+    watched: Option<(std::time::Duration, u8)>,
+    /// Takeovers decided by the kernel's timer.
+    kernel_takeovers: u64,
 }
 
 impl Running {
@@ -133,6 +137,10 @@ impl Running {
         self.vmac.as_ref().map_or(link, |v| &v.link)
     }
 }
+
+/// How much later than the kernel's master-down timer the driver's own timer acts, when the
+/// kernel watches the router: the kernel's event decides, the driver's timer is the fallback.
+const KERNEL_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The interface's sockets, apart from [`Driver`] so that a readiness guard on one can be
 /// held while the driver changes.
@@ -204,9 +212,15 @@ pub async fn run(
     let mut track = shared.track.clone();
     shared.track.mark_unchanged();
     let (mut driver, sockets) = Driver::open(&interface, instances, handle, shared).await?;
+    let mut events = driver.watch.as_mut().and_then(|w| w.take_events()).and_then(|ring| {
+        crate::sys::async_ring(ring)
+            .map_err(|e| warn!(error = %e, "the kernel's master-down events: user-space timers only"))
+            .ok()
+    });
     let mut buffer = vec![0u8; 65536];
     loop {
         driver.flush_all(&sockets).await;
+        driver.rewatch();
         let sleep = driver.timer.sleep_until(driver.next_deadline());
         tokio::select! {
             (index, ready) = readable_any(&sockets.receivers) => {
@@ -228,6 +242,20 @@ pub async fn run(
             Ok(()) = track.changed() => {
                 driver.retrack();
             }
+            Some(mut guard) = ring_readable(events.as_mut()) => {
+                // Each event is a VrrpKey: ifindex (4 bytes), vrid, family.
+                let mut keys = Vec::new();
+                while let Some(item) = guard.get_inner_mut().next() {
+                    if item.len() >= 6 {
+                        let family = if item[5] == 6 { Family::V6 } else { Family::V4 };
+                        keys.push((family, item[4]));
+                    }
+                }
+                guard.clear_ready();
+                for key in keys {
+                    driver.kernel_down(key);
+                }
+            }
             Some(command) = group_commands.recv() => driver.group_command(command),
             Some(reply) = queries.recv() => {
                 reply.send(driver.statuses()).ok();
@@ -244,6 +272,18 @@ pub async fn run(
 }
 
 type ReadyGuard<'a> = tokio::io::unix::AsyncFdReadyGuard<'a, socket2::Socket>;
+
+type Ring = aya::maps::RingBuf<aya::maps::MapData>;
+
+/// Waits until the event ring has data; forever without one.
+async fn ring_readable(
+    ring: Option<&mut tokio::io::unix::AsyncFd<Ring>>,
+) -> Option<tokio::io::unix::AsyncFdReadyMutGuard<'_, Ring>> {
+    match ring {
+        Some(ring) => ring.readable_mut().await.ok(),
+        None => std::future::pending().await,
+    }
+}
 
 /// Waits until one of `receivers` is readable (forever without any): its index and guard.
 async fn readable_any(receivers: &[(Receiver, Option<(Family, u8)>)]) -> (usize, ReadyGuard<'_>) {
@@ -366,6 +406,8 @@ impl Driver {
                     own_fault: false,
                     group_fault: false,
                     vmac,
+                    watched: None,
+                    kernel_takeovers: 0,
                 },
             );
         }
@@ -436,9 +478,65 @@ impl Driver {
     fn next_deadline(&self) -> Option<Instant> {
         self.running
             .values()
-            .flat_map(|r| [r.instance.poll_timeout(), r.garp_again_at])
+            .flat_map(|r| {
+                let grace = if r.watched.is_some() {
+                    KERNEL_GRACE
+                } else {
+                    std::time::Duration::ZERO
+                };
+                [
+                    r.instance.poll_timeout().map(|at| at + grace),
+                    r.garp_again_at,
+                ]
+            })
             .flatten()
             .min()
+    }
+
+    /// Keeps the kernel's master-down timer of each instance in step with its state: armed
+    /// with its down interval while it is a backup, off otherwise.
+    fn rewatch(&mut self) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        for (key, r) in &mut self.running {
+            let wanted = match r.instance.state() {
+                State::Backup { .. } => Some((
+                    r.instance.active_down_interval(),
+                    if r.spec.preempt {
+                        r.instance.priority()
+                    } else {
+                        1
+                    },
+                )),
+                _ => None,
+            };
+            if wanted != r.watched {
+                match watch.watch(key.1, key.0 == Family::V6, wanted) {
+                    Ok(()) => r.watched = wanted,
+                    Err(e) => {
+                        warn!(instance = %r.spec.name, error = %e, "arming the kernel's master-down timer")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The kernel's master-down timer fired for `key`.
+    fn kernel_down(&mut self, key: (Family, u8)) {
+        let now = crate::clock::now();
+        let Some(watch) = &self.watch else { return };
+        let Some(r) = self.running.get_mut(&key) else {
+            return;
+        };
+        let Some(seen) = watch.seen(key.1, key.0 == Family::V6) else {
+            return;
+        };
+        let before = r.instance.stats().became_active;
+        r.instance.handle_kernel_down(now, seen.last);
+        if r.instance.stats().became_active != before {
+            r.kernel_takeovers += 1;
+        }
     }
 
     fn timeout(&mut self, announcer: &Announcer) {
@@ -907,6 +1005,7 @@ fn status(r: &Running, interface: &str) -> VrrpStatus {
             .collect(),
         vmac: r.vmac.as_ref().map(|v| v.link.name.clone()),
         kernel: None,
+        kernel_takeovers: r.kernel_takeovers,
         became_active: stats.became_active,
         adverts_received: stats.adverts_received,
         adverts_sent: stats.adverts_sent,

@@ -83,6 +83,9 @@ pub enum ActiveReason {
     ActiveDown,
     /// Another member of its sync group became active.
     SyncGroup,
+    /// The kernel's master-down timer fired and its stamps agree: no advert to follow for
+    /// Active_Down_Interval.
+    KernelActiveDown,
 }
 
 /// Why the instance became backup.
@@ -575,6 +578,15 @@ impl Instance {
         if down > down_at {
             self.active_router = Some((src, priority));
             self.state = State::Backup { down_at: down };
+        }
+    }
+
+    /// The kernel's master-down timer fired at `now`; the latest advert it stamped from a router
+    /// this backup would follow arrived at `last`. Takes over at once when that is at least
+    /// Active_Down_Interval ago; otherwise the timer raced a fresh advert and nothing changes.
+    pub fn handle_kernel_down(&mut self, now: Instant, last: Instant) {
+        if matches!(self.state, State::Backup { .. }) && now >= last + self.active_down_interval() {
+            self.become_active(now, ActiveReason::KernelActiveDown);
         }
     }
 

@@ -515,3 +515,23 @@ fn lan_advert(priority: u8) -> super::wire::AdvertRepr {
         auth: Auth::None,
     }
 }
+
+#[test]
+fn the_kernel_timer_takes_over_only_when_its_stamp_is_a_down_interval_old() {
+    use super::instance::{ActiveReason, Instance};
+    let master: std::net::IpAddr = C.parse().expect("ip");
+    let mut backup = Instance::new(config(Version::V3, 100, A, 100));
+    backup.startup(at(0));
+    backup.handle_advert(at(0), master, &lan_advert(200));
+    // The timer raced a fresh advert (stamped 1 s before): nothing happens.
+    backup.handle_kernel_down(at(4_000), at(3_000));
+    assert!(matches!(backup.state(), State::Backup { .. }));
+    // No advert since 0: 3.609375 s have passed at 3.7 s.
+    while backup.poll_event().is_some() {}
+    backup.handle_kernel_down(at(3_700), at(0));
+    assert!(backup.is_active());
+    assert_eq!(
+        backup.poll_event(),
+        Some(Event::BecameActive(ActiveReason::KernelActiveDown))
+    );
+}
