@@ -40,6 +40,22 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// `lbctl --control-socket SOCKET status --json`, parsed; fails the test when lbctl does.
+pub fn lbctl_status(socket: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(workspace_bin("lbctl"))
+        .arg("--control-socket")
+        .arg(socket)
+        .args(["status", "--json"])
+        .output()
+        .expect("running lbctl");
+    assert!(
+        out.status.success(),
+        "lbctl status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("lbctl --json prints JSON")
+}
+
 /// The BPF object lbd embeds, or a failure that says how to build it.
 pub fn bpf_object() -> &'static [u8] {
     lbd::dataplane::embedded_object()

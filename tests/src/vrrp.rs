@@ -246,21 +246,16 @@ impl Router {
 
     /// lbd's view of every instance, by name.
     pub fn statuses(&self) -> Vec<serde_json::Value> {
+        self.lbctl_status()["vrrp"]
+            .as_array()
+            .expect("vrrp instances")
+            .clone()
+    }
+
+    /// lbd's whole `lbctl status --json`.
+    pub fn lbctl_status(&self) -> serde_json::Value {
         assert_eq!(self.kind, Kind::Lbd, "only lbd has lbctl");
-        let out = Command::new(crate::workspace_bin("lbctl"))
-            .arg("--control-socket")
-            .arg(self.socket())
-            .args(["status", "--json"])
-            .output()
-            .expect("running lbctl");
-        assert!(
-            out.status.success(),
-            "lbctl status: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let status: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("lbctl --json prints JSON");
-        status["vrrp"].as_array().expect("vrrp instances").clone()
+        crate::lbctl_status(&self.socket())
     }
 
     pub fn log(&self) -> String {

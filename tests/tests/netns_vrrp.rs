@@ -834,7 +834,7 @@ fn the_kernel_counts_every_advert_on_the_wire() {
         .filter(|(_, s)| matches!(s, Seen::Advert { src, .. } if *src == master))
         .count() as u64;
     let kernel = r[1].status()["kernel"].clone();
-    let status = lbctl_json(&r[1]);
+    let status = r[1].lbctl_status();
     assert_eq!(
         status["dataplane"]["xdp"]["interface"], "eth0",
         "XDP attached: {status}"
@@ -908,49 +908,4 @@ fn a_frozen_backup_does_not_take_over_from_a_healthy_master() {
         !String::from_utf8_lossy(&out.stdout).contains("198.51.100."),
         "no VIP was ever taken"
     );
-}
-
-/// The whole `lbctl status --json` of an lbd router.
-fn lbctl_json(router: &Router) -> serde_json::Value {
-    let out = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
-        .arg("--control-socket")
-        .arg(router.socket())
-        .args(["status", "--json"])
-        .output()
-        .expect("lbctl");
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
-/// After a master crash the backup's takeover is decided by the kernel's master-down timer
-/// (its ring-buffer event wakes the driver), IPv4 and IPv6; without BPF (`--no-vrrp-bpf`) the
-/// driver's own timer does it.
-#[test]
-fn a_crash_is_taken_over_on_the_kernel_timer_event() {
-    for (settings, no_bpf) in [
-        (Settings::new(3, 100, "0.05"), false),
-        (Settings::new(3, 100, "0.05").v6(), false),
-        (Settings::new(3, 100, "0.05"), true),
-    ] {
-        let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
-        if no_bpf {
-            r[1].lbd_args = vec!["--no-vrrp-bpf".to_owned()];
-        }
-        r[1].start(&mut lab, &settings);
-        let high = Settings {
-            priority: 150,
-            ..settings.clone()
-        };
-        r[0].start(&mut lab, &high);
-        wait_master(&r, 0, "higher priority");
-        // The kernel's timer is armed by the adverts after the backup registered: wait for a
-        // few (the first interval after becoming backup rests on the driver's own timer).
-        std::thread::sleep(Duration::from_millis(300));
-        r[0].stop(&mut lab, "KILL");
-        r[0].clear_vip();
-        wait_master(&r, 1, "the master crashed");
-        let s = r[1].status();
-        let expected = u64::from(!no_bpf);
-        assert_eq!(s["kernel_takeovers"], expected, "{s}");
-        assert_eq!(s["kernel"].is_null(), no_bpf, "{s}");
-    }
 }

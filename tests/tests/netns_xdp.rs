@@ -63,21 +63,6 @@ fn topology() -> Topology {
     }
 }
 
-fn lbctl_status(socket: &Path) -> serde_json::Value {
-    let out = Command::new(lb_tests::workspace_bin("lbctl"))
-        .args(["--control-socket"])
-        .arg(socket)
-        .args(["status", "--json"])
-        .output()
-        .expect("running lbctl");
-    assert!(
-        out.status.success(),
-        "lbctl status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("lbctl --json prints JSON")
-}
-
 fn vip_packets(status: &serde_json::Value, vip: &str, protocol: &str) -> u64 {
     status["virtual_servers"]
         .as_array()
@@ -181,7 +166,7 @@ protocol = "udp"
         .arg(&socket);
     let lbd_pid = t.lab.spawn("lbd", lbd);
     wait_for_path(&socket, Duration::from_secs(20));
-    let status = lbctl_status(&socket);
+    let status = lb_tests::lbctl_status(&socket);
     assert_eq!(status["dataplane"]["mode"], "xdp", "{status}");
     assert_eq!(status["dataplane"]["xdp"]["interface"], "d0", "{status}");
 
@@ -225,7 +210,7 @@ protocol = "udp"
     // Let the last FIN/ACK exchanges finish before the capture stops.
     std::thread::sleep(Duration::from_millis(500));
     t.lab.stop(tcpdump, "INT");
-    let status = lbctl_status(&socket);
+    let status = lb_tests::lbctl_status(&socket);
 
     let sent_udp53 = captured(&pcap, &format!("dst host {VIP4} and udp dst port 53"));
     let sent_tcp80 = captured(&pcap, &format!("dst host {VIP4} and tcp dst port 80"));

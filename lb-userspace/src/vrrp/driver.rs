@@ -479,7 +479,8 @@ impl Driver {
         self.running
             .values()
             .flat_map(|r| {
-                let grace = if r.watched.is_some() {
+                // The kernel's timer covers Active_Down_Interval, not a Skew_Time handover.
+                let grace = if r.watched.is_some() && !r.instance.awaits_handover() {
                     KERNEL_GRACE
                 } else {
                     std::time::Duration::ZERO

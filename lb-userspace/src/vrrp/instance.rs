@@ -219,6 +219,9 @@ pub struct Instance {
     active_router: Option<(IpAddr, u8)>,
     /// With `preempt_delay`: when this backup may preempt the lower-priority active router.
     preempt_at: Option<Instant>,
+    /// A backup whose active router announced it is leaving (priority 0): its timer runs
+    /// Skew_Time, not Active_Down_Interval.
+    handover: bool,
     stats: Stats,
     transmits: VecDeque<AdvertRepr>,
     events: VecDeque<Event>,
@@ -235,6 +238,7 @@ impl Instance {
             active_adver_int_cs,
             active_router: None,
             preempt_at: None,
+            handover: false,
             stats: Stats::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -249,6 +253,12 @@ impl Instance {
     /// The current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether this backup is in the Skew_Time handover after its active router's priority-0
+    /// advert (rather than waiting out Active_Down_Interval).
+    pub fn awaits_handover(&self) -> bool {
+        self.handover && matches!(self.state, State::Backup { .. })
     }
 
     /// The effective priority.
@@ -368,6 +378,7 @@ impl Instance {
     }
 
     fn become_backup(&mut self, now: Instant, reason: BackupReason) {
+        self.handover = false;
         if self.is_active() {
             self.stats.released_active += 1;
         }
@@ -597,8 +608,10 @@ impl Instance {
             self.state = State::Backup {
                 down_at: now + self.skew_time(),
             };
+            self.handover = true;
             return;
         }
+        self.handover = false;
         let lower = advert.priority < self.priority;
         let tolerate_lower = lower && self.config.preempt && self.in_preempt_delay(now);
         if !self.config.preempt || !lower || tolerate_lower {

@@ -86,8 +86,14 @@ fn a_graceful_stop_hands_over_after_skew_time() {
     let mut lan = three(Version::V3);
     lan.run_for(ms(10_500));
     lan.stop(2);
+    lan.run_for(ms(1));
+    assert!(lan.instance(1).awaits_handover() && lan.instance(0).awaits_handover());
     lan.run_for(Duration::from_secs(5));
     assert_eq!(lan.active(), [1]);
+    assert!(
+        !lan.instance(0).awaits_handover(),
+        "it heard the new active router"
+    );
     assert_eq!(lan.changes(2).last(), Some(&(ms(10_500), Event::Stopped)));
     assert_eq!(
         lan.changes(1).last(),
