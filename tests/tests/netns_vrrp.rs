@@ -493,7 +493,17 @@ fn notify_scripts_and_fifo_follow_every_transition() {
     r[0].ns.ip(&["link", "set", "eth0", "up"]);
     wait_master(&r, 0, "back after the fault");
     r[0].stop(&mut lab, "TERM");
-    let fifo_lines = reader.join().expect("FIFO reader");
+    let mut fifo_lines = reader.join().expect("FIFO reader");
+    // When the links come back, the old backup may advertise once more before it hears the
+    // preempting master, which then writes keepalived's MASTER_RX_LOWER_PRI line: a race of the
+    // test, not a fault; checked for its form and left out.
+    for line in fifo_lines
+        .iter()
+        .filter(|l| l.contains("MASTER_RX_LOWER_PRI"))
+    {
+        assert_eq!(line, "INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 150");
+    }
+    fifo_lines.retain(|l| !l.contains("MASTER_RX_LOWER_PRI"));
     assert_eq!(
         fifo_lines,
         [
