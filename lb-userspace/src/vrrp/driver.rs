@@ -18,7 +18,7 @@
 //! there, its adverts and gratuitous ARPs leave from it (unless `vmac_xmit_base`), and it
 //! listens there, because a macvlan takes the frames whose source is its own MAC (the other
 //! routers' adverts) away from the base interface. Adverts
-//! for a VRID no instance has are counted and dropped. The interface going down (no carrier)
+//! for a VRID no instance has are dropped (logged at debug level). The interface going down (no carrier)
 //! puts every instance in FAULT, as keepalived does; it coming back starts them afresh. Tracked
 //! interfaces, scripts and files ([`super::track`]) set each instance's priority or FAULT. On
 //! shutdown every active instance sends its priority-0 advert and its addresses are removed.
@@ -173,7 +173,6 @@ struct Driver {
     handle: rtnetlink::Handle,
     timer: crate::clock::Timer,
     running: HashMap<(Family, u8), Running>,
-    unknown_vrid: u64,
     link_up: bool,
     /// Tracked interfaces by name: up or not.
     links: HashMap<String, bool>,
@@ -452,7 +451,6 @@ impl Driver {
             handle,
             timer,
             running,
-            unknown_vrid: 0,
             link_up,
             links,
             shared,
@@ -675,7 +673,8 @@ impl Driver {
     fn receive(&mut self, family: Family, message: &[u8], envelope: &Envelope, now: Instant) {
         let Some(&vrid) = message.get(1) else { return };
         let Some(r) = self.running.get_mut(&(family, vrid)) else {
-            self.unknown_vrid += 1;
+            // Another virtual router on the same link (keepalived's log_unknown_vrids).
+            debug!(vrid, from = %envelope.src, "advert for a VRID no instance runs");
             return;
         };
         match AdvertRepr::parse(
