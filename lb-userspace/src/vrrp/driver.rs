@@ -17,9 +17,9 @@
 //! instance with a VMAC (`use_vmac`) has its own macvlan with the virtual MAC: its VIPs live
 //! there, its adverts and gratuitous ARPs leave from it (unless `vmac_xmit_base`), and it
 //! listens there, because a macvlan takes the frames whose source is its own MAC (the other
-//! routers' adverts) away from the base interface. Adverts
-//! for a VRID no instance has are dropped (logged at debug level). The interface going down (no carrier)
-//! puts every instance in FAULT, as keepalived does; it coming back starts them afresh. Tracked
+//! routers' adverts) away from the base interface. Adverts for a VRID no instance has are
+//! dropped (logged at debug level). The interface going down (no carrier) puts every instance
+//! in FAULT, as keepalived does; it coming back starts them afresh. Tracked
 //! interfaces, scripts and files ([`super::track`]) set each instance's priority or FAULT. On
 //! shutdown every active instance sends its priority-0 advert and its addresses are removed.
 
