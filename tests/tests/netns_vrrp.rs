@@ -919,3 +919,37 @@ fn a_frozen_backup_does_not_take_over_from_a_healthy_master() {
         "no VIP was ever taken"
     );
 }
+
+/// After a master crash the backup's takeover is decided by the kernel's master-down timer
+/// (its ring-buffer event wakes the driver), IPv4 and IPv6; without BPF (`--no-vrrp-bpf`) the
+/// driver's own timer does it.
+#[test]
+fn a_crash_is_taken_over_on_the_kernel_timer_event() {
+    for (settings, no_bpf) in [
+        (Settings::new(3, 100, "0.05"), false),
+        (Settings::new(3, 100, "0.05").v6(), false),
+        (Settings::new(3, 100, "0.05"), true),
+    ] {
+        let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
+        if no_bpf {
+            r[1].lbd_args = vec!["--no-vrrp-bpf".to_owned()];
+        }
+        r[1].start(&mut lab, &settings);
+        let high = Settings {
+            priority: 150,
+            ..settings.clone()
+        };
+        r[0].start(&mut lab, &high);
+        wait_master(&r, 0, "higher priority");
+        // The kernel's timer is armed by the adverts after the backup registered: wait for a
+        // few (the first interval after becoming backup rests on the driver's own timer).
+        std::thread::sleep(Duration::from_millis(300));
+        r[0].stop(&mut lab, "KILL");
+        r[0].clear_vip();
+        wait_master(&r, 1, "the master crashed");
+        let s = r[1].status();
+        let expected = u64::from(!no_bpf);
+        assert_eq!(s["kernel_takeovers"], expected, "{s}");
+        assert_eq!(s["kernel"].is_null(), no_bpf, "{s}");
+    }
+}
