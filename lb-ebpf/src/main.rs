@@ -63,6 +63,8 @@ struct VrrpTimer {
 static LB_VRRP_TIMERS: btf_maps::HashMap<VrrpKey, VrrpTimer, 4096> = btf_maps::HashMap::new();
 
 const CLOCK_MONOTONIC: u64 = 1;
+/// bpf_ringbuf_output's flag to notify the reader at once.
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 /// The master-down timer fired: no advert from a router to follow for the backup's
 /// Master_Down_Interval. Tell lbd.
@@ -73,7 +75,8 @@ extern "C" fn vrrp_timer_fired(
 ) -> i32 {
     // SAFETY: the kernel passes the entry whose timer fired; it is valid during the callback.
     let key = unsafe { (*timer).key };
-    let _full = LB_VRRP_EVENTS.output(key, 0);
+    // Rare and urgent: wake the reader now rather than through the adaptive notification.
+    let _full = LB_VRRP_EVENTS.output(key, BPF_RB_FORCE_WAKEUP);
     0
 }
 
