@@ -856,6 +856,14 @@ impl Reader<'_> {
         }
     }
 
+    /// A `weight W [reverse|noreverse]` statement (vrrp_script, vrrp_track_file).
+    fn weight_statement(&mut self, s: &Statement) -> (Option<At<i64>>, Option<At<bool>>) {
+        self.no_block(s);
+        let mut args = vec![s.keyword.clone()];
+        args.extend(s.args.iter().cloned());
+        self.weight(&args)
+    }
+
     /// The entries of a `track_interface|script|file { NAME [weight W [reverse]] ... }` block.
     fn track_list(&mut self, s: &Statement) -> Vec<TrackSpec> {
         let Some(block) = &s.block else {
@@ -890,11 +898,7 @@ impl Reader<'_> {
                 "script" => vs.script = self.script(s),
                 "interval" => vs.interval = self.one(s).and_then(|a| self.float(&a)),
                 "timeout" => vs.timeout = self.one(s).and_then(|a| self.float(&a)),
-                "weight" => {
-                    let mut args = vec![s.keyword.clone()];
-                    args.extend(s.args.iter().cloned());
-                    (vs.weight, vs.reverse) = self.weight(&args);
-                }
+                "weight" => (vs.weight, vs.reverse) = self.weight_statement(s),
                 "rise" => vs.rise = self.one(s).and_then(|a| self.number(&a)),
                 "fall" => vs.fall = self.one(s).and_then(|a| self.number(&a)),
                 "init_fail" => vs.init_fail = self.flag(s),
@@ -922,11 +926,7 @@ impl Reader<'_> {
         for s in statement.block.iter().flatten() {
             match s.keyword.value.as_str() {
                 "file" => tf.file = self.one(s),
-                "weight" => {
-                    let mut args = vec![s.keyword.clone()];
-                    args.extend(s.args.iter().cloned());
-                    (tf.weight, tf.reverse) = self.weight(&args);
-                }
+                "weight" => (tf.weight, tf.reverse) = self.weight_statement(s),
                 _ => self.other(s, "vrrp_track_file"),
             }
         }
