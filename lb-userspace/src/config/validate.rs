@@ -885,9 +885,6 @@ fn vrrp_instance(
         Some(At { value: true, .. }) => V3Ipv4Checksum::MessageOnly,
         _ => V3Ipv4Checksum::PseudoHeader,
     };
-    if errors.list.len() != before {
-        return None;
-    }
     let vmac = spec.use_vmac.as_ref().and_then(|v| {
         let v6 = addresses.first().is_some_and(|a| a.addr.is_ipv6());
         let name = if v.value.is_empty() {
@@ -908,6 +905,9 @@ fn vrrp_instance(
             xmit_base: spec.vmac_xmit_base.as_ref().is_some_and(|x| x.value),
         })
     });
+    if errors.list.len() != before {
+        return None;
+    }
     Some(VrrpInstance {
         name,
         interface,
