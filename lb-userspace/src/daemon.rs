@@ -33,7 +33,7 @@ use crate::{
         xdp::{XdpDataplane, vip_key},
     },
     ipvs::{IpvsClient, IpvsError},
-    model::{Dataplane, Model, Protocol},
+    model::{Dataplane, Model, Protocol, ServiceKey},
 };
 
 /// How the daemon was started.
@@ -92,8 +92,13 @@ fn xdp_vips(model: &Model) -> Vec<lb_common::VipKey> {
     model
         .virtual_servers
         .iter()
-        .filter(|vs| vs.protocol != Protocol::Sctp)
-        .map(|vs| vip_key(vs.vip.ip(), vs.vip.port(), vs.protocol))
+        .flat_map(|vs| &vs.services)
+        .filter_map(|key| match key {
+            ServiceKey::Addr { addr, protocol } if *protocol != Protocol::Sctp => {
+                Some(vip_key(addr.ip(), addr.port(), *protocol))
+            }
+            _ => None,
+        })
         .collect()
 }
 
@@ -209,7 +214,7 @@ impl State {
                     _ => None,
                 };
                 VirtualServerStatus {
-                    vip: vs.vip.to_string(),
+                    vip: vs.name.clone(),
                     protocol: vs.protocol.name().to_owned(),
                     scheduler: vs.scheduler.name().to_owned(),
                     forwarding: vs.forwarding.name().to_owned(),

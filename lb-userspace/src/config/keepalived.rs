@@ -16,8 +16,8 @@
 use super::{
     ConfigError, Pos, Unimplemented,
     spec::{
-        At, NotifySpec, RealServerSpec, ScriptSpec, Spec, SyncGroupSpec, TrackFileSpec, TrackSpec,
-        VirtualServerSpec, VrrpInstanceSpec, VrrpScriptSpec,
+        At, NotifySpec, ScriptSpec, Spec, Statement, SyncGroupSpec, TrackFileSpec, TrackSpec,
+        VrrpInstanceSpec, VrrpScriptSpec,
     },
 };
 
@@ -133,17 +133,6 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> char 
         }),
         other => other,
     }
-}
-
-/// A statement: a keyword, its arguments, and its block if it has one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Statement {
-    /// The first word.
-    pub keyword: At<String>,
-    /// The other words on its line.
-    pub args: Vec<At<String>>,
-    /// The statements inside its braces.
-    pub block: Option<Vec<Statement>>,
 }
 
 /// Groups tokens into statements.
@@ -530,94 +519,6 @@ impl Reader<'_> {
             }
         }
     }
-
-    fn virtual_server(&mut self, statement: &Statement) -> Option<VirtualServerSpec> {
-        let pos = statement.keyword.pos;
-        if statement
-            .args
-            .first()
-            .is_some_and(|a| a.value == "fwmark" || a.value == "group")
-        {
-            let message = format!(
-                "virtual_server {} is not implemented by lbd; only virtual_server IP PORT",
-                statement.args[0].value
-            );
-            self.error(statement.args[0].pos, message);
-            return None;
-        }
-        let args = self.args(statement, 2)?;
-        let port = self.number(&args[1])?;
-        let mut vs = VirtualServerSpec {
-            pos,
-            address: args[0].clone(),
-            port,
-            protocol: None,
-            scheduler: None,
-            forwarding: None,
-            real_servers: Vec::new(),
-        };
-        let Some(block) = &statement.block else {
-            self.error(pos, "virtual_server needs a { ... } block".to_owned());
-            return None;
-        };
-        for s in block {
-            match s.keyword.value.as_str() {
-                "lb_algo" | "lvs_sched" => {
-                    self.no_block(s);
-                    vs.scheduler = self.args(s, 1).map(|mut a| a.remove(0));
-                }
-                "lb_kind" | "lvs_method" => {
-                    self.no_block(s);
-                    if s.args.len() > 1 {
-                        let message = format!(
-                            "{} options after the method ({}) are not implemented by lbd",
-                            s.keyword.value, s.args[1].value
-                        );
-                        self.error(s.args[1].pos, message);
-                    }
-                    vs.forwarding = s.args.first().cloned();
-                    if s.args.is_empty() {
-                        self.error(
-                            s.keyword.pos,
-                            format!("{} needs NAT, DR or TUN", s.keyword.value),
-                        );
-                    }
-                }
-                "protocol" => {
-                    self.no_block(s);
-                    vs.protocol = self.args(s, 1).map(|mut a| a.remove(0));
-                }
-                "real_server" => {
-                    if let Some(rs) = self.real_server(s) {
-                        vs.real_servers.push(rs);
-                    }
-                }
-                _ => self.other(s, "virtual_server"),
-            }
-        }
-        Some(vs)
-    }
-
-    fn real_server(&mut self, statement: &Statement) -> Option<RealServerSpec> {
-        let args = self.args(statement, 2)?;
-        let port = self.number(&args[1])?;
-        let mut rs = RealServerSpec {
-            pos: statement.keyword.pos,
-            address: args[0].clone(),
-            port,
-            weight: None,
-        };
-        for s in statement.block.iter().flatten() {
-            match s.keyword.value.as_str() {
-                "weight" => {
-                    self.no_block(s);
-                    rs.weight = self.args(s, 1).and_then(|a| self.number(&a[0]));
-                }
-                _ => self.other(s, "real_server"),
-            }
-        }
-        Some(rs)
-    }
 }
 
 impl Reader<'_> {
@@ -979,11 +880,8 @@ pub fn parse(
     let mut spec = Spec::default();
     for s in &statements {
         match s.keyword.value.as_str() {
-            "virtual_server" => {
-                if let Some(vs) = reader.virtual_server(s) {
-                    spec.virtual_servers.push(vs);
-                }
-            }
+            // Read by the LVS reader, shared with the TOML front-end.
+            "virtual_server" | "virtual_server_group" | "SSL" => spec.lvs.push(s.clone()),
             "global_defs" => reader.global_defs(s, &mut spec),
             "vrrp_instance" => {
                 if let Some(vi) = reader.vrrp_instance(s) {

@@ -9,6 +9,7 @@
 //! read the file and pass its text in). A bad file never reaches the daemon.
 
 pub mod keepalived;
+mod lvs;
 pub mod spec;
 pub mod toml;
 mod validate;
@@ -152,11 +153,15 @@ pub fn load(
             dataplane.xdp_interface = cli(&overrides.xdp_interface);
         }
     }
-    match validate(file, &spec) {
+    let result = validate(file, &spec, unimplemented, &mut warnings);
+    warnings.sort_by_key(|w| w.pos);
+    match result {
         Ok(model) if errors.is_empty() => Ok(Loaded { model, warnings }),
         Ok(_) => Err(errors),
         Err(more) => {
             errors.extend(more);
+            // In file order, whichever layer found them.
+            errors.sort_by_key(|e| e.pos);
             Err(errors)
         }
     }
@@ -241,8 +246,8 @@ virtual_server 2001:db8::10 53 { protocol "UDP" }
         assert_eq!(toml.virtual_servers, keepalived.virtual_servers);
         let vs = &toml.virtual_servers[0];
         assert_eq!(
-            (vs.vip.to_string(), vs.protocol, vs.scheduler.name()),
-            ("203.0.113.10:80".into(), Protocol::Tcp, "wrr")
+            (vs.name.as_str(), vs.protocol, vs.scheduler.name()),
+            ("[203.0.113.10]:tcp:80", Protocol::Tcp, "wrr")
         );
         assert_eq!(vs.forwarding, Forwarding::Dr);
         assert_eq!(
@@ -289,11 +294,11 @@ real_server = [ { address = "2001:db8::1", port = 80, weight = 70000 } ]
             errors,
             [
                 "lbd.toml:2:8: dataplane mode \"xdp\" needs xdp_interface",
-                "lbd.toml:5:11: virtual server address \"203.0.113.300\" is not an IPv4 or IPv6 address",
-                "lbd.toml:6:8: port 70000 is out of range 0-65535",
-                "lbd.toml:7:12: protocol must be tcp, udp or sctp, not \"icmp\"",
+                "lbd.toml:5:11: \"203.0.113.300\" is not an IP address",
+                "lbd.toml:6:8: port \"70000\" is not 0-65535",
+                "lbd.toml:7:12: protocol must be TCP, UDP or SCTP, not \"icmp\"",
                 "lbd.toml:8:13: unknown scheduler \"fastest\" (IPVS has rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)",
-                "lbd.toml:9:64: weight 70000 is out of range 0-65535",
+                "lbd.toml:9:64: weight must be a whole number 0-65535, not \"70000\"",
             ]
         );
     }
@@ -306,7 +311,7 @@ real_server = [ { address = "2001:db8::1", port = 80, weight = 70000 } ]
         );
         assert_eq!(errors.len(), 1);
         assert!(
-            errors[0].starts_with("lbd.toml:4:1: unknown field `weigth`"),
+            errors[0].starts_with("lbd.toml:4:1: unknown keyword \"weigth\" in virtual_server"),
             "{errors:?}"
         );
     }
@@ -341,21 +346,21 @@ port = 80
         let text = "[[virtual_server]]\naddress = \"203.0.113.10\"\nport = 80\n[[virtual_server]]\naddress = \"203.0.113.10\"\nport = 80\n";
         assert_eq!(
             messages(&load_toml(text).expect_err("dup")),
-            ["lbd.toml:4:1: duplicate virtual server 203.0.113.10:80 tcp"]
+            ["lbd.toml:4:1: virtual service [203.0.113.10]:tcp:80 is already defined at line 1"]
         );
     }
 
     #[test]
     fn keepalived_keywords_lbd_does_not_implement_are_named_or_skipped_with_a_warning() {
-        let text = "global_defs {\n  router_id d1\n  notification_email_from lbd@example.org\n}\nvirtual_server 203.0.113.10 80 {\n  delay_loop 6\n  real_server 192.0.2.2 80 {\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
+        let text = "global_defs {\n  router_id d1\n  notification_email_from lbd@example.org\n}\nvirtual_server 203.0.113.10 80 {\n  smtp_alert\n  real_server 192.0.2.2 80 {\n    BFD_CHECK {\n      name b1\n    }\n  }\n}\n";
         let errors =
             messages(&load_keepalived(text, Unimplemented::Reject).expect_err("unimplemented"));
         assert_eq!(
             errors,
             [
                 "keepalived.conf:3:3: keepalived keyword \"notification_email_from\" (global_defs) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
-                "keepalived.conf:6:3: keepalived keyword \"delay_loop\" (virtual_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
-                "keepalived.conf:8:5: keepalived keyword \"TCP_CHECK\" (real_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:6:3: keepalived keyword \"smtp_alert\" (virtual_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
+                "keepalived.conf:8:5: keepalived keyword \"BFD_CHECK\" (real_server) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
             ]
         );
         let loaded = load_keepalived(text, Unimplemented::Warn).expect("accepted with warnings");
@@ -395,11 +400,11 @@ port = 80
             ),
             (
                 "virtual_server 203.0.113.10 {\n}\n",
-                "keepalived.conf:1:1: virtual_server takes 2 arguments, got 1",
+                "keepalived.conf:1:1: usage: virtual_server IP PORT | fwmark N | group NAME { ... }",
             ),
             (
                 "virtual_server 203.0.113.10 http {\n}\n",
-                "keepalived.conf:1:29: \"http\" is not a number",
+                "keepalived.conf:1:29: port \"http\" is not 0-65535",
             ),
             (
                 "virtual_server fwmark 1 {\n}\n",
@@ -822,14 +827,14 @@ unicast_peer = ["192.0.2.12"]
         assert_eq!(
             errors,
             [
-                "keepalived.conf:14:2: keepalived keyword \"strict_mode\" (vrrp_instance) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
                 "keepalived.conf:3:20: virtual_router_id 0 is out of range 1-255",
                 "keepalived.conf:4:11: priority 256 is out of range 1-255",
-                "keepalived.conf:6:8: state must be MASTER or BACKUP, not \"LEADER\"",
                 "keepalived.conf:5:13: advert_int 1.5 for VRRPv2 must be whole seconds, 1 to 255",
+                "keepalived.conf:6:8: state must be MASTER or BACKUP, not \"LEADER\"",
                 "keepalived.conf:8:3: VRRPv2 is IPv4 only: use version 3 for IPv6 addresses",
                 "keepalived.conf:9:3: prefix of \"192.0.2.1/33\" is out of range 0-32",
                 "keepalived.conf:12:1: vrrp_instance VI_2 needs an interface",
+                "keepalived.conf:14:2: keepalived keyword \"strict_mode\" (vrrp_instance) is not implemented by lbd; pass --allow-unimplemented to skip it with a warning",
             ]
         );
     }

@@ -23,8 +23,9 @@ impl<T> At<T> {
 pub struct Spec {
     /// The `[dataplane]` table (TOML) or command-line choice (keepalived syntax).
     pub dataplane: Option<DataplaneSpec>,
-    /// Virtual servers in file order.
-    pub virtual_servers: Vec<VirtualServerSpec>,
+    /// keepalived's LVS statements (`virtual_server`, `virtual_server_group`, `SSL`), in file
+    /// order; the TOML front-end maps its tables to the same statements.
+    pub lvs: Vec<Statement>,
     /// VRRP instances in file order.
     pub vrrp_instances: Vec<VrrpInstanceSpec>,
     /// The default VRRP version (keepalived's `global_defs { vrrp_version }`).
@@ -153,36 +154,15 @@ pub struct DataplaneSpec {
     pub xdp_attach: Option<At<String>>,
 }
 
-/// A virtual server as written.
+/// A statement: a keyword, its arguments, and its block if it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VirtualServerSpec {
-    /// Where its block starts.
-    pub pos: Pos,
-    /// VIP address text.
-    pub address: At<String>,
-    /// Port.
-    pub port: At<i64>,
-    /// `tcp`, `udp` or `sctp` (any case).
-    pub protocol: Option<At<String>>,
-    /// Scheduler name.
-    pub scheduler: Option<At<String>>,
-    /// `nat`, `dr` or `tun` (any case).
-    pub forwarding: Option<At<String>>,
-    /// Real servers.
-    pub real_servers: Vec<RealServerSpec>,
-}
-
-/// A real server as written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RealServerSpec {
-    /// Where its block starts.
-    pub pos: Pos,
-    /// Address text.
-    pub address: At<String>,
-    /// Port.
-    pub port: At<i64>,
-    /// Weight.
-    pub weight: Option<At<i64>>,
+pub struct Statement {
+    /// The first word.
+    pub keyword: At<String>,
+    /// The other words on its line.
+    pub args: Vec<At<String>>,
+    /// The statements inside its braces.
+    pub block: Option<Vec<Statement>>,
 }
 
 /// A VRRP instance as written.

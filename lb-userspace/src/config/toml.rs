@@ -49,8 +49,8 @@ use toml::Spanned;
 use super::{
     ConfigError, Pos,
     spec::{
-        At, DataplaneSpec, NotifySpec, RealServerSpec, ScriptSpec, Spec, SyncGroupSpec,
-        TrackFileSpec, TrackSpec, VirtualServerSpec, VrrpInstanceSpec, VrrpScriptSpec,
+        At, DataplaneSpec, NotifySpec, ScriptSpec, Spec, Statement, SyncGroupSpec, TrackFileSpec,
+        TrackSpec, VrrpInstanceSpec, VrrpScriptSpec,
     },
 };
 
@@ -58,8 +58,13 @@ use super::{
 #[serde(deny_unknown_fields)]
 struct FileDto {
     dataplane: Option<Spanned<DataplaneDto>>,
-    #[serde(default)]
-    virtual_server: Vec<Spanned<VirtualServerDto>>,
+    // The LVS tables are read by `lvs_statements`, with their positions.
+    #[serde(rename = "virtual_server")]
+    _virtual_server: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "virtual_server_group")]
+    _virtual_server_group: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "SSL", alias = "ssl")]
+    _ssl: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     vrrp_instance: Vec<Spanned<VrrpInstanceDto>>,
     router_id: Option<Spanned<String>>,
@@ -193,26 +198,6 @@ struct DataplaneDto {
     xdp_attach: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VirtualServerDto {
-    address: Spanned<String>,
-    port: Spanned<i64>,
-    protocol: Option<Spanned<String>>,
-    scheduler: Option<Spanned<String>>,
-    forwarding: Option<Spanned<String>>,
-    #[serde(default)]
-    real_server: Vec<Spanned<RealServerDto>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RealServerDto {
-    address: Spanned<String>,
-    port: Spanned<i64>,
-    weight: Option<Spanned<i64>>,
-}
-
 /// Parses lbd's TOML format.
 pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
     let dto: FileDto = ::toml::from_str(text).map_err(|e| {
@@ -276,36 +261,6 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
             xdp_attach: d.xdp_attach.as_ref().map(at),
         }
     });
-    let virtual_servers = dto
-        .virtual_server
-        .into_iter()
-        .map(|vs| {
-            let pos = Pos::of_offset(text, vs.span().start);
-            let vs = vs.into_inner();
-            VirtualServerSpec {
-                pos,
-                address: at(&vs.address),
-                port: at_int(&vs.port),
-                protocol: vs.protocol.as_ref().map(at),
-                scheduler: vs.scheduler.as_ref().map(at),
-                forwarding: vs.forwarding.as_ref().map(at),
-                real_servers: vs
-                    .real_server
-                    .into_iter()
-                    .map(|rs| {
-                        let pos = Pos::of_offset(text, rs.span().start);
-                        let rs = rs.into_inner();
-                        RealServerSpec {
-                            pos,
-                            address: at(&rs.address),
-                            port: at_int(&rs.port),
-                            weight: rs.weight.as_ref().map(at_int),
-                        }
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
     let vrrp_instances = dto
         .vrrp_instance
         .into_iter()
@@ -412,7 +367,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         .collect();
     Ok(Spec {
         dataplane,
-        virtual_servers,
+        lvs: lvs_statements(file, text)?,
         vrrp_instances,
         vrrp_version: None,
         router_id: dto.router_id.as_ref().map(at),
@@ -428,4 +383,236 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         garp_master_repeat: dto.garp_master_repeat.as_ref().map(at_int),
         garp_master_refresh: dto.garp_master_refresh.as_ref().map(float),
     })
+}
+
+/// The checker blocks, whose TOML keys may also be written in lower case.
+const CHECKERS: [&str; 10] = [
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "MISC_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+];
+
+/// Maps the LVS tables (`virtual_server`, `virtual_server_group`, `SSL`) to the statements
+/// keepalived.conf would have, so one reader validates both formats:
+///
+/// - a key with a scalar is a statement with one argument, an array of scalars gives several
+///   (`status_code = [200, "300-399"]`, `sorry_server = ["192.0.2.9", 80]`);
+/// - a table is a block, an array of tables one block each (`real_server`, `url`, checkers);
+/// - `address` and `port` (or `fwmark`, `group`) of a virtual or real server are its arguments;
+///   `scheduler` and `forwarding` are `lvs_sched` and `lvs_method`;
+/// - a group is `{ name = "G", members = ["192.0.2.1-10 80", "fwmark 5"] }`.
+fn lvs_statements(file: &str, text: &str) -> Result<Vec<Statement>, Vec<ConfigError>> {
+    use ::toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).map_err(|e| {
+        let pos = e
+            .span()
+            .map_or(Pos::default(), |s| Pos::of_offset(text, s.start));
+        vec![ConfigError {
+            file: file.to_owned(),
+            pos,
+            message: e.message().trim_end().to_owned(),
+        }]
+    })?;
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let ctx = Ctx { file, text };
+    for (key, value) in root.get_ref() {
+        let keyword = match key.get_ref().as_ref() {
+            "virtual_server" => "virtual_server",
+            "virtual_server_group" => "virtual_server_group",
+            "SSL" | "ssl" => "SSL",
+            _ => continue,
+        };
+        let tables: Vec<_> = match value.get_ref() {
+            DeValue::Array(list) => list.iter().collect(),
+            DeValue::Table(_) => vec![value],
+            _ => {
+                errors.push(ctx.error(value.span().start, format!("{keyword} must be a table")));
+                continue;
+            }
+        };
+        for t in tables {
+            match ctx.block_statement(keyword, t, &mut errors) {
+                Some(s) => out.push(s),
+                None => continue,
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+type DeSpanned<'i> = Spanned<::toml::de::DeValue<'i>>;
+
+impl Ctx<'_> {
+    fn pos(&self, offset: usize) -> Pos {
+        Pos::of_offset(self.text, offset)
+    }
+
+    fn error(&self, offset: usize, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            pos: self.pos(offset),
+            message,
+        }
+    }
+
+    /// A scalar as the word keepalived.conf would have.
+    fn word(&self, value: &DeSpanned<'_>, errors: &mut Vec<ConfigError>) -> Option<At<String>> {
+        use ::toml::de::DeValue;
+        let pos = self.pos(value.span().start);
+        let word = match value.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => {
+                let digits = i.as_str().replace('_', "");
+                match i64::from_str_radix(
+                    digits
+                        .trim_start_matches("0x")
+                        .trim_start_matches("0o")
+                        .trim_start_matches("0b"),
+                    i.radix(),
+                ) {
+                    Ok(n) => n.to_string(),
+                    Err(_) => digits,
+                }
+            }
+            DeValue::Float(f) => f.as_str().replace('_', ""),
+            DeValue::Boolean(b) => b.to_string(),
+            _ => {
+                errors.push(self.error(
+                    value.span().start,
+                    format!(
+                        "expected a string, number or boolean, not {}",
+                        value.get_ref().type_str()
+                    ),
+                ));
+                return None;
+            }
+        };
+        Some(At::new(word, pos))
+    }
+
+    /// A table as a statement `keyword [args] { block }`.
+    fn block_statement(
+        &self,
+        keyword: &str,
+        value: &DeSpanned<'_>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Statement> {
+        use ::toml::de::DeValue;
+        let start = value.span().start;
+        let DeValue::Table(table) = value.get_ref() else {
+            errors.push(self.error(start, format!("{keyword} must be a table")));
+            return None;
+        };
+        let keyword_at = At::new(keyword.to_owned(), self.pos(start));
+        let get = |name: &str| {
+            table
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == name)
+                .map(|(_, v)| v)
+        };
+        // Which keys are the statement's arguments.
+        let arg_keys: &[&str] = match keyword {
+            "virtual_server" if get("fwmark").is_some() => &["fwmark"],
+            "virtual_server" if get("group").is_some() => &["group"],
+            "virtual_server" | "real_server" => &["address", "port"],
+            "virtual_server_group" => &["name"],
+            _ => &[],
+        };
+        let mut args = Vec::new();
+        for name in arg_keys {
+            match get(name) {
+                Some(v) => {
+                    if matches!(*name, "fwmark" | "group") {
+                        args.push(At::new((*name).to_owned(), self.pos(v.span().start)));
+                    }
+                    args.extend(self.word(v, errors));
+                }
+                None if *name == "port" && keyword == "real_server" => {}
+                None => errors.push(self.error(start, format!("{keyword} needs {name}"))),
+            }
+        }
+        let mut block = Vec::new();
+        for (k, v) in table {
+            let name = k.get_ref().as_ref();
+            if arg_keys.contains(&name) {
+                continue;
+            }
+            let key_pos = self.pos(k.span().start);
+            if keyword == "virtual_server_group" && name == "members" {
+                let DeValue::Array(list) = v.get_ref() else {
+                    errors.push(
+                        self.error(v.span().start, "members must be a list of strings".into()),
+                    );
+                    continue;
+                };
+                for m in list.iter() {
+                    let Some(word) = self.word(m, errors) else {
+                        continue;
+                    };
+                    let mut words = word
+                        .value
+                        .split_whitespace()
+                        .map(|w| At::new(w.to_owned(), word.pos));
+                    if let Some(first) = words.next() {
+                        block.push(Statement {
+                            keyword: first,
+                            args: words.collect(),
+                            block: None,
+                        });
+                    }
+                }
+                continue;
+            }
+            let keyword = match name {
+                "scheduler" if keyword == "virtual_server" => "lvs_sched".to_owned(),
+                "forwarding" if keyword == "virtual_server" || keyword == "real_server" => {
+                    "lvs_method".to_owned()
+                }
+                other => CHECKERS
+                    .iter()
+                    .find(|c| c.eq_ignore_ascii_case(other))
+                    .map_or_else(|| other.to_owned(), |c| (*c).to_owned()),
+            };
+            match v.get_ref() {
+                DeValue::Table(_) => block.extend(self.block_statement(&keyword, v, errors)),
+                DeValue::Array(list) if list.iter().any(|x| x.get_ref().is_table()) => {
+                    for item in list.iter() {
+                        block.extend(self.block_statement(&keyword, item, errors));
+                    }
+                }
+                DeValue::Array(list) => block.push(Statement {
+                    keyword: At::new(keyword, key_pos),
+                    args: list.iter().filter_map(|x| self.word(x, errors)).collect(),
+                    block: None,
+                }),
+                _ => block.push(Statement {
+                    keyword: At::new(keyword, key_pos),
+                    args: self.word(v, errors).into_iter().collect(),
+                    block: None,
+                }),
+            }
+        }
+        Some(Statement {
+            keyword: keyword_at,
+            args,
+            block: Some(block),
+        })
+    }
 }

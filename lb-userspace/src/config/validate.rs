@@ -1,22 +1,15 @@
 //! [`validate`]: the unvalidated tree to a [`Model`], with every error.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::IpAddr;
 
 use super::{
-    ConfigError, Pos,
-    spec::{
-        At, DataplaneSpec, NotifySpec, RealServerSpec, ScriptSpec, Spec, TrackSpec,
-        VirtualServerSpec, VrrpInstanceSpec,
-    },
+    ConfigError, Pos, Unimplemented,
+    spec::{At, DataplaneSpec, NotifySpec, ScriptSpec, Spec, TrackSpec, VrrpInstanceSpec},
 };
 use crate::{
     model::{
-        Dataplane, Forwarding, Garp, Model, Notify, Protocol, RealServer, Scheduler, Script,
-        ScriptUser, SyncGroup, Track, TrackFile, VirtualAddress, VirtualServer, Vmac, VrrpGlobals,
-        VrrpInstance, VrrpScript, Weight, XdpAttach, XdpSettings, same_family,
+        Dataplane, Garp, Model, Notify, Script, ScriptUser, SyncGroup, Track, TrackFile,
+        VirtualAddress, Vmac, VrrpGlobals, VrrpInstance, VrrpScript, XdpAttach, XdpSettings,
     },
     vrrp::wire::{V3Ipv4Checksum, Version},
 };
@@ -38,24 +31,28 @@ impl Errors<'_> {
 }
 
 /// Validates `spec`, read from `file`, into a [`Model`]; returns every error found.
-pub fn validate(file: &str, spec: &Spec) -> Result<Model, Vec<ConfigError>> {
+pub fn validate(
+    file: &str,
+    spec: &Spec,
+    unimplemented: Unimplemented,
+    warnings: &mut Vec<ConfigError>,
+) -> Result<Model, Vec<ConfigError>> {
     let mut errors = Errors {
         file,
         list: Vec::new(),
     };
     let dataplane = dataplane(spec.dataplane.as_ref(), &mut errors);
-    let mut seen = HashSet::new();
-    let mut virtual_servers = Vec::new();
-    for written in &spec.virtual_servers {
-        if let Some(vs) = virtual_server(written, &mut errors) {
-            if seen.insert((vs.vip, vs.protocol)) {
-                virtual_servers.push(vs);
-            } else {
-                let msg = format!("duplicate virtual server {} {}", vs.vip, vs.protocol.name());
-                errors.push(written.pos, msg);
-            }
-        }
-    }
+    let mut lvs = super::lvs::Reader::new(
+        file,
+        unimplemented,
+        spec.track_files.iter().filter_map(|t| {
+            let path = t.file.as_ref()?;
+            Some((t.name.value.clone(), std::path::PathBuf::from(&path.value)))
+        }),
+    );
+    let virtual_servers = lvs.read(&spec.lvs);
+    errors.list.append(&mut lvs.errors);
+    warnings.append(&mut lvs.warnings);
     let default_version = match spec.vrrp_version.as_ref() {
         None => Version::V2,
         Some(At { value: 2, .. }) => Version::V2,
@@ -175,130 +172,6 @@ fn dataplane(spec: Option<&DataplaneSpec>, errors: &mut Errors<'_>) -> Option<Da
     }
 }
 
-fn address(at: &At<String>, what: &str, errors: &mut Errors<'_>) -> Option<IpAddr> {
-    match at.value.parse::<IpAddr>() {
-        Ok(ip) => Some(ip),
-        Err(_) => {
-            errors.push(
-                at.pos,
-                format!("{what} {:?} is not an IPv4 or IPv6 address", at.value),
-            );
-            None
-        }
-    }
-}
-
-fn port(at: &At<i64>, errors: &mut Errors<'_>) -> Option<u16> {
-    let port = u16::try_from(at.value).ok();
-    if port.is_none() {
-        errors.push(at.pos, format!("port {} is out of range 0-65535", at.value));
-    }
-    port
-}
-
-fn virtual_server(spec: &VirtualServerSpec, errors: &mut Errors<'_>) -> Option<VirtualServer> {
-    let before = errors.list.len();
-    let ip = address(&spec.address, "virtual server address", errors);
-    let port = port(&spec.port, errors);
-    let protocol = match spec.protocol.as_ref() {
-        None => Some(Protocol::Tcp),
-        Some(At { value, pos }) => match value.to_ascii_lowercase().as_str() {
-            "tcp" => Some(Protocol::Tcp),
-            "udp" => Some(Protocol::Udp),
-            "sctp" => Some(Protocol::Sctp),
-            _ => {
-                errors.push(
-                    *pos,
-                    format!("protocol must be tcp, udp or sctp, not {value:?}"),
-                );
-                None
-            }
-        },
-    };
-    let scheduler = match spec.scheduler.as_ref() {
-        None => Some(Scheduler::default()),
-        Some(At { value, pos }) => {
-            let s = Scheduler::new(value);
-            if s.is_none() {
-                let known = Scheduler::KNOWN.join(", ");
-                errors.push(
-                    *pos,
-                    format!("unknown scheduler {value:?} (IPVS has {known})"),
-                );
-            }
-            s
-        }
-    };
-    let forwarding = match spec.forwarding.as_ref() {
-        None => Some(Forwarding::Nat),
-        Some(At { value, pos }) => match value.to_ascii_lowercase().as_str() {
-            "nat" => Some(Forwarding::Nat),
-            "dr" => Some(Forwarding::Dr),
-            "tun" => Some(Forwarding::Tun),
-            _ => {
-                errors.push(
-                    *pos,
-                    format!("forwarding must be nat, dr or tun, not {value:?}"),
-                );
-                None
-            }
-        },
-    };
-    let mut reals = Vec::new();
-    let mut seen = HashSet::new();
-    for rs in &spec.real_servers {
-        let Some(real) = real_server(rs, errors) else {
-            continue;
-        };
-        if let Some(vip) = ip
-            && !same_family(vip, real.addr.ip())
-        {
-            errors.push(
-                rs.address.pos,
-                format!(
-                    "real server {} is not of the VIP's address family",
-                    real.addr
-                ),
-            );
-            continue;
-        }
-        if !seen.insert(real.addr) {
-            errors.push(rs.pos, format!("duplicate real server {}", real.addr));
-            continue;
-        }
-        reals.push(real);
-    }
-    if errors.list.len() != before {
-        return None;
-    }
-    Some(VirtualServer {
-        vip: SocketAddr::new(ip?, port?),
-        protocol: protocol?,
-        scheduler: scheduler?,
-        forwarding: forwarding?,
-        real_servers: reals,
-    })
-}
-
-fn real_server(spec: &RealServerSpec, errors: &mut Errors<'_>) -> Option<RealServer> {
-    let ip = address(&spec.address, "real server address", errors);
-    let port = port(&spec.port, errors);
-    let weight = match spec.weight.as_ref() {
-        None => Some(Weight::default()),
-        Some(At { value, pos }) => {
-            let w = Weight::new(*value);
-            if w.is_none() {
-                errors.push(*pos, format!("weight {value} is out of range 0-65535"));
-            }
-            w
-        }
-    };
-    Some(RealServer {
-        addr: SocketAddr::new(ip?, port?),
-        weight: weight?,
-    })
-}
-
 /// Seconds as written to whole centiseconds, if they are a whole number of them.
 fn centiseconds(seconds: f64) -> Option<u64> {
     let cs = (seconds * 100.0).round();
@@ -308,7 +181,7 @@ fn centiseconds(seconds: f64) -> Option<u64> {
 /// Splits a command line as a shell would split words: whitespace separates, single quotes
 /// keep everything, double quotes keep all but `\"` and `\\`, a backslash outside quotes
 /// escapes the next character.
-fn split_command(line: &str) -> Result<Vec<String>, String> {
+pub(super) fn split_command(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -940,4 +813,9 @@ fn vrrp_instance(
             errors,
         ),
     })
+}
+
+/// Whether two addresses are of the same family.
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
 }

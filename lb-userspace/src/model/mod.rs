@@ -4,7 +4,11 @@
 //! of range, an XDP mode without an interface, a real server of the wrong address family), so
 //! everything downstream can trust it.
 
-use std::net::{IpAddr, SocketAddr};
+mod lvs;
+
+use std::net::IpAddr;
+
+pub use lvs::*;
 
 /// The whole desired state of one director.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +42,7 @@ pub struct VrrpGlobals {
 }
 
 /// A user, and optionally a group, to run a script as.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ScriptUser {
     /// User name.
     pub user: String,
@@ -47,7 +51,7 @@ pub struct ScriptUser {
 }
 
 /// A command to run: its argv, and who runs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Script {
     /// argv: the program and its arguments.
     pub argv: Vec<String>,
@@ -237,133 +241,6 @@ impl Protocol {
             Protocol::Udp => "udp",
             Protocol::Sctp => "sctp",
         }
-    }
-}
-
-/// How IPVS forwards to a real server (keepalived's `lb_kind` / `lvs_method`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Forwarding {
-    /// Masquerading (NAT).
-    Nat,
-    /// Direct routing (same L2).
-    Dr,
-    /// IP-in-IP tunnel.
-    Tun,
-}
-
-impl Forwarding {
-    /// Lower-case name, as in the TOML format.
-    pub fn name(self) -> &'static str {
-        match self {
-            Forwarding::Nat => "nat",
-            Forwarding::Dr => "dr",
-            Forwarding::Tun => "tun",
-        }
-    }
-}
-
-/// An IPVS scheduler name (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scheduler(String);
-
-impl Scheduler {
-    /// The schedulers Linux IPVS ships.
-    pub const KNOWN: [&'static str; 14] = [
-        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
-        "twos",
-    ];
-
-    /// A scheduler, if `name` is one the kernel has.
-    pub fn new(name: &str) -> Option<Self> {
-        Self::KNOWN.contains(&name).then(|| Self(name.to_owned()))
-    }
-
-    /// The name IPVS knows it by.
-    pub fn name(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for Scheduler {
-    /// keepalived's default, `wlc`.
-    fn default() -> Self {
-        Self("wlc".to_owned())
-    }
-}
-
-/// A real-server weight: 0 (drained) to 65535, as keepalived allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Weight(u16);
-
-impl Weight {
-    /// A weight, if in range.
-    pub fn new(value: i64) -> Option<Self> {
-        u16::try_from(value).ok().map(Self)
-    }
-
-    /// The weight.
-    pub fn get(self) -> u32 {
-        u32::from(self.0)
-    }
-}
-
-impl Default for Weight {
-    /// keepalived's default weight, 1.
-    fn default() -> Self {
-        Self(1)
-    }
-}
-
-/// A virtual service: VIP, port and protocol, with its real servers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VirtualServer {
-    /// VIP and port (port 0: every port, IPVS persistence-style wildcard).
-    pub vip: SocketAddr,
-    /// L4 protocol.
-    pub protocol: Protocol,
-    /// IPVS scheduler.
-    pub scheduler: Scheduler,
-    /// Forwarding method of its real servers.
-    pub forwarding: Forwarding,
-    /// Real servers, all of the VIP's address family.
-    pub real_servers: Vec<RealServer>,
-}
-
-/// A real server of a virtual service.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RealServer {
-    /// Address and port.
-    pub addr: SocketAddr,
-    /// Weight.
-    pub weight: Weight,
-}
-
-/// Whether two addresses are of the same family.
-pub(crate) fn same_family(a: IpAddr, b: IpAddr) -> bool {
-    a.is_ipv4() == b.is_ipv4()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weights_are_bounded_like_keepalived() {
-        assert_eq!(Weight::new(0).map(Weight::get), Some(0));
-        assert_eq!(Weight::new(65535).map(Weight::get), Some(65535));
-        assert_eq!(Weight::new(65536), None);
-        assert_eq!(Weight::new(-1), None);
-        assert_eq!(Weight::default().get(), 1);
-    }
-
-    #[test]
-    fn only_kernel_schedulers_exist() {
-        assert_eq!(
-            Scheduler::new("mh").map(|s| s.name().to_owned()),
-            Some("mh".to_owned())
-        );
-        assert!(Scheduler::new("roundrobin").is_none());
-        assert_eq!(Scheduler::default().name(), "wlc");
     }
 }
 
