@@ -407,12 +407,12 @@ port = 80
                 "keepalived.conf:1:29: port \"http\" is not 0-65535",
             ),
             (
-                "virtual_server fwmark 1 {\n}\n",
-                "keepalived.conf:1:16: virtual_server fwmark is not implemented by lbd; only virtual_server IP PORT",
+                "virtual_server group NOPE {\n}\n",
+                "keepalived.conf:1:1: no virtual_server_group named \"NOPE\"",
             ),
             (
                 "virtual_server 203.0.113.10 80 {\n lb_kind TUN type gue\n}\n",
-                "keepalived.conf:2:14: lb_kind options after the method (type) are not implemented by lbd",
+                "keepalived.conf:2:14: usage: type gue port N",
             ),
         ];
         for (text, expected) in cases {
