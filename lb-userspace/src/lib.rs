@@ -7,6 +7,9 @@
 //! - [`dataplane`]: the XDP program (aya), the only module touching BPF.
 //! - [`ipvs`]: IPVS over generic netlink (neli): message model (pure) and client.
 //! - [`daemon`]: the running daemon: tasks, control socket, shutdown.
+//! - [`health`]: health checks of real servers: verdicts and pools (pure), probes and their
+//!   tasks.
+//! - [`reconcile`]: the reconciler: desired vs actual data-plane state, one trait, backends.
 //! - [`vrrp`]: VRRP v2/v3 codec and state machine (pure).
 //! - [`time`]: the monotonic [`time::Instant`] pure code is given.
 //!
@@ -18,8 +21,10 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
 pub mod ipvs;
 pub mod model;
+pub mod reconcile;
 pub mod scripts;
 mod sys;
 pub mod time;

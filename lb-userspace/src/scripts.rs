@@ -81,25 +81,32 @@ fn command(argv: &[String], identity: Identity) -> Option<tokio::process::Comman
 /// Runs a `vrrp_script` check: success is exit status 0 within `timeout`; a run past it is
 /// killed and fails.
 pub async fn check(argv: &[String], identity: Identity, timeout: Duration) -> bool {
-    let Some(mut cmd) = command(argv, identity) else {
-        return false;
-    };
-    cmd.kill_on_drop(true);
-    let child = match cmd.spawn() {
-        Ok(child) => child,
+    match exit_status(argv, identity, timeout).await {
+        Ok(code) => code == Some(0),
         Err(e) => {
-            warn!(program = %argv[0], error = %e, "starting a check script");
-            return false;
-        }
-    };
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output.status.success(),
-        Ok(Err(e)) => {
-            warn!(program = %argv[0], error = %e, "waiting for a check script");
+            warn!(program = ?argv.first(), error = %e, "check script");
             false
         }
+    }
+}
+
+/// Runs `argv` as `identity` and returns its exit code (`None`: killed by a signal). A run
+/// longer than `timeout` is killed and is an error, as is a program that cannot start.
+pub async fn exit_status(
+    argv: &[String],
+    identity: Identity,
+    timeout: Duration,
+) -> Result<Option<i32>, String> {
+    let mut cmd = command(argv, identity).ok_or("an empty command")?;
+    cmd.kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", argv[0]))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => Ok(output.status.code()),
+        Ok(Err(e)) => Err(format!("waiting for {}: {e}", argv[0])),
         // Dropped: killed (kill_on_drop) and reaped by tokio.
-        Err(_) => false,
+        Err(_) => Err(format!("{} ran longer than {timeout:?}", argv[0])),
     }
 }
 
@@ -164,34 +171,42 @@ impl Notifier {
     /// A notifier for `globals`; opens the FIFO, creating it (mode 0600) if missing. A FIFO
     /// that cannot be opened is logged and left out.
     pub fn start(globals: &VrrpGlobals) -> Self {
-        let fifo = globals
-            .notify_fifo
-            .as_ref()
-            .and_then(|path| match open_fifo(path) {
-                Ok(file) => Some((path.clone(), std::sync::Mutex::new(file))),
-                Err(e) => {
-                    error!(path = %path.display(), error = %e, "opening the notify FIFO");
-                    None
-                }
-            });
-        Self {
-            default_user: globals.script_user.clone(),
-            fifo,
-        }
+        Self::with_fifo(globals.notify_fifo.as_deref(), globals.script_user.clone())
     }
 
-    /// Writes one FIFO line (`MASTER_PRIORITY`, `MASTER_RX_LOWER_PRI` and the like).
-    pub fn line(&self, kind: &str, name: &str, word: &str, priority: u8) {
+    /// A notifier that writes `fifo` (if any) and runs scripts as `default_user` by default.
+    pub fn with_fifo(fifo: Option<&Path>, default_user: Option<ScriptUser>) -> Self {
+        let fifo = fifo.and_then(|path| match open_fifo(path) {
+            Ok(file) => Some((path.to_owned(), std::sync::Mutex::new(file))),
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "opening the notify FIFO");
+                None
+            }
+        });
+        Self { default_user, fifo }
+    }
+
+    /// Writes a line as it is (it ends in a newline).
+    pub fn raw_line(&self, line: &str) {
         let Some((path, file)) = &self.fifo else {
             return;
         };
-        let line = fifo_line(kind, name, word, priority);
         let mut file = file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = file.write_all(line.as_bytes()) {
             warn!(path = %path.display(), error = %e, line = line.trim_end(), "notify FIFO line dropped (no reader?)");
         }
+    }
+
+    /// Runs `script` with its own words, fire and forget.
+    pub fn run(&self, script: &Script) {
+        self.spawn(script, script.argv.clone());
+    }
+
+    /// Writes one FIFO line (`MASTER_PRIORITY`, `MASTER_RX_LOWER_PRI` and the like).
+    pub fn line(&self, kind: &str, name: &str, word: &str, priority: u8) {
+        self.raw_line(&fifo_line(kind, name, word, priority));
     }
 
     /// A transition of instance (kind `INSTANCE`) or sync group (`GROUP`) `name`: the FIFO

@@ -50,6 +50,9 @@ fn dest(addr: &str, port: u16, fwd_method: u32, weight: u32) -> Dest {
         weight,
         u_thresh: 0,
         l_thresh: 0,
+        tun_type: 0,
+        tun_port: 0,
+        tun_flags: 0,
     }
 }
 

@@ -737,9 +737,8 @@ impl<'a> Reader<'a> {
         let timing = timing.under(vs_timing);
         rs.inhibit_on_failure = timing.inhibit.unwrap_or(false);
         for c in checkers {
-            if let Some(checker) = self.checker(c, &rs, timing, virtualhost.as_deref()) {
-                rs.checkers.push(checker);
-            }
+            let checker = self.checker(c, &rs, timing, virtualhost.as_deref());
+            rs.checkers.push(checker);
         }
         Some(rs)
     }
@@ -750,7 +749,7 @@ impl<'a> Reader<'a> {
         rs: &RealServer,
         rs_timing: TimingSpec,
         virtualhost: Option<&str>,
-    ) -> Option<Checker> {
+    ) -> Checker {
         let kind_name = s.keyword.value.as_str();
         if !s.args.is_empty() {
             self.error(s.keyword.pos, format!("{kind_name} takes no arguments"));
@@ -1062,7 +1061,7 @@ impl<'a> Reader<'a> {
             ProbeKind::Misc(_) => misc_timeout.unwrap_or(delay_loop),
             _ => timing.connect_timeout.unwrap_or(Duration::from_secs(5)),
         };
-        Some(Checker {
+        Checker {
             probe: Probe { target, kind },
             timing: Timing {
                 delay_loop,
@@ -1077,7 +1076,7 @@ impl<'a> Reader<'a> {
             alpha: timing.alpha.unwrap_or(false),
             rise,
             log_all_failures,
-        })
+        }
     }
 
     fn url(&mut self, s: &Statement) -> Option<UrlCheck> {
@@ -1194,7 +1193,7 @@ fn hex_value(c: char) -> Option<u8> {
 /// Hex digits (an even number) to bytes.
 pub(crate) fn hex_bytes(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.chars().map(hex_value).collect::<Option<_>>()?;
-    (digits.len() % 2 == 0 && !digits.is_empty())
+    (digits.len().is_multiple_of(2) && !digits.is_empty())
         .then(|| digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect())
 }
 
@@ -1207,7 +1206,7 @@ fn hex_pattern(text: &str) -> Option<Vec<(Option<u8>, Option<u8>)>> {
             c => hex_value(c).map(Some),
         })
         .collect::<Option<_>>()?;
-    (nibbles.len() % 2 == 0 && !nibbles.is_empty())
+    (nibbles.len().is_multiple_of(2) && !nibbles.is_empty())
         .then(|| nibbles.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 

@@ -198,6 +198,40 @@ impl IpvsClient {
         Ok(())
     }
 
+    /// `IPVS_CMD_SET_SERVICE`: new settings for an existing service.
+    pub fn set_service(&self, svc: &Service) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_SET_SERVICE";
+        self.request(
+            OP,
+            IpvsCmd::SetService,
+            NlmF::ACK,
+            vec![service_attr(svc).map_err(ser(OP))?],
+        )?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_SET_DEST`: new weight, thresholds or forwarding for a destination, in place.
+    pub fn set_dest(&self, svc: &Service, dest: &Dest) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_SET_DEST";
+        let attrs = vec![
+            service_key_attr(svc).map_err(ser(OP))?,
+            dest_attr(dest).map_err(ser(OP))?,
+        ];
+        self.request(OP, IpvsCmd::SetDest, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_DEL_DEST`.
+    pub fn del_dest(&self, svc: &Service, dest: &Dest) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_DEL_DEST";
+        let attrs = vec![
+            service_key_attr(svc).map_err(ser(OP))?,
+            dest_attr(dest).map_err(ser(OP))?,
+        ];
+        self.request(OP, IpvsCmd::DelDest, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
     /// `IPVS_CMD_FLUSH`: every service and destination goes.
     pub fn flush(&self) -> Result<(), IpvsError> {
         const OP: &str = "IPVS_CMD_FLUSH";
@@ -205,7 +239,7 @@ impl IpvsClient {
         Ok(())
     }
 
-    /// `IPVS_CMD_GET_SERVICE` dump: every address-based service.
+    /// `IPVS_CMD_GET_SERVICE` dump: every service.
     pub fn services(&self) -> Result<Vec<Service>, IpvsError> {
         const OP: &str = "IPVS_CMD_GET_SERVICE";
         let replies = self.request(OP, IpvsCmd::GetService, NlmF::DUMP, Vec::new())?;

@@ -201,6 +201,10 @@ pub struct Service {
     pub timeout: u32,
     /// Persistence netmask (IPv4) or prefix length (IPv6).
     pub netmask: u32,
+    /// Firewall mark of a fwmark service (0: the service is (address, protocol, port)).
+    pub fwmark: u32,
+    /// Persistence engine (`sip`).
+    pub pe_name: Option<String>,
 }
 
 impl Service {
@@ -215,6 +219,21 @@ impl Service {
             flags: 0,
             timeout: 0,
             netmask,
+            fwmark: 0,
+            pe_name: None,
+        }
+    }
+
+    /// A firewall-mark service of `addr`'s family.
+    pub fn fwmark(family_of: IpAddr, mark: u32, scheduler: &str) -> Self {
+        let unspecified = if family_of.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        };
+        Self {
+            fwmark: mark,
+            ..Self::new(unspecified, 0, 0, scheduler)
         }
     }
 }
@@ -234,6 +253,12 @@ pub struct Dest {
     pub u_thresh: u32,
     /// Lower connection threshold.
     pub l_thresh: u32,
+    /// Tunnel: `IP_VS_CONN_F_TUNNEL_TYPE_*` (0 ipip, 1 gue, 2 gre).
+    pub tun_type: u8,
+    /// Tunnel: GUE port.
+    pub tun_port: u16,
+    /// Tunnel: `IP_VS_TUNNEL_ENCAP_FLAG_*` (1 csum, 2 remcsum).
+    pub tun_flags: u16,
 }
 
 fn attr<T: NlAttrType>(
@@ -288,6 +313,11 @@ fn empty_nest<T: NlAttrType>(kind: T) -> Result<Nlattr<T, Buffer>, SerError> {
 
 /// `IPVS_CMD_ATTR_SERVICE` with only the identifying attributes (for dest commands and deletes).
 pub fn service_key_attr(svc: &Service) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
+    if svc.fwmark != 0 {
+        return empty_nest(IpvsCmdAttr::Service)?
+            .nest(&attr(IpvsSvcAttr::Af, family(svc.addr))?)?
+            .nest(&attr(IpvsSvcAttr::Fwmark, svc.fwmark)?);
+    }
     empty_nest(IpvsCmdAttr::Service)?
         .nest(&attr(IpvsSvcAttr::Af, family(svc.addr))?)?
         .nest(&attr(IpvsSvcAttr::Protocol, svc.protocol)?)?
@@ -303,16 +333,20 @@ pub fn service_attr(svc: &Service) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerErr
     let mut flags = Vec::with_capacity(8);
     flags.extend_from_slice(&svc.flags.to_ne_bytes());
     flags.extend_from_slice(&u32::MAX.to_ne_bytes());
-    service_key_attr(svc)?
+    let nest = service_key_attr(svc)?
         .nest(&attr(IpvsSvcAttr::SchedName, svc.scheduler.as_str())?)?
         .nest(&attr(IpvsSvcAttr::Flags, Buffer::from(flags))?)?
         .nest(&attr(IpvsSvcAttr::Timeout, svc.timeout)?)?
-        .nest(&attr(IpvsSvcAttr::Netmask, svc.netmask)?)
+        .nest(&attr(IpvsSvcAttr::Netmask, svc.netmask)?)?;
+    match &svc.pe_name {
+        Some(pe) => nest.nest(&attr(IpvsSvcAttr::PeName, pe.as_str())?),
+        None => Ok(nest),
+    }
 }
 
 /// `IPVS_CMD_ATTR_DEST` with every attribute (for `IPVS_CMD_NEW_DEST` / `SET_DEST`).
 pub fn dest_attr(dest: &Dest) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
-    empty_nest(IpvsCmdAttr::Dest)?
+    let nest = empty_nest(IpvsCmdAttr::Dest)?
         .nest(&attr(
             IpvsDestAttr::Addr,
             Buffer::from(inet_addr(dest.addr)),
@@ -325,7 +359,16 @@ pub fn dest_attr(dest: &Dest) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
         .nest(&attr(IpvsDestAttr::Weight, dest.weight)?)?
         .nest(&attr(IpvsDestAttr::UThresh, dest.u_thresh)?)?
         .nest(&attr(IpvsDestAttr::LThresh, dest.l_thresh)?)?
-        .nest(&attr(IpvsDestAttr::AddrFamily, family(dest.addr))?)
+        .nest(&attr(IpvsDestAttr::AddrFamily, family(dest.addr))?)?;
+    if dest.fwd_method != IP_VS_CONN_F_TUNNEL || (dest.tun_type, dest.tun_flags) == (0, 0) {
+        return Ok(nest);
+    }
+    nest.nest(&attr(IpvsDestAttr::TunType, dest.tun_type)?)?
+        .nest(&attr(
+            IpvsDestAttr::TunPort,
+            Buffer::from(dest.tun_port.to_be_bytes().to_vec()),
+        )?)?
+        .nest(&attr(IpvsDestAttr::TunFlags, dest.tun_flags)?)
 }
 
 fn be16(bytes: Option<&[u8]>) -> Result<u16, DeError> {
@@ -338,14 +381,20 @@ fn be16(bytes: Option<&[u8]>) -> Result<u16, DeError> {
 /// Reads the nested `IPVS_SVC_ATTR_*` of a service.
 pub fn parse_service(svc: &GenlAttrHandle<'_, IpvsSvcAttr>) -> Result<Service, DeError> {
     let af: u16 = svc.get_attr_payload_as(IpvsSvcAttr::Af)?;
-    let addr = svc.get_attribute(IpvsSvcAttr::Addr).ok_or_else(|| {
-        DeError::new("service without IPVS_SVC_ATTR_ADDR (fwmark services are not read yet)")
-    })?;
-    let addr = parse_inet_addr(af, addr.nla_payload().as_ref())?;
-    let port = be16(
-        svc.get_attribute(IpvsSvcAttr::Port)
-            .map(|a| a.nla_payload().as_ref()),
-    )?;
+    let fwmark: u32 = svc.get_attr_payload_as(IpvsSvcAttr::Fwmark).unwrap_or(0);
+    let (addr, port) = if fwmark != 0 {
+        let zero = [0u8; 16];
+        (parse_inet_addr(af, &zero)?, 0)
+    } else {
+        let addr = svc
+            .get_attribute(IpvsSvcAttr::Addr)
+            .ok_or_else(|| DeError::new("service with neither address nor fwmark"))?;
+        let port = be16(
+            svc.get_attribute(IpvsSvcAttr::Port)
+                .map(|a| a.nla_payload().as_ref()),
+        )?;
+        (parse_inet_addr(af, addr.nla_payload().as_ref())?, port)
+    };
     let flags = match svc
         .get_attribute(IpvsSvcAttr::Flags)
         .map(|a| a.nla_payload().as_ref())
@@ -355,12 +404,17 @@ pub fn parse_service(svc: &GenlAttrHandle<'_, IpvsSvcAttr>) -> Result<Service, D
     };
     Ok(Service {
         addr,
-        protocol: svc.get_attr_payload_as(IpvsSvcAttr::Protocol)?,
+        protocol: svc.get_attr_payload_as(IpvsSvcAttr::Protocol).unwrap_or(0),
         port,
         scheduler: svc.get_attr_payload_as_with_len::<String>(IpvsSvcAttr::SchedName)?,
         flags,
         timeout: svc.get_attr_payload_as(IpvsSvcAttr::Timeout).unwrap_or(0),
         netmask: svc.get_attr_payload_as(IpvsSvcAttr::Netmask).unwrap_or(0),
+        fwmark,
+        pe_name: svc
+            .get_attr_payload_as_with_len::<String>(IpvsSvcAttr::PeName)
+            .ok()
+            .filter(|p| !p.is_empty()),
     })
 }
 
@@ -389,6 +443,13 @@ pub fn parse_dest(
         weight: dest.get_attr_payload_as(IpvsDestAttr::Weight)?,
         u_thresh: dest.get_attr_payload_as(IpvsDestAttr::UThresh).unwrap_or(0),
         l_thresh: dest.get_attr_payload_as(IpvsDestAttr::LThresh).unwrap_or(0),
+        tun_type: dest.get_attr_payload_as(IpvsDestAttr::TunType).unwrap_or(0),
+        tun_port: dest
+            .get_attribute(IpvsDestAttr::TunPort)
+            .map_or(Ok(0), |a| be16(Some(a.nla_payload().as_ref())))?,
+        tun_flags: dest
+            .get_attr_payload_as(IpvsDestAttr::TunFlags)
+            .unwrap_or(0),
     })
 }
 
@@ -447,6 +508,9 @@ mod tests {
             weight: 3,
             u_thresh: 100,
             l_thresh: 10,
+            tun_type: 0,
+            tun_port: 0,
+            tun_flags: 0,
         };
         #[rustfmt::skip]
         let expected = [

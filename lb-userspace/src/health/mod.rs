@@ -1,0 +1,464 @@
+//! Health checks: probes of real servers, their verdicts, the pools they make, and the desired
+//! IPVS table the reconciler applies.
+//!
+//! Layers: [`state`] (one checker's verdict, pure), [`pool`] (a virtual server's live set and
+//! quorum, pure), [`probe`] (the checkers' I/O) and this module's runner, which owns the tasks.
+//! A checker shared by several virtual servers (same target, same check, same timing) is
+//! probed once and its verdict fans out to each of them. Probes are spread over their
+//! `warmup` by a hash of the checker, so 10,000 checks do not fire in the same millisecond,
+//! and a semaphore caps how many run at once.
+
+pub mod pool;
+pub mod probe;
+pub mod state;
+
+use std::{
+    collections::HashMap,
+    hash::{Hash as _, Hasher as _},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{Semaphore, mpsc, watch},
+    time::Instant,
+};
+use tracing::{info, warn};
+
+use self::{
+    pool::{Pool, PoolEvent},
+    probe::ProbeContext,
+    state::{CheckState, Outcome, WeightChange},
+};
+use crate::{
+    model::{Checker, ServiceKey, VirtualServer},
+    reconcile::Table,
+    scripts::Notifier,
+};
+
+/// Probes running at once, at most.
+pub const MAX_CONCURRENT_PROBES: usize = 4096;
+
+/// A real server's checker, as status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckerView {
+    /// keepalived's block name.
+    pub kind: String,
+    /// Where it probes.
+    pub target: String,
+    /// Its verdict.
+    pub up: bool,
+    /// The last probe's latency in microseconds.
+    pub last_latency_us: Option<u64>,
+    /// The last probe's result in words.
+    pub last_detail: String,
+    /// Probes run.
+    pub probes: u64,
+    /// Probes that failed.
+    pub failures: u64,
+}
+
+/// A real server, as status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealView {
+    /// address:port.
+    pub address: String,
+    /// All its checkers are up.
+    pub alive: bool,
+    /// Its weight now (configured, changed by dynamic checkers).
+    pub weight: u32,
+    /// Its checkers.
+    pub checkers: Vec<CheckerView>,
+}
+
+/// A virtual server, as status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolView {
+    /// keepalived's name for it.
+    pub name: String,
+    /// Whether it has quorum.
+    pub quorum_up: bool,
+    /// Its real servers.
+    pub reals: Vec<RealView>,
+}
+
+/// One probe's result, from its task to the supervisor.
+#[derive(Debug)]
+struct Report {
+    probe: usize,
+    up: bool,
+    weight: Option<WeightChange>,
+    changed: bool,
+    ok: bool,
+    latency: Duration,
+    detail: String,
+}
+
+/// Where a probe's verdict goes: (virtual server, real server, checker) indices.
+type Subscriber = (usize, usize, usize);
+
+/// The running health checks.
+#[derive(Debug)]
+pub struct Health {
+    /// The desired IPVS table, for the reconciler.
+    pub desired: watch::Receiver<Table>,
+    /// What status shows.
+    pub view: Arc<Mutex<Vec<PoolView>>>,
+    /// Distinct probes (checkers shared by virtual servers count once).
+    pub probes: usize,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// keepalived's name for a real server of `vs`: `[192.0.2.2]:tcp:80`.
+pub fn real_name(vs: &VirtualServer, addr: std::net::SocketAddr) -> String {
+    let protocol = match vs.services.first() {
+        Some(ServiceKey::Addr { protocol, .. }) => *protocol,
+        _ => vs.protocol,
+    };
+    ServiceKey::Addr { addr, protocol }.to_string()
+}
+
+/// Where in `[0, warmup)` a probe first fires: a hash of the checker spreads them evenly.
+fn first_offset(checker: &Checker, warmup: Duration) -> Duration {
+    if warmup.is_zero() {
+        return Duration::ZERO;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    checker.hash(&mut h);
+    let fraction = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    warmup.mul_f64(fraction)
+}
+
+/// Starts the probes and the supervisor for `servers`. `notifier` writes the LVS FIFO lines
+/// and runs notify and quorum scripts.
+pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
+    let pools: Vec<Pool> = servers.iter().cloned().map(Pool::new).collect();
+    let mut index: HashMap<&Checker, usize> = HashMap::new();
+    let mut checkers: Vec<&Checker> = Vec::new();
+    let mut subscribers: Vec<Vec<Subscriber>> = Vec::new();
+    for (v, vs) in servers.iter().enumerate() {
+        for (r, rs) in vs.real_servers.iter().enumerate() {
+            for (c, checker) in rs.checkers.iter().enumerate() {
+                let id = *index.entry(checker).or_insert_with(|| {
+                    checkers.push(checker);
+                    subscribers.push(Vec::new());
+                    checkers.len() - 1
+                });
+                subscribers[id].push((v, r, c));
+            }
+        }
+    }
+    let suspendable: Vec<bool> = subscribers
+        .iter()
+        .map(|subs| subs.iter().all(|(v, ..)| servers[*v].ha_suspend))
+        .collect();
+    let mut table = Table::new();
+    for pool in &pools {
+        table.extend(pool.desired());
+    }
+    let (desired_tx, desired) = watch::channel(table);
+    let ctx = Arc::new(ctx);
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
+    let (reports_tx, reports) = mpsc::channel(16 * 1024);
+    let enabled = Arc::new(
+        (0..checkers.len())
+            .map(|_| std::sync::atomic::AtomicBool::new(true))
+            .collect::<Vec<_>>(),
+    );
+    let mut tasks = Vec::new();
+    let probes = checkers.len();
+    for (id, checker) in checkers.iter().enumerate() {
+        tasks.push(tokio::spawn(probe_loop(
+            id,
+            (*checker).clone(),
+            ctx.clone(),
+            permits.clone(),
+            reports_tx.clone(),
+            enabled.clone(),
+        )));
+    }
+    let statuses = checkers
+        .iter()
+        .map(|c| CheckerView {
+            kind: c.probe.kind.name().to_owned(),
+            target: c.probe.target.addr.to_string(),
+            up: !c.alpha,
+            last_latency_us: None,
+            last_detail: "not probed yet".to_owned(),
+            probes: 0,
+            failures: 0,
+        })
+        .collect::<Vec<_>>();
+    let view = Arc::new(Mutex::new(full_view(&pools, &statuses, &subscribers)));
+    let supervisor = Supervisor {
+        pools,
+        subscribers,
+        statuses,
+        desired: desired_tx,
+        notifier,
+        view: view.clone(),
+    };
+    tasks.push(tokio::spawn(supervisor.run(reports)));
+    if suspendable.iter().any(|&s| s) {
+        tasks.push(tokio::spawn(watch_local_addresses(
+            servers.to_vec(),
+            index_subscribers(&suspendable),
+            enabled,
+        )));
+    }
+    Health {
+        desired,
+        view,
+        probes,
+        tasks,
+    }
+}
+
+fn index_subscribers(suspendable: &[bool]) -> Vec<usize> {
+    (0..suspendable.len()).filter(|&i| suspendable[i]).collect()
+}
+
+/// `ha_suspend`: a probe all of whose virtual servers have it runs only while one of their
+/// addresses is on a local interface (this director is the VRRP master for it).
+async fn watch_local_addresses(
+    servers: Vec<VirtualServer>,
+    suspendable: Vec<usize>,
+    enabled: Arc<Vec<std::sync::atomic::AtomicBool>>,
+) {
+    let vips: Vec<std::net::IpAddr> = servers
+        .iter()
+        .filter(|vs| vs.ha_suspend)
+        .flat_map(|vs| &vs.services)
+        .filter_map(|k| match k {
+            ServiceKey::Addr { addr, .. } => Some(addr.ip()),
+            ServiceKey::Fwmark { .. } => None,
+        })
+        .collect();
+    loop {
+        let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+            .map(|list| {
+                list.filter_map(|i| {
+                    let a = i.address?;
+                    a.as_sockaddr_in()
+                        .map(|s| std::net::IpAddr::V4(s.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|s| std::net::IpAddr::V6(s.ip())))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let active = vips.is_empty() || vips.iter().any(|v| local.contains(v));
+        for &i in &suspendable {
+            enabled[i].store(active, std::sync::atomic::Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn probe_loop(
+    id: usize,
+    checker: Checker,
+    ctx: Arc<ProbeContext>,
+    permits: Arc<Semaphore>,
+    reports: mpsc::Sender<Report>,
+    enabled: Arc<Vec<std::sync::atomic::AtomicBool>>,
+) {
+    let mut state = CheckState::new(&checker);
+    // A tracked file is read often (keepalived watches it with inotify): it costs one read.
+    let file_poll = matches!(checker.probe.kind, crate::model::ProbeKind::File(_))
+        .then_some(Duration::from_millis(100));
+    let mut next = Instant::now() + first_offset(&checker, checker.timing.warmup);
+    loop {
+        tokio::time::sleep_until(next).await;
+        let started = Instant::now();
+        if !enabled[id].load(std::sync::atomic::Ordering::Relaxed) {
+            next = started + checker.timing.delay_loop;
+            continue;
+        }
+        let Ok(permit) = permits.acquire().await else {
+            return;
+        };
+        let outcome: Outcome = probe::run(&checker.probe, checker.timing.timeout, &ctx).await;
+        drop(permit);
+        let latency = started.elapsed();
+        let weight_before = state.weight();
+        let (changed, delay) = state.observe(&outcome);
+        let report = Report {
+            probe: id,
+            up: state.is_up(),
+            weight: state.weight(),
+            changed: changed || state.weight() != weight_before,
+            ok: outcome.ok,
+            latency,
+            detail: outcome.detail,
+        };
+        if reports.send(report).await.is_err() {
+            return;
+        }
+        next = started + file_poll.unwrap_or(delay);
+    }
+}
+
+/// The status view of every pool, checkers included.
+fn full_view(
+    pools: &[Pool],
+    statuses: &[CheckerView],
+    subscribers: &[Vec<Subscriber>],
+) -> Vec<PoolView> {
+    let mut view: Vec<PoolView> = pools
+        .iter()
+        .map(|pool| {
+            let vs = pool.virtual_server();
+            PoolView {
+                name: vs.name.clone(),
+                quorum_up: pool.has_quorum(),
+                reals: vs
+                    .real_servers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rs)| RealView {
+                        address: rs.addr.to_string(),
+                        alive: pool.is_alive(i),
+                        weight: pool.weight(i).get(),
+                        checkers: Vec::with_capacity(rs.checkers.len()),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    for (probe, subs) in subscribers.iter().enumerate() {
+        for &(v, r, _) in subs {
+            view[v].reals[r].checkers.push(statuses[probe].clone());
+        }
+    }
+    view
+}
+
+struct Supervisor {
+    pools: Vec<Pool>,
+    subscribers: Vec<Vec<Subscriber>>,
+    statuses: Vec<CheckerView>,
+    desired: watch::Sender<Table>,
+    notifier: Arc<Notifier>,
+    view: Arc<Mutex<Vec<PoolView>>>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut reports: mpsc::Receiver<Report>) {
+        let mut batch = Vec::with_capacity(256);
+        let mut probed = Vec::with_capacity(256);
+        while reports.recv_many(&mut batch, 256).await > 0 {
+            let mut touched = Vec::new();
+            probed.clear();
+            for report in batch.drain(..) {
+                probed.push(report.probe);
+                self.take(report, &mut touched);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            if !touched.is_empty() {
+                self.publish(&touched);
+            }
+            self.refresh_view(&probed, &touched);
+        }
+    }
+
+    fn take(&mut self, r: Report, touched: &mut Vec<usize>) {
+        let status = &mut self.statuses[r.probe];
+        status.probes += 1;
+        if !r.ok {
+            status.failures += 1;
+        }
+        status.up = r.up;
+        status.last_latency_us = Some(r.latency.as_micros().try_into().unwrap_or(u64::MAX));
+        status.last_detail = r.detail;
+        if !r.changed {
+            return;
+        }
+        for &(v, rs, c) in &self.subscribers[r.probe] {
+            let events = self.pools[v].set_check(rs, c, r.up, r.weight);
+            touched.push(v);
+            for event in events {
+                self.notify(v, event, &self.statuses[r.probe].last_detail);
+            }
+        }
+    }
+
+    /// Replaces the touched pools' services in the desired table, then wakes the reconciler.
+    fn publish(&self, touched: &[usize]) {
+        self.desired.send_modify(|table| {
+            for &v in touched {
+                table.extend(self.pools[v].desired());
+            }
+        });
+    }
+
+    fn notify(&self, v: usize, event: PoolEvent, detail: &str) {
+        let vs = self.pools[v].virtual_server();
+        match event {
+            PoolEvent::RealUp(i) | PoolEvent::RealDown(i) => {
+                let rs = &vs.real_servers[i];
+                let up = matches!(event, PoolEvent::RealUp(_));
+                let word = if up { "UP" } else { "DOWN" };
+                let name = real_name(vs, rs.addr);
+                if up {
+                    info!(virtual_server = %vs.name, real_server = %name, "real server up");
+                } else {
+                    warn!(virtual_server = %vs.name, real_server = %name, detail, "real server down");
+                }
+                self.notifier
+                    .raw_line(&format!("RS {name} {} {word}\n", vs.name));
+                let script = if up { &rs.notify_up } else { &rs.notify_down };
+                if let Some(s) = script {
+                    self.notifier.run(s);
+                }
+            }
+            PoolEvent::QuorumUp | PoolEvent::QuorumDown => {
+                let up = event == PoolEvent::QuorumUp;
+                if up {
+                    info!(virtual_server = %vs.name, "quorum gained");
+                } else {
+                    warn!(virtual_server = %vs.name, "quorum lost");
+                }
+                let word = if up { "UP" } else { "DOWN" };
+                self.notifier.raw_line(&format!("VS {} {word}\n", vs.name));
+                let script = if up { &vs.quorum_up } else { &vs.quorum_down };
+                if let Some(s) = script {
+                    self.notifier.run(s);
+                }
+            }
+        }
+    }
+
+    /// Updates the status view where this batch changed it: the probes' own entries, and the
+    /// touched pools' liveness, weights and quorum.
+    fn refresh_view(&self, probed: &[usize], touched: &[usize]) {
+        let mut view = self
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for &probe in probed {
+            for &(v, r, c) in &self.subscribers[probe] {
+                if let Some(slot) = view[v].reals[r].checkers.get_mut(c) {
+                    slot.clone_from(&self.statuses[probe]);
+                }
+            }
+        }
+        for &v in touched {
+            let pool = &self.pools[v];
+            view[v].quorum_up = pool.has_quorum();
+            for (i, real) in view[v].reals.iter_mut().enumerate() {
+                real.alive = pool.is_alive(i);
+                real.weight = pool.weight(i).get();
+            }
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! One virtual server's real servers as health makes them: who is alive, at what weight,
+//! whether the pool has quorum, and the IPVS table that follows. Pure.
+//!
+//! keepalived's rules (`ipwrapper.c`): a real server is alive when all its checkers are up; a
+//! dead one leaves the service, or stays at weight 0 with `inhibit_on_failure`. Quorum is the
+//! sum of live weights: it is lost below `quorum - hysteresis` and regained at
+//! `quorum + hysteresis`. While it is lost a `sorry_server` takes the traffic and the live real
+//! servers step aside; `sorry_server_inhibit` keeps the sorry server at weight 0 when unused.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use super::state::WeightChange;
+use crate::{
+    model::{RealServer, ServiceKey, VirtualServer, Weight},
+    reconcile::{DestSettings, ServiceSettings, ServiceState},
+};
+
+/// What changed in a pool, for notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolEvent {
+    /// Real server (index) came up.
+    RealUp(usize),
+    /// Real server (index) went down.
+    RealDown(usize),
+    /// Quorum gained.
+    QuorumUp,
+    /// Quorum lost.
+    QuorumDown,
+}
+
+#[derive(Clone, Debug)]
+struct RealState {
+    checks_up: Vec<bool>,
+    weights: Vec<Option<WeightChange>>,
+    alive: bool,
+}
+
+/// A virtual server's live state.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    vs: VirtualServer,
+    reals: Vec<RealState>,
+    quorum_up: bool,
+}
+
+impl Pool {
+    /// The pool before any probe: every real server as its checkers start (up unless alpha).
+    pub fn new(vs: VirtualServer) -> Self {
+        let reals = vs
+            .real_servers
+            .iter()
+            .map(|rs| {
+                let checks_up: Vec<bool> = rs.checkers.iter().map(|c| !c.alpha).collect();
+                RealState {
+                    alive: checks_up.iter().all(|&u| u),
+                    weights: vec![None; rs.checkers.len()],
+                    checks_up,
+                }
+            })
+            .collect();
+        let mut pool = Self {
+            vs,
+            reals,
+            quorum_up: false,
+        };
+        pool.quorum_up = pool.live_weight() >= u64::from(pool.vs.quorum);
+        pool
+    }
+
+    /// The virtual server.
+    pub fn virtual_server(&self) -> &VirtualServer {
+        &self.vs
+    }
+
+    /// Whether real server `index` is alive.
+    pub fn is_alive(&self, index: usize) -> bool {
+        self.reals.get(index).is_some_and(|r| r.alive)
+    }
+
+    /// Whether the pool has quorum.
+    pub fn has_quorum(&self) -> bool {
+        self.quorum_up
+    }
+
+    /// Real server `index`'s weight now: configured, changed by its dynamic checkers.
+    pub fn weight(&self, index: usize) -> Weight {
+        let (Some(rs), Some(state)) = (self.vs.real_servers.get(index), self.reals.get(index))
+        else {
+            return Weight::ZERO;
+        };
+        let mut weight = i64::from(rs.weight.get());
+        for change in state.weights.iter().flatten() {
+            if let WeightChange::Set(w) = change {
+                weight = i64::from(*w);
+            }
+        }
+        for change in state.weights.iter().flatten() {
+            if let WeightChange::Add(d) = change {
+                weight += d;
+            }
+        }
+        Weight::saturating(weight)
+    }
+
+    fn live_weight(&self) -> u64 {
+        (0..self.reals.len())
+            .filter(|&i| self.reals[i].alive)
+            .map(|i| u64::from(self.weight(i).get()))
+            .sum()
+    }
+
+    /// A checker's verdict: real server `real`, its checker `check`.
+    pub fn set_check(
+        &mut self,
+        real: usize,
+        check: usize,
+        up: bool,
+        weight: Option<WeightChange>,
+    ) -> Vec<PoolEvent> {
+        let mut events = Vec::new();
+        let Some(state) = self.reals.get_mut(real) else {
+            return events;
+        };
+        if let (Some(u), Some(w)) = (state.checks_up.get_mut(check), state.weights.get_mut(check)) {
+            *u = up;
+            *w = weight;
+        }
+        let alive = state.checks_up.iter().all(|&u| u);
+        if alive != state.alive {
+            state.alive = alive;
+            events.push(if alive {
+                PoolEvent::RealUp(real)
+            } else {
+                PoolEvent::RealDown(real)
+            });
+        }
+        let live = self.live_weight();
+        let quorum = u64::from(self.vs.quorum);
+        let hysteresis = u64::from(self.vs.hysteresis);
+        if !self.quorum_up && live >= quorum + hysteresis && live > 0 {
+            self.quorum_up = true;
+            events.push(PoolEvent::QuorumUp);
+        } else if self.quorum_up && (live == 0 || live < quorum.saturating_sub(hysteresis)) {
+            self.quorum_up = false;
+            events.push(PoolEvent::QuorumDown);
+        }
+        events
+    }
+
+    fn dest(rs: &RealServer, weight: Weight) -> DestSettings {
+        DestSettings {
+            weight: weight.get(),
+            forwarding: rs.forwarding,
+            upper_threshold: rs.upper_threshold,
+            lower_threshold: rs.lower_threshold,
+        }
+    }
+
+    /// The IPVS services this pool wants, with their destinations.
+    pub fn desired(&self) -> BTreeMap<ServiceKey, ServiceState> {
+        let settings = ServiceSettings::of(&self.vs);
+        let sorry_in_use = !self.quorum_up && self.vs.sorry_server.is_some();
+        let mut dests = BTreeMap::new();
+        for (i, rs) in self.vs.real_servers.iter().enumerate() {
+            let weight = if self.reals[i].alive && !sorry_in_use {
+                Some(self.weight(i))
+            } else if rs.inhibit_on_failure {
+                Some(Weight::ZERO)
+            } else {
+                None
+            };
+            if let Some(w) = weight {
+                dests.insert(rs.addr, Self::dest(rs, w));
+            }
+        }
+        if let Some(sorry) = &self.vs.sorry_server {
+            let weight = match (sorry_in_use, sorry.inhibit) {
+                (true, _) => Some(1),
+                (false, true) => Some(0),
+                (false, false) => None,
+            };
+            if let Some(weight) = weight {
+                dests.insert(
+                    sorry.addr,
+                    DestSettings {
+                        weight,
+                        forwarding: sorry.forwarding,
+                        upper_threshold: 0,
+                        lower_threshold: 0,
+                    },
+                );
+            }
+        }
+        self.vs
+            .services
+            .iter()
+            .map(|key| {
+                let dests = dests
+                    .iter()
+                    .map(|(addr, d)| (service_dest(key, *addr), d.clone()))
+                    .collect();
+                (
+                    *key,
+                    ServiceState {
+                        settings: settings.clone(),
+                        dests,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// A real server's address under `key`: port 0 follows the service's port (keepalived's
+/// real servers of a group or a port-less real server).
+fn service_dest(key: &ServiceKey, addr: SocketAddr) -> SocketAddr {
+    match key {
+        ServiceKey::Addr { addr: vip, .. } if addr.port() == 0 => {
+            SocketAddr::new(addr.ip(), vip.port())
+        }
+        _ => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{
+        Checker, Forwarding, Probe, ProbeKind, Protocol, SorryServer, Target, Timing,
+    };
+
+    fn checker(alpha: bool) -> Checker {
+        Checker {
+            probe: Probe {
+                target: Target {
+                    addr: "192.0.2.2:80".parse().unwrap(),
+                    bind_addr: None,
+                    bind_port: None,
+                    bind_if: None,
+                    fwmark: None,
+                },
+                kind: ProbeKind::Tcp,
+            },
+            timing: Timing {
+                delay_loop: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                retry: 0,
+                delay_before_retry: Duration::from_secs(1),
+                warmup: Duration::ZERO,
+                fast_recovery: false,
+            },
+            alpha,
+            rise: 1,
+            log_all_failures: false,
+        }
+    }
+
+    fn vs(weights: &[u16], quorum: u32, hysteresis: u32) -> VirtualServer {
+        let mut vs = VirtualServer::new("203.0.113.1:80".parse().unwrap(), Protocol::Tcp);
+        vs.quorum = quorum;
+        vs.hysteresis = hysteresis;
+        for (i, w) in weights.iter().enumerate() {
+            let mut rs = RealServer::new(SocketAddr::from(([192, 0, 2, 10 + i as u8], 80)));
+            rs.weight = Weight::new(i64::from(*w)).unwrap();
+            rs.checkers.push(checker(false));
+            vs.real_servers.push(rs);
+        }
+        vs
+    }
+
+    fn weights(pool: &Pool) -> Vec<(String, u32)> {
+        pool.desired()
+            .into_values()
+            .next()
+            .unwrap()
+            .dests
+            .into_iter()
+            .map(|(a, d)| (a.to_string(), d.weight))
+            .collect()
+    }
+
+    #[test]
+    fn dead_servers_leave_or_stay_at_weight_zero_when_inhibited() {
+        let mut v = vs(&[1, 2], 1, 0);
+        v.real_servers[1].inhibit_on_failure = true;
+        let mut pool = Pool::new(v);
+        assert_eq!(
+            weights(&pool),
+            [("192.0.2.10:80".into(), 1), ("192.0.2.11:80".into(), 2)]
+        );
+        assert_eq!(pool.set_check(0, 0, false, None), [PoolEvent::RealDown(0)]);
+        assert_eq!(
+            pool.set_check(1, 0, false, None),
+            [PoolEvent::RealDown(1), PoolEvent::QuorumDown]
+        );
+        assert_eq!(weights(&pool), [("192.0.2.11:80".into(), 0)]);
+        assert_eq!(
+            pool.set_check(0, 0, true, None),
+            [PoolEvent::RealUp(0), PoolEvent::QuorumUp]
+        );
+    }
+
+    #[test]
+    fn quorum_has_hysteresis() {
+        // quorum 4 ± 1: lost below 3, regained at 5.
+        let mut pool = Pool::new(vs(&[2, 2, 2], 4, 1));
+        assert!(pool.has_quorum());
+        assert_eq!(pool.set_check(0, 0, false, None), [PoolEvent::RealDown(0)]);
+        assert!(pool.has_quorum(), "4 live is not below 3");
+        assert_eq!(
+            pool.set_check(1, 0, false, None),
+            [PoolEvent::RealDown(1), PoolEvent::QuorumDown]
+        );
+        assert_eq!(pool.set_check(1, 0, true, None), [PoolEvent::RealUp(1)]);
+        assert!(!pool.has_quorum(), "4 live is not 5");
+        assert_eq!(
+            pool.set_check(0, 0, true, None),
+            [PoolEvent::RealUp(0), PoolEvent::QuorumUp]
+        );
+    }
+
+    #[test]
+    fn the_sorry_server_serves_while_quorum_is_lost() {
+        let mut v = vs(&[1, 1], 2, 0);
+        v.sorry_server = Some(SorryServer {
+            addr: "192.0.2.99:80".parse().unwrap(),
+            forwarding: Forwarding::Nat,
+            inhibit: false,
+        });
+        let mut pool = Pool::new(v.clone());
+        assert_eq!(
+            weights(&pool).len(),
+            2,
+            "no sorry server while quorum holds"
+        );
+        pool.set_check(0, 0, false, None);
+        assert_eq!(
+            weights(&pool),
+            [("192.0.2.99:80".into(), 1)],
+            "the live server steps aside for the sorry server"
+        );
+        pool.set_check(0, 0, true, None);
+        assert_eq!(weights(&pool).len(), 2);
+        // sorry_server_inhibit: kept at weight 0 while unused.
+        v.sorry_server.as_mut().unwrap().inhibit = true;
+        let pool = Pool::new(v);
+        assert!(weights(&pool).contains(&("192.0.2.99:80".into(), 0)));
+    }
+
+    #[test]
+    fn alpha_servers_start_dead_and_dynamic_weights_apply() {
+        let mut v = vs(&[3], 1, 0);
+        v.real_servers[0].checkers[0].alpha = true;
+        v.real_servers[0].checkers.push(checker(false));
+        let mut pool = Pool::new(v);
+        assert!(!pool.is_alive(0));
+        assert!(!pool.has_quorum());
+        assert!(weights(&pool).is_empty());
+        assert_eq!(
+            pool.set_check(0, 0, true, Some(WeightChange::Set(7))),
+            [PoolEvent::RealUp(0), PoolEvent::QuorumUp]
+        );
+        pool.set_check(0, 1, true, Some(WeightChange::Add(-2)));
+        assert_eq!(weights(&pool), [("192.0.2.10:80".into(), 5)]);
+    }
+
+    #[test]
+    fn portless_real_servers_take_each_group_member_s_port() {
+        let mut v = vs(&[1], 1, 0);
+        v.real_servers[0].addr = "192.0.2.10:0".parse().unwrap();
+        v.services = vec![
+            ServiceKey::Addr {
+                addr: "203.0.113.1:80".parse().unwrap(),
+                protocol: Protocol::Tcp,
+            },
+            ServiceKey::Addr {
+                addr: "203.0.113.1:443".parse().unwrap(),
+                protocol: Protocol::Tcp,
+            },
+        ];
+        let desired = Pool::new(v).desired();
+        let ports: Vec<u16> = desired
+            .values()
+            .flat_map(|s| s.dests.keys().map(SocketAddr::port))
+            .collect();
+        assert_eq!(ports, [80, 443]);
+    }
+}

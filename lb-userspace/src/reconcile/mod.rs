@@ -1,0 +1,438 @@
+//! The reconciler: one task owns the desired IPVS table and drives a data-plane [`Backend`]
+//! until the kernel matches it.
+//!
+//! It is level-triggered and idempotent: each pass observes the backend, [`plan`]s the
+//! difference and applies it, so drift (someone ran `ipvsadm -C`) is repaired on the next pass,
+//! and a pass with nothing to do does nothing. Operations run in a safe order ([`Op`]'s `Ord`):
+//! services before their destinations when adding, destinations before services when deleting,
+//! and a weight or threshold change is an edit in place, never a delete and add, so
+//! established connections survive. Services lbd never owned are left alone. [`plan`] is pure;
+//! the backends ([`fake::FakeBackend`], [`ipvs::IpvsBackend`]) are the only parts that touch
+//! anything.
+
+pub mod fake;
+pub mod ipvs;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::model::{Forwarding, ServiceKey, VirtualServer};
+
+/// IPVS service flags lbd sets (`linux/ip_vs.h`).
+pub mod flags {
+    /// `IP_VS_SVC_F_PERSISTENT`.
+    pub const PERSISTENT: u32 = 0x0001;
+    /// `IP_VS_SVC_F_ONEPACKET`.
+    pub const ONEPACKET: u32 = 0x0004;
+    /// `IP_VS_SVC_F_SCHED1`.
+    pub const SCHED1: u32 = 0x0008;
+    /// `IP_VS_SVC_F_SCHED2`.
+    pub const SCHED2: u32 = 0x0010;
+    /// `IP_VS_SVC_F_SCHED3`.
+    pub const SCHED3: u32 = 0x0020;
+    /// The flags lbd owns; others (the kernel's `HASHED`) are ignored when comparing.
+    pub const OWNED: u32 = PERSISTENT | ONEPACKET | SCHED1 | SCHED2 | SCHED3;
+}
+
+/// A service's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Scheduler name.
+    pub scheduler: String,
+    /// `flags::OWNED` bits.
+    pub flags: u32,
+    /// Persistence timeout, seconds (0: none).
+    pub timeout: u32,
+    /// Persistence granularity as a prefix length (32 or 128: per client address).
+    pub prefix: u8,
+    /// Persistence engine.
+    pub pe_name: Option<String>,
+}
+
+impl ServiceSettings {
+    /// The settings `vs` asks for.
+    pub fn of(vs: &VirtualServer) -> Self {
+        let full = match vs.services.first().map(ServiceKey::family) {
+            Some(crate::model::Family::V6) => 128,
+            _ => 32,
+        };
+        let mut flags = 0;
+        if vs.persistence.is_some() {
+            flags |= flags::PERSISTENT;
+        }
+        if vs.one_packet {
+            flags |= flags::ONEPACKET;
+        }
+        if vs.scheduler_flags.flag1 {
+            flags |= flags::SCHED1;
+        }
+        if vs.scheduler_flags.flag2 {
+            flags |= flags::SCHED2;
+        }
+        if vs.scheduler_flags.flag3 {
+            flags |= flags::SCHED3;
+        }
+        Self {
+            scheduler: vs.scheduler.name().to_owned(),
+            flags,
+            timeout: vs.persistence.as_ref().map_or(0, |p| p.timeout),
+            prefix: vs
+                .persistence
+                .as_ref()
+                .and_then(|p| p.granularity)
+                .unwrap_or(full),
+            pe_name: vs.persistence.as_ref().and_then(|p| p.engine.clone()),
+        }
+    }
+}
+
+/// A destination's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestSettings {
+    /// Weight (0: no new connections).
+    pub weight: u32,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// Upper connection threshold (0: none).
+    pub upper_threshold: u32,
+    /// Lower connection threshold.
+    pub lower_threshold: u32,
+}
+
+/// A service with its destinations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceState {
+    /// Its settings.
+    pub settings: ServiceSettings,
+    /// Destinations by address.
+    pub dests: BTreeMap<SocketAddr, DestSettings>,
+}
+
+/// A whole IPVS table.
+pub type Table = BTreeMap<ServiceKey, ServiceState>;
+
+/// One change to the backend. The variant order is the order they are applied in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    /// Create a service (without destinations).
+    AddService(ServiceKey, OrdSettings),
+    /// Change a service's settings in place.
+    EditService(ServiceKey, OrdSettings),
+    /// Add a destination.
+    AddDest(ServiceKey, SocketAddr, OrdDest),
+    /// Change a destination in place (weight, thresholds, forwarding).
+    EditDest(ServiceKey, SocketAddr, OrdDest),
+    /// Remove a destination.
+    DelDest(ServiceKey, SocketAddr),
+    /// Remove a service and whatever destinations it still has.
+    DelService(ServiceKey),
+}
+
+/// [`ServiceSettings`] in an [`Op`] (ordered by nothing: ops sort by kind and key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrdSettings(pub ServiceSettings);
+
+/// [`DestSettings`] in an [`Op`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrdDest(pub DestSettings);
+
+impl PartialOrd for OrdSettings {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdSettings {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl PartialOrd for OrdDest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdDest {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// The operations that take `observed` to `desired`, in the order to apply them. Services in
+/// `observed` that are not in `owned` are never touched.
+pub fn plan(desired: &Table, observed: &Table, owned: &BTreeSet<ServiceKey>) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (key, want) in desired {
+        let have = observed.get(key);
+        match have {
+            None => ops.push(Op::AddService(*key, OrdSettings(want.settings.clone()))),
+            Some(have) if have.settings != want.settings => {
+                ops.push(Op::EditService(*key, OrdSettings(want.settings.clone())));
+            }
+            Some(_) => {}
+        }
+        let empty = BTreeMap::new();
+        let have_dests = have.map_or(&empty, |h| &h.dests);
+        for (addr, d) in &want.dests {
+            match have_dests.get(addr) {
+                None => ops.push(Op::AddDest(*key, *addr, OrdDest(d.clone()))),
+                Some(h) if h != d => ops.push(Op::EditDest(*key, *addr, OrdDest(d.clone()))),
+                Some(_) => {}
+            }
+        }
+        for addr in have_dests.keys().filter(|a| !want.dests.contains_key(a)) {
+            ops.push(Op::DelDest(*key, *addr));
+        }
+    }
+    for key in observed.keys() {
+        if !desired.contains_key(key) && owned.contains(key) {
+            ops.push(Op::DelService(*key));
+        }
+    }
+    ops.sort();
+    ops
+}
+
+/// A backend error: which operation, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct BackendError {
+    /// The operation, in words.
+    pub op: String,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// A data plane the reconciler programs.
+pub trait Backend: Send {
+    /// Its name, for logs and status.
+    fn name(&self) -> &'static str;
+    /// The table as it is now.
+    fn observe(&mut self) -> impl Future<Output = Result<Table, BackendError>> + Send;
+    /// Applies one operation.
+    fn apply(&mut self, op: &Op) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// What the reconciler has done, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileStats {
+    /// Passes run.
+    pub passes: u64,
+    /// Operations applied.
+    pub applied: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Runs one pass: observe, plan, apply. Every operation is tried even when one fails (an
+/// error in one service never holds back the others); returns the ops applied and failed.
+pub async fn pass<B: Backend>(
+    backend: &mut B,
+    desired: &Table,
+    owned: &BTreeSet<ServiceKey>,
+    stats: &mut ReconcileStats,
+) -> Vec<Op> {
+    stats.passes += 1;
+    let observed = match backend.observe().await {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(backend = backend.name(), error = %e, "observing the data plane");
+            stats.errors += 1;
+            stats.last_error = Some(e.to_string());
+            return Vec::new();
+        }
+    };
+    let ops = plan(desired, &observed, owned);
+    let mut failed_services = BTreeSet::new();
+    let mut done = Vec::with_capacity(ops.len());
+    for op in ops {
+        // Destinations of a service that could not be created would fail one by one.
+        if let Op::AddDest(key, ..) | Op::EditDest(key, ..) = &op
+            && failed_services.contains(key)
+        {
+            continue;
+        }
+        match backend.apply(&op).await {
+            Ok(()) => {
+                debug!(backend = backend.name(), ?op, "applied");
+                stats.applied += 1;
+                done.push(op);
+            }
+            Err(e) => {
+                warn!(backend = backend.name(), error = %e, "data-plane operation failed");
+                if let Op::AddService(key, _) = &op {
+                    failed_services.insert(*key);
+                }
+                stats.errors += 1;
+                stats.last_error = Some(e.to_string());
+            }
+        }
+    }
+    done
+}
+
+/// The reconciler task: applies each new desired table at once, and resyncs every `resync`.
+/// Publishes its stats; returns when `desired` closes.
+pub async fn run<B: Backend>(
+    mut backend: B,
+    mut desired: watch::Receiver<Table>,
+    resync: Duration,
+    stats_out: watch::Sender<ReconcileStats>,
+    applied: Option<mpsc::UnboundedSender<Vec<Op>>>,
+) {
+    let mut owned: BTreeSet<ServiceKey> = BTreeSet::new();
+    let mut stats = ReconcileStats::default();
+    let mut tick = tokio::time::interval(resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let table = desired.borrow_and_update().clone();
+        owned.extend(table.keys().copied());
+        let done = pass(&mut backend, &table, &owned, &mut stats).await;
+        stats_out.send_replace(stats.clone());
+        if let Some(tx) = &applied
+            && !done.is_empty()
+        {
+            // A closed receiver only means nobody listens any more.
+            drop(tx.send(done));
+        }
+        tokio::select! {
+            changed = desired.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            addr: SocketAddr::from(([203, 0, 113, 1], port)),
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn settings() -> ServiceSettings {
+        ServiceSettings {
+            scheduler: "wlc".into(),
+            flags: 0,
+            timeout: 0,
+            prefix: 32,
+            pe_name: None,
+        }
+    }
+
+    fn dest(weight: u32) -> DestSettings {
+        DestSettings {
+            weight,
+            forwarding: Forwarding::Nat,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+
+    fn table(entries: &[(u16, &[(u8, u32)])]) -> Table {
+        entries
+            .iter()
+            .map(|(port, dests)| {
+                (
+                    key(*port),
+                    ServiceState {
+                        settings: settings(),
+                        dests: dests
+                            .iter()
+                            .map(|(host, w)| (SocketAddr::from(([192, 0, 2, *host], 80)), dest(*w)))
+                            .collect(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn kinds(ops: &[Op]) -> Vec<&'static str> {
+        ops.iter()
+            .map(|op| match op {
+                Op::AddService(..) => "add-service",
+                Op::EditService(..) => "edit-service",
+                Op::AddDest(..) => "add-dest",
+                Op::EditDest(..) => "edit-dest",
+                Op::DelDest(..) => "del-dest",
+                Op::DelService(..) => "del-service",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn services_come_before_their_destinations_and_go_after_them() {
+        let owned: BTreeSet<_> = [key(80), key(81)].into();
+        let ops = plan(
+            &table(&[(80, &[(2, 1), (3, 1)])]),
+            &table(&[(81, &[(4, 1)])]),
+            &owned,
+        );
+        assert_eq!(
+            kinds(&ops),
+            ["add-service", "add-dest", "add-dest", "del-service"]
+        );
+    }
+
+    #[test]
+    fn weight_changes_are_edits_in_place() {
+        let owned: BTreeSet<_> = [key(80)].into();
+        let ops = plan(
+            &table(&[(80, &[(2, 0), (3, 1)])]),
+            &table(&[(80, &[(2, 5), (3, 1), (4, 1)])]),
+            &owned,
+        );
+        assert_eq!(kinds(&ops), ["edit-dest", "del-dest"]);
+    }
+
+    #[test]
+    fn a_converged_table_plans_nothing_and_foreign_services_are_left_alone() {
+        let t = table(&[(80, &[(2, 1)])]);
+        assert!(plan(&t, &t, &[key(80)].into()).is_empty());
+        let foreign = table(&[(80, &[(2, 1)]), (8080, &[(9, 1)])]);
+        assert!(plan(&t, &foreign, &[key(80)].into()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pass_repairs_drift_and_carries_on_past_errors() {
+        let mut backend = fake::FakeBackend::default();
+        let desired = table(&[(80, &[(2, 1)]), (81, &[(3, 1)])]);
+        let owned: BTreeSet<_> = desired.keys().copied().collect();
+        let mut stats = ReconcileStats::default();
+        backend.fail_service(key(80));
+        let done = pass(&mut backend, &desired, &owned, &mut stats).await;
+        assert_eq!(
+            kinds(&done),
+            ["add-service", "add-dest"],
+            "81 is programmed despite 80"
+        );
+        assert_eq!(stats.errors, 1);
+        backend.heal();
+        pass(&mut backend, &desired, &owned, &mut stats).await;
+        assert_eq!(backend.table(), &desired);
+        // Someone runs `ipvsadm -C`: the next pass puts everything back.
+        backend.flush();
+        let done = pass(&mut backend, &desired, &owned, &mut stats).await;
+        assert_eq!(done.len(), 4);
+        assert_eq!(backend.table(), &desired);
+        assert!(
+            pass(&mut backend, &desired, &owned, &mut stats)
+                .await
+                .is_empty()
+        );
+    }
+}
