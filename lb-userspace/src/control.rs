@@ -56,6 +56,25 @@ pub struct Status {
     pub router_id: Option<String>,
     /// Every VRRP instance.
     pub vrrp: Vec<VrrpStatus>,
+    /// The reconciler, when there are virtual servers.
+    pub reconciler: Option<ReconcilerStatus>,
+}
+
+/// The reconciler's work so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcilerStatus {
+    /// `ipvs`, or `fake` (check-only: no data plane programs real servers).
+    pub backend: String,
+    /// Distinct probes running (a checker shared by virtual servers counts once).
+    pub probes: usize,
+    /// Passes run.
+    pub passes: u64,
+    /// Operations applied.
+    pub applied: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// The last error.
+    pub last_error: Option<String>,
 }
 
 /// One VRRP instance.
@@ -195,6 +214,8 @@ pub struct VirtualServerStatus {
     pub scheduler: String,
     /// nat, dr or tun.
     pub forwarding: String,
+    /// Whether it has quorum (None before health checks run).
+    pub quorum_up: Option<bool>,
     /// Packets the XDP program counted for this VIP (None without XDP).
     pub xdp_packets: Option<u64>,
     /// Their bytes.
@@ -208,8 +229,12 @@ pub struct VirtualServerStatus {
 pub struct RealServerStatus {
     /// address:port.
     pub address: String,
-    /// Configured weight.
+    /// Weight now (configured, changed by dynamic checkers).
     pub weight: u32,
+    /// Whether all its checkers are up (None before health checks run).
+    pub alive: Option<bool>,
+    /// Its checkers.
+    pub checkers: Vec<crate::health::CheckerView>,
 }
 
 /// Errors of the client side.

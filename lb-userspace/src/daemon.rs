@@ -180,7 +180,7 @@ impl State {
         }
     }
 
-    fn status(&self) -> Status {
+    fn status(&self, health: &[crate::health::PoolView]) -> Status {
         let xdp_status = self.xdp.as_ref().and_then(|x| {
             let (interface, mode) = x.attached()?;
             let counters = match x.counters() {
@@ -204,7 +204,8 @@ impl State {
             .model
             .virtual_servers
             .iter()
-            .map(|vs| {
+            .enumerate()
+            .map(|(vs_index, vs)| {
                 let stats = match (&self.xdp, vs.protocol) {
                     (Some(x), Protocol::Tcp | Protocol::Udp) => {
                         let s = x.vip_stats(slot).ok();
@@ -213,7 +214,9 @@ impl State {
                     }
                     _ => None,
                 };
+                let health = health.get(vs_index);
                 VirtualServerStatus {
+                    quorum_up: health.map(|h| h.quorum_up),
                     vip: vs.name.clone(),
                     protocol: vs.protocol.name().to_owned(),
                     scheduler: vs.scheduler.name().to_owned(),
@@ -223,9 +226,15 @@ impl State {
                     real_servers: vs
                         .real_servers
                         .iter()
-                        .map(|r| RealServerStatus {
-                            address: r.addr.to_string(),
-                            weight: r.weight.get(),
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let live = health.and_then(|h| h.reals.get(i));
+                            RealServerStatus {
+                                address: r.addr.to_string(),
+                                weight: live.map_or(r.weight.get(), |l| l.weight),
+                                alive: live.map(|l| l.alive),
+                                checkers: live.map(|l| l.checkers.clone()).unwrap_or_default(),
+                            }
                         })
                         .collect(),
                 }
@@ -247,6 +256,7 @@ impl State {
             virtual_servers,
             router_id: self.model.router_id.clone(),
             vrrp: Vec::new(),
+            reconciler: None,
         }
     }
 }
@@ -449,6 +459,131 @@ async fn run_sync_groups(
     }
 }
 
+/// The health checks and the reconciler that programs what they decide.
+struct Lvs {
+    health: crate::health::Health,
+    backend: &'static str,
+    stats: watch::Receiver<crate::reconcile::ReconcileStats>,
+    reconciler: tokio::task::JoinHandle<()>,
+    notifier: std::sync::Arc<crate::scripts::Notifier>,
+    servers: Vec<crate::model::VirtualServer>,
+}
+
+impl Lvs {
+    /// Waits for the reconciler's last pass; with `omega`, runs the down notifications.
+    async fn stop(self) {
+        if tokio::time::timeout(Duration::from_secs(10), self.reconciler)
+            .await
+            .is_err()
+        {
+            error!("the reconciler did not finish within 10 s");
+        }
+        let view = self
+            .health
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (vs, pool) in self.servers.iter().zip(&view).filter(|(vs, _)| vs.omega) {
+            for (rs, live) in vs.real_servers.iter().zip(&pool.reals) {
+                if live.alive {
+                    let name = crate::health::real_name(vs, rs.addr);
+                    self.notifier
+                        .raw_line(&format!("RS {name} {} DOWN\n", vs.name));
+                    if let Some(s) = &rs.notify_down {
+                        self.notifier.run(s);
+                    }
+                }
+            }
+            if pool.quorum_up {
+                self.notifier.raw_line(&format!("VS {} DOWN\n", vs.name));
+                if let Some(s) = &vs.quorum_down {
+                    self.notifier.run(s);
+                }
+            }
+        }
+    }
+}
+
+/// How often the reconciler compares the kernel with the desired state even when nothing
+/// changed (drift repair).
+const RESYNC: Duration = Duration::from_secs(5);
+
+/// Starts health checks and the reconciler for the model's virtual servers: IPVS when the
+/// data plane uses it and the kernel has it, otherwise check-only (scripts and FIFO only),
+/// which keepalived cannot do (its checker exits without IPVS).
+fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
+    let model = &state.model;
+    if model.virtual_servers.is_empty() {
+        return None;
+    }
+    let notifier = std::sync::Arc::new(crate::scripts::Notifier::with_fifo(
+        model.lvs_notify_fifo.as_deref(),
+        model.vrrp.script_user.clone(),
+    ));
+    let ctx = crate::health::probe::ProbeContext::new(model.vrrp.script_user.clone());
+    let health = crate::health::start(&model.virtual_servers, ctx, notifier.clone());
+    let (stats_tx, stats) = watch::channel(crate::reconcile::ReconcileStats::default());
+    let stop = async move {
+        // Either a stop or a dropped sender ends the reconciler.
+        let _stopped = stopped.wait_for(|s| *s).await;
+    };
+    let wants_ipvs = state.effective_mode().contains("ipvs");
+    let ipvs = if wants_ipvs && state.ipvs.as_ref().is_some_and(|s| s.available) {
+        match crate::reconcile::ipvs::IpvsBackend::connect() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                error!(error = %e, "connecting to IPVS: checking and notifying only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let desired = health.desired.clone();
+    let (backend, reconciler) = match ipvs {
+        Some(b) => (
+            "ipvs",
+            tokio::spawn(crate::reconcile::run(
+                b, desired, RESYNC, stats_tx, None, stop,
+            )),
+        ),
+        None => {
+            if wants_ipvs {
+                warn!(
+                    "the kernel has no IPVS: real servers are checked and notified, not programmed"
+                );
+            } else {
+                info!(
+                    mode = state.effective_mode(),
+                    "no data plane programs real servers: checking and notifying only"
+                );
+            }
+            let fake = crate::reconcile::fake::FakeBackend::default();
+            (
+                "fake",
+                tokio::spawn(crate::reconcile::run(
+                    fake, desired, RESYNC, stats_tx, None, stop,
+                )),
+            )
+        }
+    };
+    info!(
+        virtual_servers = model.virtual_servers.len(),
+        probes = health.probes,
+        backend,
+        "health checks running"
+    );
+    Some(Lvs {
+        health,
+        backend,
+        stats,
+        reconciler,
+        notifier,
+        servers: model.virtual_servers.clone(),
+    })
+}
+
 /// Every driver's instance statuses; a driver that does not answer within a second is skipped.
 async fn vrrp_statuses(
     drivers: &[mpsc::Sender<crate::vrrp::driver::StatusQuery>],
@@ -493,13 +628,38 @@ pub async fn run(
     let (vrrp_shutdown, vrrp) = start_vrrp(&model, &options);
     let state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
+    let (lvs_shutdown, lvs_stopped) = watch::channel(false);
+    let lvs = start_lvs(&state, lvs_stopped);
+    let health_view = lvs.as_ref().map(|l| l.health.view.clone());
+    let reconciler_status = lvs
+        .as_ref()
+        .map(|l| (l.backend, l.health.probes, l.stats.clone()));
 
     let (queries_tx, mut queries_rx) = mpsc::channel::<oneshot::Sender<Status>>(16);
     let vrrp_queries: Vec<_> = vrrp.iter().map(|d| d.queries.clone()).collect();
     let owner = async move {
         while let Some(reply) = queries_rx.recv().await {
-            let mut status = state.status();
+            let health = health_view
+                .as_ref()
+                .map(|v| {
+                    v.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone()
+                })
+                .unwrap_or_default();
+            let mut status = state.status(&health);
             status.vrrp = vrrp_statuses(&vrrp_queries).await;
+            status.reconciler = reconciler_status.as_ref().map(|(backend, probes, stats)| {
+                let s = stats.borrow();
+                crate::control::ReconcilerStatus {
+                    backend: (*backend).to_owned(),
+                    probes: *probes,
+                    passes: s.passes,
+                    applied: s.applied,
+                    errors: s.errors,
+                    last_error: s.last_error.clone(),
+                }
+            });
             // A client that went away no longer wants its answer.
             reply.send(status).ok();
         }
@@ -521,6 +681,11 @@ pub async fn run(
         () = shutdown => info!("lbd stopping"),
         () = owner => {},
         () = listen => {},
+    }
+    // Checks stop; the reconciler releases the services it owns (as keepalived does).
+    lvs_shutdown.send(true).ok();
+    if let Some(lvs) = lvs {
+        lvs.stop().await;
     }
     // The state (and with it the XDP program) was moved into `owner`, dropped here: detached.
     // VRRP instances send their priority-0 adverts and release their addresses first.

@@ -120,8 +120,28 @@ fn print_status(s: &Status) {
             num(vs.xdp_packets),
             num(vs.xdp_bytes)
         );
+        if vs.quorum_up == Some(false) {
+            println!("  (quorum lost)");
+        }
         for rs in &vs.real_servers {
-            println!("  -> {:<24} weight {}", rs.address, rs.weight);
+            let health = match rs.alive {
+                Some(true) => "UP",
+                Some(false) => "DOWN",
+                None => "-",
+            };
+            println!("  -> {:<24} {:<4} weight {}", rs.address, health, rs.weight);
+            for c in &rs.checkers {
+                let latency = c
+                    .last_latency_us
+                    .map_or("-".to_owned(), |us| format!("{:.1} ms", us as f64 / 1000.0));
+                println!(
+                    "       {:<10} {:<4} {:>9}  {}",
+                    c.kind,
+                    if c.up { "up" } else { "down" },
+                    latency,
+                    c.last_detail
+                );
+            }
         }
     }
 }

@@ -369,7 +369,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "nftables_ipvs",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
-    "lvs_notify_fifo",
     "lvs_notify_fifo_script",
     "fifo_write_vrrp_states_on_reload",
     "vrrp_notify_priority_changes",
@@ -577,7 +576,13 @@ impl Reader<'_> {
             match s.keyword.value.as_str() {
                 "router_id" => spec.router_id = self.one(s),
                 "vrrp_version" => spec.vrrp_version = self.one(s).and_then(|a| self.number(&a)),
-                "vrrp_notify_fifo" | "notify_fifo" => spec.notify_fifo = self.one(s),
+                "vrrp_notify_fifo" => spec.notify_fifo = self.one(s),
+                "lvs_notify_fifo" => spec.lvs_notify_fifo = self.one(s),
+                // keepalived's notify_fifo gets both the VRRP and the LVS lines.
+                "notify_fifo" => {
+                    spec.notify_fifo = self.one(s);
+                    spec.lvs_notify_fifo.clone_from(&spec.notify_fifo);
+                }
                 "script_user" => {
                     self.no_block(s);
                     match s.args.as_slice() {

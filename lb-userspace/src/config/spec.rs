@@ -40,6 +40,8 @@ pub struct Spec {
     pub sync_groups: Vec<SyncGroupSpec>,
     /// `global_defs { vrrp_notify_fifo }` (or `notify_fifo`, which also gets VRRP lines).
     pub notify_fifo: Option<At<String>>,
+    /// `global_defs { lvs_notify_fifo }` (or `notify_fifo`): `VS`/`RS` lines.
+    pub lvs_notify_fifo: Option<At<String>>,
     /// `global_defs { script_user USER [GROUP] }`.
     pub script_user: Option<(At<String>, Option<At<String>>)>,
     /// `global_defs { vrrp_garp_master_delay }` in seconds.

@@ -16,6 +16,7 @@
 //!
 //! # VRRP: keepalived's names and defaults
 //! notify_fifo = "/run/lbd/vrrp.fifo"  # keepalived's vrrp_notify_fifo
+//! lvs_notify_fifo = "/run/lbd/lvs.fifo"  # VS and RS lines, as keepalived writes them
 //! script_user = "nobody"              # and script_group
 //!
 //! [[vrrp_script]]
@@ -75,6 +76,7 @@ struct FileDto {
     #[serde(default)]
     sync_group: Vec<Spanned<SyncGroupDto>>,
     notify_fifo: Option<Spanned<String>>,
+    lvs_notify_fifo: Option<Spanned<String>>,
     script_user: Option<Spanned<String>>,
     script_group: Option<Spanned<String>>,
     garp_master_delay: Option<Spanned<f64>>,
@@ -375,6 +377,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         track_files,
         sync_groups,
         notify_fifo: dto.notify_fifo.as_ref().map(at),
+        lvs_notify_fifo: dto.lvs_notify_fifo.as_ref().map(at),
         script_user: dto
             .script_user
             .as_ref()

@@ -104,6 +104,10 @@ pub fn validate(
             vrrp_instances,
             router_id,
             vrrp,
+            lvs_notify_fifo: spec
+                .lvs_notify_fifo
+                .as_ref()
+                .map(|f| f.value.clone().into()),
         }),
         _ => Err(errors.list),
     }

@@ -23,6 +23,8 @@ pub struct Model {
     pub router_id: Option<String>,
     /// What VRRP instances share: scripts, tracked files, sync groups, notification.
     pub vrrp: VrrpGlobals,
+    /// keepalived's `lvs_notify_fifo`: a FIFO that gets `VS` and `RS` lines.
+    pub lvs_notify_fifo: Option<std::path::PathBuf>,
 }
 
 /// The VRRP settings and objects that are not one instance's.

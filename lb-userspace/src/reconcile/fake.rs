@@ -1,16 +1,19 @@
 //! A backend that keeps the table in memory and records every operation: the whole health
 //! and reconcile loop runs against it without a kernel (tests, `--dataplane none`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::{Backend, BackendError, Op, ServiceState, Table};
 use crate::model::ServiceKey;
+
+/// Operations the log keeps (it runs for the daemon's life in check-only mode).
+pub const LOG_LEN: usize = 1024;
 
 /// An in-memory data plane.
 #[derive(Debug, Default)]
 pub struct FakeBackend {
     table: Table,
-    log: Vec<Op>,
+    log: VecDeque<Op>,
     failing: BTreeSet<ServiceKey>,
 }
 
@@ -20,9 +23,9 @@ impl FakeBackend {
         &self.table
     }
 
-    /// Every operation applied, in order.
-    pub fn log(&self) -> &[Op] {
-        &self.log
+    /// The last [`LOG_LEN`] operations applied, oldest first.
+    pub fn log(&self) -> impl Iterator<Item = &Op> {
+        self.log.iter()
     }
 
     /// Makes operations on `key` fail, as a kernel refusing them would.
@@ -125,7 +128,10 @@ impl Backend for FakeBackend {
                     .ok_or_else(|| Self::missing(op, "service"))?;
             }
         }
-        self.log.push(op.clone());
+        if self.log.len() == LOG_LEN {
+            self.log.pop_front();
+        }
+        self.log.push_back(op.clone());
         Ok(())
     }
 }

@@ -282,18 +282,21 @@ pub async fn pass<B: Backend>(
 }
 
 /// The reconciler task: applies each new desired table at once, and resyncs every `resync`.
-/// Publishes its stats; returns when `desired` closes.
+/// Publishes its stats. When `stop` completes it removes every service it owns (keepalived
+/// releases its virtual servers when it stops) and returns.
 pub async fn run<B: Backend>(
     mut backend: B,
     mut desired: watch::Receiver<Table>,
     resync: Duration,
     stats_out: watch::Sender<ReconcileStats>,
     applied: Option<mpsc::UnboundedSender<Vec<Op>>>,
+    stop: impl Future<Output = ()>,
 ) {
     let mut owned: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut stats = ReconcileStats::default();
     let mut tick = tokio::time::interval(resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = std::pin::pin!(stop);
     loop {
         let table = desired.borrow_and_update().clone();
         owned.extend(table.keys().copied());
@@ -306,10 +309,18 @@ pub async fn run<B: Backend>(
             drop(tx.send(done));
         }
         tokio::select! {
-            changed = desired.changed() => if changed.is_err() { return },
+            changed = desired.changed() => if changed.is_err() { break },
             _ = tick.tick() => {}
+            () = &mut stop => break,
         }
     }
+    let done = pass(&mut backend, &Table::new(), &owned, &mut stats).await;
+    debug!(
+        backend = backend.name(),
+        removed = done.len(),
+        "released owned services"
+    );
+    stats_out.send_replace(stats);
 }
 
 #[cfg(test)]
