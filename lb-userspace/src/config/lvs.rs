@@ -1213,6 +1213,275 @@ fn hex_pattern(text: &str) -> Option<Vec<(Option<u8>, Option<u8>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Format, Overrides, load};
+
+    fn load_as(format: Format, text: &str) -> crate::model::Model {
+        let name = if format == Format::Toml {
+            "lbd.toml"
+        } else {
+            "keepalived.conf"
+        };
+        match load(
+            name,
+            text,
+            format,
+            Unimplemented::Reject,
+            &Overrides::default(),
+        ) {
+            Ok(l) => l.model,
+            Err(e) => panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
+    const KEEPALIVED: &str = r#"
+global_defs {
+  lvs_notify_fifo /run/lbd/lvs.fifo
+}
+vrrp_track_file flag {
+  file /run/lbd/flag
+}
+SSL {
+  ca /etc/lbd/ca.pem
+}
+virtual_server_group WEB {
+  203.0.113.1-3 80
+  fwmark 7
+}
+virtual_server group WEB {
+  delay_loop 2
+  lb_algo mh
+  mh-port
+  lb_kind TUN type gue port 6080 remcsum
+  persistence_timeout 600
+  persistence_granularity 255.255.255.0
+  quorum 2
+  hysteresis 1
+  quorum_up "/bin/quorum up"
+  sorry_server 192.0.2.99 80
+  sorry_server_inhibit
+  alpha
+  ha_suspend
+  real_server 192.0.2.2 80 {
+    weight 3
+    inhibit_on_failure
+    notify_down "/bin/rs down"
+    HTTP_GET {
+      url {
+        path /health
+        digest 9e107d9d372bb6826bd81d3542a419d6
+        status_code 200-299 301
+        regex "OK"
+        regex_options caseless
+      }
+      http_protocol 1.1
+      connect_timeout 2
+      fast_recovery
+    }
+    SSL_GET {
+      url { path / }
+      enable_sni
+      virtualhost www.example.org
+    }
+    MISC_CHECK {
+      misc_path "/bin/check 192.0.2.2"
+      misc_dynamic
+      user nobody
+    }
+  }
+  real_server 192.0.2.3 80 {
+    delay_loop 5
+    TCP_CHECK {
+      connect_port 8080
+      bindto 192.0.2.1
+      fwmark 9
+      rise 2
+      fall 3
+    }
+    SMTP_CHECK { helo_name lbd.example.org }
+    DNS_CHECK {
+      type A
+      name www.example.org
+    }
+    UDP_CHECK {
+      payload 0102
+      require_reply 0X02
+      max_reply_length 64
+    }
+    PING_CHECK { }
+    FILE_CHECK {
+      track_file flag
+      weight -2 reverse
+      dynamic
+    }
+  }
+}
+"#;
+
+    const TOML: &str = r#"
+lvs_notify_fifo = "/run/lbd/lvs.fifo"
+
+[[track_file]]
+name = "flag"
+file = "/run/lbd/flag"
+
+[SSL]
+ca = "/etc/lbd/ca.pem"
+
+[[virtual_server_group]]
+name = "WEB"
+members = ["203.0.113.1-3 80", "fwmark 7"]
+
+[[virtual_server]]
+group = "WEB"
+delay_loop = 2
+scheduler = "mh"
+mh-port = true
+forwarding = ["TUN", "type", "gue", "port", 6080, "remcsum"]
+persistence_timeout = 600
+persistence_granularity = "255.255.255.0"
+quorum = 2
+hysteresis = 1
+quorum_up = "/bin/quorum up"
+sorry_server = ["192.0.2.99", 80]
+sorry_server_inhibit = true
+alpha = true
+ha_suspend = true
+
+[[virtual_server.real_server]]
+address = "192.0.2.2"
+port = 80
+weight = 3
+inhibit_on_failure = true
+notify_down = "/bin/rs down"
+http_get = { url = [{ path = "/health", digest = "9e107d9d372bb6826bd81d3542a419d6", status_code = ["200-299", 301], regex = "OK", regex_options = "caseless" }], http_protocol = "1.1", connect_timeout = 2, fast_recovery = true }
+ssl_get = { url = [{ path = "/" }], enable_sni = true, virtualhost = "www.example.org" }
+misc_check = { misc_path = "/bin/check 192.0.2.2", misc_dynamic = true, user = "nobody" }
+
+[[virtual_server.real_server]]
+address = "192.0.2.3"
+port = 80
+delay_loop = 5
+TCP_CHECK = { connect_port = 8080, bindto = "192.0.2.1", fwmark = 9, rise = 2, fall = 3 }
+SMTP_CHECK = { helo_name = "lbd.example.org" }
+DNS_CHECK = { type = "A", name = "www.example.org" }
+UDP_CHECK = { payload = "0102", require_reply = "0X02", max_reply_length = 64 }
+PING_CHECK = {}
+FILE_CHECK = { track_file = "flag", weight = [-2, "reverse"], dynamic = true }
+"#;
+
+    #[test]
+    fn every_checker_reads_the_same_from_keepalived_conf_and_toml() {
+        let ka = load_as(Format::Keepalived, KEEPALIVED);
+        let toml = load_as(Format::Toml, TOML);
+        assert_eq!(ka.virtual_servers, toml.virtual_servers);
+        assert_eq!(ka.lvs_notify_fifo, toml.lvs_notify_fifo);
+        let vs = &ka.virtual_servers[0];
+        assert_eq!(vs.name, "[WEB]:80");
+        assert_eq!(vs.services.len(), 4, "three addresses and a mark");
+        assert_eq!(
+            vs.persistence,
+            Some(Persistence {
+                timeout: 600,
+                granularity: Some(24),
+                engine: None
+            })
+        );
+        assert!(vs.scheduler_flags.flag2);
+        assert_eq!(
+            vs.forwarding,
+            Forwarding::Tun(Tunnel {
+                kind: TunnelKind::Gue(6080),
+                checksum: TunnelChecksum::Remcsum
+            })
+        );
+        let [web, other] = vs.real_servers.as_slice() else {
+            panic!("two reals")
+        };
+        assert_eq!(web.checkers.len(), 3);
+        assert_eq!(other.checkers.len(), 6);
+        // Inheritance: virtual server → real server → checker, then each checker's defaults.
+        let http = &web.checkers[0];
+        assert!(http.alpha, "alpha from the virtual server");
+        assert_eq!(http.timing.delay_loop, Duration::from_secs(2));
+        assert_eq!(http.timing.timeout, Duration::from_secs(2));
+        assert_eq!(
+            http.timing.delay_before_retry,
+            Duration::from_secs(3),
+            "HTTP's default"
+        );
+        assert!(http.timing.fast_recovery);
+        let ssl = &web.checkers[1];
+        let ProbeKind::Http(h) = &ssl.probe.kind else {
+            panic!("SSL_GET")
+        };
+        let tls = h.tls.as_ref().expect("tls");
+        assert_eq!(tls.sni.as_deref(), Some("www.example.org"));
+        assert_eq!(
+            tls.ca.as_deref(),
+            Some(std::path::Path::new("/etc/lbd/ca.pem"))
+        );
+        let misc = &web.checkers[2];
+        assert_eq!(
+            misc.timing.timeout,
+            Duration::from_secs(2),
+            "misc_timeout defaults to delay_loop"
+        );
+        let tcp = &other.checkers[0];
+        assert_eq!(
+            tcp.timing.delay_loop,
+            Duration::from_secs(5),
+            "the real server's own"
+        );
+        assert_eq!(tcp.probe.target.addr, "192.0.2.3:8080".parse().unwrap());
+        assert_eq!(
+            (tcp.rise, tcp.timing.retry),
+            (2, 2),
+            "fall 3 is two retries"
+        );
+        assert_eq!(tcp.timing.warmup, Duration::from_secs(5));
+        let dns = &other.checkers[2];
+        assert_eq!(dns.timing.retry, 3, "DNS's default");
+        assert_eq!(dns.timing.delay_before_retry, dns.timing.delay_loop);
+        let ProbeKind::File(f) = &other.checkers[5].probe.kind else {
+            panic!("FILE_CHECK")
+        };
+        assert_eq!((f.weight, f.reverse, f.dynamic), (-2, true, true));
+        assert_eq!(f.path, std::path::Path::new("/run/lbd/flag"));
+    }
+
+    #[test]
+    fn checker_errors_are_reported_with_positions() {
+        let text = "virtual_server 203.0.113.1 80 {\n  real_server 192.0.2.2 80 {\n    HTTP_GET {\n      url { digest zz }\n      nb_sock_pool 3\n    }\n    FILE_CHECK { track_file nope }\n    UDP_CHECK { payload 1 }\n  }\n}\n";
+        let errors: Vec<String> = load(
+            "keepalived.conf",
+            text,
+            Format::Keepalived,
+            Unimplemented::Reject,
+            &Overrides::default(),
+        )
+        .expect_err("invalid")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            errors,
+            [
+                "keepalived.conf:3:5: HTTP_GET needs at least one url",
+                "keepalived.conf:4:7: url needs a path",
+                "keepalived.conf:4:20: digest must be 32 hex digits (MD5)",
+                "keepalived.conf:5:7: unknown keyword \"nb_sock_pool\" in HTTP_GET",
+                "keepalived.conf:7:5: FILE_CHECK needs track_file",
+                "keepalived.conf:7:29: no track_file named \"nope\"",
+                "keepalived.conf:8:25: payload must be hex digits",
+            ]
+        );
+    }
 
     #[test]
     fn hex_helpers_read_keepalived_notation() {

@@ -426,7 +426,9 @@ fn lvs_statements(file: &str, text: &str) -> Result<Vec<Statement>, Vec<ConfigEr
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let ctx = Ctx { file, text };
-    for (key, value) in root.get_ref() {
+    let mut entries: Vec<_> = root.get_ref().iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    for (key, value) in entries {
         let keyword = match key.get_ref().as_ref() {
             "virtual_server" => "virtual_server",
             "virtual_server_group" => "virtual_server_group",
@@ -552,7 +554,10 @@ impl Ctx<'_> {
             }
         }
         let mut block = Vec::new();
-        for (k, v) in table {
+        // In the order written: the table's map is sorted by key.
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        for (k, v) in entries {
             let name = k.get_ref().as_ref();
             if arg_keys.contains(&name) {
                 continue;
