@@ -201,6 +201,8 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                         "netns_vrrp",
                         "--test",
                         "vrrp_tc_test_run",
+                        "--test",
+                        "netns_health",
                     ]),
                 )
             })

@@ -119,16 +119,23 @@ where
     let request = request
         .body(http_body_util::Empty::new())
         .map_err(|e| format!("request for {:?}: {e}", url.path))?;
+    // The connection future drives the I/O until the body is read: it runs beside the
+    // exchange, and whatever it ends with shows up in the exchange's own result.
     let driver = async {
-        // The connection task ends with the response or an error; either is seen below.
         drop(conn.await);
         std::future::pending::<()>().await;
     };
-    let response = tokio::select! {
-        r = sender.send_request(request) => r.map_err(|e| format!("HTTP: {e}"))?,
-        () = driver => unreachable!("pending never completes"),
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        judge(url, response).await
     };
-    judge(url, response).await
+    tokio::select! {
+        result = exchange => result,
+        () = driver => unreachable!("pending never completes"),
+    }
 }
 
 async fn judge(url: &UrlCheck, response: hyper::Response<Incoming>) -> Result<Outcome, String> {

@@ -26,6 +26,9 @@ struct Key {
     fwmark: Option<u32>,
 }
 
+/// The shared sockets' receive buffer.
+const RCVBUF: usize = 4 << 20;
+
 type Waiters = Mutex<HashMap<(IpAddr, u16), oneshot::Sender<()>>>;
 
 #[derive(Debug)]
@@ -116,6 +119,9 @@ impl Pingers {
         let mut source = target.clone();
         source.bind_port = None;
         let raw = super::socket(&source, Type::RAW, Some(protocol))?;
+        // Every ICMP packet of the namespace reaches a raw socket: room for bursts of replies.
+        nix::sys::socket::setsockopt(&raw, nix::sys::socket::sockopt::RcvBufForce, &RCVBUF)
+            .map_err(std::io::Error::from)?;
         let socket = Arc::new(UdpSocket::from_std(raw.into())?);
         let waiters: Arc<Waiters> = Arc::default();
         let ident = (std::process::id() & 0xffff) as u16;
