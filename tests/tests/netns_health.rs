@@ -121,7 +121,7 @@ fn serve(t: &Topo, addr: &str, handle: fn(TcpStream)) {
 }
 
 /// Reads a request head; returns it.
-fn read_head(conn: &mut TcpStream) -> String {
+fn read_head(conn: &TcpStream) -> String {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut head = String::new();
     loop {
@@ -164,7 +164,7 @@ fn at(addr: &str, kind: ProbeKind) -> Probe {
 }
 
 fn web_server(mut conn: TcpStream) {
-    let head = read_head(&mut conn);
+    let head = read_head(&conn);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let host_ok = head.to_ascii_lowercase().contains("host: www.example.org");
     let (status, body) = match path.as_str() {
@@ -316,19 +316,19 @@ fn hostile_http_servers_cannot_stall_or_grow_a_probe() {
     let t = topo();
     // Garbage instead of HTTP.
     serve(&t, "192.0.2.4:80", |mut c| {
-        read_head(&mut c);
+        read_head(&c);
         c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02").ok();
     });
     // An endless body.
     serve(&t, "192.0.2.4:81", |mut c| {
-        read_head(&mut c);
+        read_head(&c);
         c.write_all(b"HTTP/1.0 200 OK\r\n\r\n").ok();
         let chunk = vec![b'x'; 64 * 1024];
         while c.write_all(&chunk).is_ok() {}
     });
     // Slowloris: one header byte every 100 ms, forever.
     serve(&t, "192.0.2.4:82", |mut c| {
-        read_head(&mut c);
+        read_head(&c);
         c.write_all(b"HTTP/1.0 200 OK\r\n").ok();
         while c.write_all(b"X").is_ok() {
             std::thread::sleep(Duration::from_millis(100));
@@ -336,7 +336,7 @@ fn hostile_http_servers_cannot_stall_or_grow_a_probe() {
     });
     // Huge headers.
     serve(&t, "192.0.2.4:83", |mut c| {
-        read_head(&mut c);
+        read_head(&c);
         let mut reply = b"HTTP/1.0 200 OK\r\n".to_vec();
         for i in 0..20_000 {
             reply.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(40)).as_bytes());
