@@ -58,6 +58,30 @@ pub struct Status {
     pub vrrp: Vec<VrrpStatus>,
     /// The reconciler, when there are virtual servers.
     pub reconciler: Option<ReconcilerStatus>,
+    /// The services and real servers lbd wants programmed now (health applied).
+    pub desired_services: Vec<ServiceStatus>,
+}
+
+/// A service as lbd wants it programmed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// keepalived's notation: `[203.0.113.1]:tcp:80`, `FWM 5`.
+    pub service: String,
+    /// Scheduler.
+    pub scheduler: String,
+    /// Its destinations.
+    pub real_servers: Vec<DestStatus>,
+}
+
+/// A destination as lbd wants it programmed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestStatus {
+    /// address:port.
+    pub address: String,
+    /// Weight (0: inhibited or drained).
+    pub weight: u32,
+    /// nat, dr or tun.
+    pub forwarding: String,
 }
 
 /// The reconciler's work so far.

@@ -257,6 +257,7 @@ impl State {
             router_id: self.model.router_id.clone(),
             vrrp: Vec::new(),
             reconciler: None,
+            desired_services: Vec::new(),
         }
     }
 }
@@ -631,6 +632,7 @@ pub async fn run(
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
     let lvs = start_lvs(&state, lvs_stopped);
     let health_view = lvs.as_ref().map(|l| l.health.view.clone());
+    let desired = lvs.as_ref().map(|l| l.health.desired.clone());
     let reconciler_status = lvs
         .as_ref()
         .map(|l| (l.backend, l.health.probes, l.stats.clone()));
@@ -649,6 +651,25 @@ pub async fn run(
                 .unwrap_or_default();
             let mut status = state.status(&health);
             status.vrrp = vrrp_statuses(&vrrp_queries).await;
+            if let Some(desired) = &desired {
+                status.desired_services = desired
+                    .borrow()
+                    .iter()
+                    .map(|(key, svc)| crate::control::ServiceStatus {
+                        service: key.to_string(),
+                        scheduler: svc.settings.scheduler.clone(),
+                        real_servers: svc
+                            .dests
+                            .iter()
+                            .map(|(addr, d)| crate::control::DestStatus {
+                                address: addr.to_string(),
+                                weight: d.weight,
+                                forwarding: d.forwarding.name().to_owned(),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+            }
             status.reconciler = reconciler_status.as_ref().map(|(backend, probes, stats)| {
                 let s = stats.borrow();
                 crate::control::ReconcilerStatus {

@@ -785,3 +785,252 @@ fn file_check_values_weights_and_dynamic() {
     );
     up(&t, at("192.0.2.2:0", file(-2, true, false)));
 }
+
+/// A TCP server that accepts and closes, counts connections, and stops on request (then
+/// connections are refused).
+struct Server {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(t: &Topo, addr: &str) -> Self {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+        };
+        let addr: SocketAddr = addr.parse().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (s, a) = (stop.clone(), accepted.clone());
+        let thread = t.host.spawn_within(move || {
+            let listener = TcpListener::bind(addr).expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        // Listening once the thread has bound: connect until accepted.
+        let server = Self {
+            stop,
+            accepted,
+            thread: Some(thread),
+        };
+        let host = t.host.clone();
+        wait_until("server listening", Duration::from_secs(5), || {
+            host.within(move || TcpStream::connect(addr).is_ok())
+        });
+        server
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads what is in the FIFO so far (non-blocking).
+fn fifo_lines(fifo: &mut std::fs::File, seen: &mut String) -> String {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = fifo.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen.clone()
+}
+
+fn desired(status: &serde_json::Value, service: &str) -> Vec<(String, u64)> {
+    status["desired_services"]
+        .as_array()
+        .expect("desired_services")
+        .iter()
+        .filter(|s| s["service"] == service)
+        .flat_map(|s| s["real_servers"].as_array().expect("reals").clone())
+        .map(|d| {
+            (
+                d["address"].as_str().expect("address").to_owned(),
+                d["weight"].as_u64().expect("weight"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn lbd_keeps_pools_right_quorum_sorry_server_inhibit_alpha_and_shared_probes() {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut t = topo();
+    let dir = t.lab.dir().to_owned();
+    // Notify scripts run unprivileged: they write to a world-writable directory.
+    let notes = dir.join("notes");
+    std::fs::create_dir_all(&notes).expect("notes dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let log = notes.join("log");
+    let note = |word: &str| format!("\"/bin/sh -c 'echo {word} >> {}'\"", log.display());
+    let mut a = Server::start(&t, "192.0.2.2:80");
+    let mut b = Server::start(&t, "192.0.2.3:80");
+    let _c = Server::start(&t, "192.0.2.4:80");
+    let shared = Server::start(&t, "192.0.2.5:80");
+    let check = "TCP_CHECK {\n connect_timeout 0.2\n retry 0\n }";
+    let config = format!(
+        r#"
+global_defs {{
+  lvs_notify_fifo {fifo}
+}}
+virtual_server 203.0.113.1 80 {{
+  delay_loop 0.2
+  quorum 2
+  hysteresis 0
+  quorum_down {quorum_down}
+  sorry_server 192.0.2.9 80
+  real_server 192.0.2.2 80 {{
+    notify_down {a_down}
+    {check}
+  }}
+  real_server 192.0.2.3 80 {{
+    {check}
+  }}
+  real_server 192.0.2.5 80 {{
+    {check}
+  }}
+}}
+virtual_server 203.0.113.2 80 {{
+  delay_loop 0.2
+  alpha
+  real_server 192.0.2.4 80 {{
+    {check}
+  }}
+  real_server 192.0.2.5 80 {{
+    {check}
+  }}
+  real_server 192.0.2.6 80 {{
+    inhibit_on_failure
+    {check}
+  }}
+}}
+"#,
+        fifo = dir.join("lvs.fifo").display(),
+        quorum_down = note("quorum-down"),
+        a_down = note("a-down"),
+    );
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, config).expect("config");
+    let socket = dir.join("lbd.sock");
+    let mut lbd = t.host.command(lb_tests::workspace_bin("lbd"));
+    lbd.arg("run")
+        .arg("-f")
+        .arg(&conf)
+        .args(["--dataplane", "none", "--control-socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    t.lab.spawn("lbd", lbd);
+    lb_tests::lab::wait_for_path(&dir.join("lvs.fifo"), Duration::from_secs(10));
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(dir.join("lvs.fifo"))
+        .expect("open FIFO");
+    let mut seen = String::new();
+    let vs1 = "[203.0.113.1]:tcp:80";
+    let vs2 = "[203.0.113.2]:tcp:80";
+    let status = || lb_tests::lbctl_status(&socket);
+    // The alpha pool starts down and comes up on its first checks; 192.0.2.6 has no server:
+    // inhibited, it stays at weight 0.
+    wait_until("the alpha pool up", Duration::from_secs(10), || {
+        desired(&status(), vs2)
+            == [
+                ("192.0.2.4:80".to_owned(), 1),
+                ("192.0.2.5:80".to_owned(), 1),
+                ("192.0.2.6:80".to_owned(), 0),
+            ]
+    });
+    wait_until("the alpha UP lines", Duration::from_secs(5), || {
+        fifo_lines(&mut fifo, &mut seen).contains(&format!("RS [192.0.2.4]:tcp:80 {vs2} UP\n"))
+    });
+    assert!(
+        !seen.contains(&format!("RS [192.0.2.2]:tcp:80 {vs1} UP")),
+        "non-alpha servers start up, with no UP line: {seen}"
+    );
+    assert_eq!(
+        desired(&status(), vs1).len(),
+        3,
+        "{:?}",
+        desired(&status(), vs1)
+    );
+    // One probe per distinct checker: 192.0.2.5's check is shared by both virtual servers.
+    let s = status();
+    assert_eq!(s["reconciler"]["probes"], 5, "{}", s["reconciler"]);
+    let before = shared.accepted();
+    std::thread::sleep(Duration::from_secs(2));
+    let per_second = (shared.accepted() - before) as f64 / 2.0;
+    assert!(
+        (3.0..=7.5).contains(&per_second),
+        "the shared server is probed once per delay_loop (5/s), not once per virtual server: {per_second}/s"
+    );
+    // A real server dies: it leaves, its notify_down runs, the FIFO says so.
+    a.kill();
+    wait_until("a leaves the pool", Duration::from_secs(5), || {
+        !desired(&status(), vs1)
+            .iter()
+            .any(|(addr, _)| addr == "192.0.2.2:80")
+    });
+    wait_until("the RS DOWN line", Duration::from_secs(5), || {
+        fifo_lines(&mut fifo, &mut seen).contains(&format!("RS [192.0.2.2]:tcp:80 {vs1} DOWN\n"))
+    });
+    wait_until("notify_down ran", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("a-down"))
+    });
+    // Another dies: live weight 1 < quorum 2, the sorry server takes over alone.
+    b.kill();
+    wait_until("the sorry server alone", Duration::from_secs(5), || {
+        desired(&status(), vs1) == [("192.0.2.9:80".to_owned(), 1)]
+    });
+    wait_until("VS DOWN and quorum_down", Duration::from_secs(5), || {
+        fifo_lines(&mut fifo, &mut seen).contains(&format!("VS {vs1} DOWN\n"))
+            && std::fs::read_to_string(&log).is_ok_and(|l| l.contains("quorum-down"))
+    });
+    let s = status();
+    let vs = &s["virtual_servers"][0];
+    assert_eq!(vs["quorum_up"], false);
+    assert_eq!(vs["real_servers"][1]["alive"], false);
+    assert!(
+        vs["real_servers"][1]["checkers"][0]["last_detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("refused")),
+        "{vs}"
+    );
+    // It comes back: quorum again, the sorry server goes.
+    b = Server::start(&t, "192.0.2.3:80");
+    wait_until("quorum regained", Duration::from_secs(5), || {
+        desired(&status(), vs1)
+            == [
+                ("192.0.2.3:80".to_owned(), 1),
+                ("192.0.2.5:80".to_owned(), 1),
+            ]
+    });
+    wait_until("VS UP", Duration::from_secs(5), || {
+        fifo_lines(&mut fifo, &mut seen).contains(&format!("VS {vs1} UP\n"))
+    });
+    drop((b, shared));
+}

@@ -142,17 +142,22 @@ fn first_offset(checker: &Checker, warmup: Duration) -> Duration {
 /// and runs notify and quorum scripts.
 pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
     let pools: Vec<Pool> = servers.iter().cloned().map(Pool::new).collect();
-    let mut index: HashMap<&Checker, usize> = HashMap::new();
-    let mut checkers: Vec<&Checker> = Vec::new();
+    // `alpha` only sets where a pool starts: pools that differ in it still share a probe,
+    // which starts down only if all of them are alpha and reports its first result to all.
+    let mut index: HashMap<Checker, usize> = HashMap::new();
+    let mut checkers: Vec<Checker> = Vec::new();
     let mut subscribers: Vec<Vec<Subscriber>> = Vec::new();
     for (v, vs) in servers.iter().enumerate() {
         for (r, rs) in vs.real_servers.iter().enumerate() {
             for (c, checker) in rs.checkers.iter().enumerate() {
-                let id = *index.entry(checker).or_insert_with(|| {
-                    checkers.push(checker);
+                let mut key = checker.clone();
+                key.alpha = false;
+                let id = *index.entry(key).or_insert_with(|| {
+                    checkers.push(checker.clone());
                     subscribers.push(Vec::new());
                     checkers.len() - 1
                 });
+                checkers[id].alpha &= checker.alpha;
                 subscribers[id].push((v, r, c));
             }
         }
@@ -179,7 +184,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
     for (id, checker) in checkers.iter().enumerate() {
         tasks.push(tokio::spawn(probe_loop(
             id,
-            (*checker).clone(),
+            checker.clone(),
             ctx.clone(),
             permits.clone(),
             reports_tx.clone(),
@@ -290,12 +295,15 @@ async fn probe_loop(
         drop(permit);
         let latency = started.elapsed();
         let weight_before = state.weight();
+        let first = !state.has_run();
         let (changed, delay) = state.observe(&outcome);
         let report = Report {
             probe: id,
             up: state.is_up(),
             weight: state.weight(),
-            changed: changed || state.weight() != weight_before,
+            // The first verdict goes to every pool: an alpha pool sharing the probe of a
+            // pool that is not starts down and waits for it.
+            changed: changed || first || state.weight() != weight_before,
             ok: outcome.ok,
             latency,
             detail: outcome.detail,
