@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every tier, cheapest first, with a summary.
 //!
 //! Tiers: setup, build-ebpf, fmt, clippy, unit (pure modules and the CLI, no privileges), fuzz
-//! (the VRRP codec's cargo-fuzz target builds and passes its seed corpus),
+//! (the cargo-fuzz targets build and pass their seed corpora: VRRP codec, SMTP reply, config),
 //! privileged (namespace lab, XDP attach, BPF_PROG_TEST_RUN; root), demo (`cargo xtask demo
 //! --ci`: the README's first command, asserting on its outcome), vm (IPVS in Debian's kernel
 //! under qemu). Under `CI=true` a tier that cannot run fails the run, saying what is missing;
@@ -166,17 +166,25 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
     tier(
         "fuzz",
         &mut || {
-            // The cargo-fuzz target builds (libFuzzer included) and runs its seed corpus; the
-            // coverage-guided run is `cargo fuzz run vrrp_advert` (README).
+            // The cargo-fuzz targets build (libFuzzer included) and run their seed corpora; the
+            // coverage-guided runs are `cargo fuzz run TARGET` (README).
             let fuzz = root().join("fuzz");
             match check(
                 cargo_cmd(&["build", "--locked", "--manifest-path"]).arg(fuzz.join("Cargo.toml")),
             ) {
-                Outcome::Passed => check(
-                    Command::new(fuzz.join("target/debug/vrrp_advert"))
-                        .arg("-runs=0")
-                        .arg(fuzz.join("corpus/vrrp_advert")),
-                ),
+                Outcome::Passed => {
+                    for target in ["vrrp_advert", "smtp_reply", "config"] {
+                        let outcome = check(
+                            Command::new(fuzz.join("target/debug").join(target))
+                                .arg("-runs=0")
+                                .arg(fuzz.join("corpus").join(target)),
+                        );
+                        if !matches!(outcome, Outcome::Passed) {
+                            return outcome;
+                        }
+                    }
+                    Outcome::Passed
+                }
                 other => other,
             }
         },
