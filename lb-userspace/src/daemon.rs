@@ -462,7 +462,7 @@ async fn run_sync_groups(
 
 /// The health checks and the reconciler that programs what they decide.
 struct Lvs {
-    health: crate::health::Health,
+    health: std::sync::Arc<crate::health::Health>,
     backend: &'static str,
     stats: watch::Receiver<crate::reconcile::ReconcileStats>,
     reconciler: tokio::task::JoinHandle<()>,
@@ -479,12 +479,7 @@ impl Lvs {
         {
             error!("the reconciler did not finish within 10 s");
         }
-        let view = self
-            .health
-            .view
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let view = self.health.view();
         for (vs, pool) in self.servers.iter().zip(&view).filter(|(vs, _)| vs.omega) {
             for (rs, live) in vs.real_servers.iter().zip(&pool.reals) {
                 if live.alive {
@@ -523,7 +518,11 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
         model.vrrp.script_user.clone(),
     ));
     let ctx = crate::health::probe::ProbeContext::new(model.vrrp.script_user.clone());
-    let health = crate::health::start(&model.virtual_servers, ctx, notifier.clone());
+    let health = std::sync::Arc::new(crate::health::start(
+        &model.virtual_servers,
+        ctx,
+        notifier.clone(),
+    ));
     let (stats_tx, stats) = watch::channel(crate::reconcile::ReconcileStats::default());
     let stop = async move {
         // Either a stop or a dropped sender ends the reconciler.
@@ -631,7 +630,7 @@ pub async fn run(
     info!(mode = state.effective_mode(), "lbd running");
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
     let lvs = start_lvs(&state, lvs_stopped);
-    let health_view = lvs.as_ref().map(|l| l.health.view.clone());
+    let lvs_view = lvs.as_ref().map(|l| l.health.clone());
     let desired = lvs.as_ref().map(|l| l.health.desired.clone());
     let reconciler_status = lvs
         .as_ref()
@@ -641,14 +640,7 @@ pub async fn run(
     let vrrp_queries: Vec<_> = vrrp.iter().map(|d| d.queries.clone()).collect();
     let owner = async move {
         while let Some(reply) = queries_rx.recv().await {
-            let health = health_view
-                .as_ref()
-                .map(|v| {
-                    v.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone()
-                })
-                .unwrap_or_default();
+            let health = lvs_view.as_ref().map(|h| h.view()).unwrap_or_default();
             let mut status = state.status(&health);
             status.vrrp = vrrp_statuses(&vrrp_queries).await;
             if let Some(desired) = &desired {

@@ -39,7 +39,7 @@ enum Job {
     },
     /// Run every test tier.
     Test(test::TestArgs),
-    /// Run a benchmark: `xdp`.
+    /// Run a benchmark: `xdp`, `failover`, `watchdog` or `checks`.
     Bench {
         /// Which benchmark.
         name: String,

@@ -15,7 +15,10 @@ pub mod state;
 use std::{
     collections::HashMap,
     hash::{Hash as _, Hasher as _},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -90,30 +93,71 @@ struct Report {
     up: bool,
     weight: Option<WeightChange>,
     changed: bool,
-    ok: bool,
-    latency: Duration,
     detail: String,
 }
 
 /// Where a probe's verdict goes: (virtual server, real server, checker) indices.
 type Subscriber = (usize, usize, usize);
 
-/// The running health checks.
+/// A probe's running figures, written by its task and read by status: a healthy probe never
+/// has to message anyone.
+#[derive(Debug, Default)]
+struct Counters {
+    probes: AtomicU64,
+    failures: AtomicU64,
+    /// Microseconds; `u64::MAX` before the first probe.
+    latency_us: AtomicU64,
+}
+
+/// The running health checks, on their own thread and runtime (a current-thread tokio
+/// runtime: thousands of probes a second without cross-thread wakeups, and nothing they do
+/// can delay VRRP on the main runtime).
 #[derive(Debug)]
 pub struct Health {
     /// The desired IPVS table, for the reconciler.
     pub desired: watch::Receiver<Table>,
-    /// What status shows.
-    pub view: Arc<Mutex<Vec<PoolView>>>,
     /// Distinct probes (checkers shared by virtual servers count once).
     pub probes: usize,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    view: Arc<Mutex<Vec<PoolView>>>,
+    counters: Arc<Vec<Counters>>,
+    subscribers: Arc<Vec<Vec<Subscriber>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Health {
+    /// What status shows: every pool, its real servers and their checkers' figures.
+    pub fn view(&self) -> Vec<PoolView> {
+        let mut view = self
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (probe, subs) in self.subscribers.iter().enumerate() {
+            let c = &self.counters[probe];
+            for &(v, r, i) in subs {
+                if let Some(slot) = view[v].reals[r].checkers.get_mut(i) {
+                    slot.probes = c.probes.load(Ordering::Relaxed);
+                    slot.failures = c.failures.load(Ordering::Relaxed);
+                    slot.last_latency_us =
+                        Some(c.latency_us.load(Ordering::Relaxed)).filter(|&l| l != u64::MAX);
+                }
+            }
+        }
+        view
+    }
 }
 
 impl Drop for Health {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Some(stop) = self.stop.take() {
+            // The thread may be gone already.
+            stop.send(()).ok();
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            warn!("the health-check thread panicked");
         }
     }
 }
@@ -171,26 +215,17 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         table.extend(pool.desired());
     }
     let (desired_tx, desired) = watch::channel(table);
-    let ctx = Arc::new(ctx);
-    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
-    let (reports_tx, reports) = mpsc::channel(16 * 1024);
-    let enabled = Arc::new(
-        (0..checkers.len())
-            .map(|_| std::sync::atomic::AtomicBool::new(true))
-            .collect::<Vec<_>>(),
-    );
-    let mut tasks = Vec::new();
     let probes = checkers.len();
-    for (id, checker) in checkers.iter().enumerate() {
-        tasks.push(tokio::spawn(probe_loop(
-            id,
-            checker.clone(),
-            ctx.clone(),
-            permits.clone(),
-            reports_tx.clone(),
-            enabled.clone(),
-        )));
-    }
+    let counters: Arc<Vec<Counters>> = Arc::new(
+        (0..probes)
+            .map(|_| Counters {
+                latency_us: AtomicU64::new(u64::MAX),
+                ..Counters::default()
+            })
+            .collect(),
+    );
+    let enabled: Arc<Vec<AtomicBool>> =
+        Arc::new((0..probes).map(|_| AtomicBool::new(true)).collect());
     let statuses = checkers
         .iter()
         .map(|c| CheckerView {
@@ -204,27 +239,77 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         })
         .collect::<Vec<_>>();
     let view = Arc::new(Mutex::new(full_view(&pools, &statuses, &subscribers)));
+    let subscribers = Arc::new(subscribers);
     let supervisor = Supervisor {
         pools,
-        subscribers,
+        subscribers: subscribers.clone(),
         statuses,
         desired: desired_tx,
         notifier,
         view: view.clone(),
     };
-    tasks.push(tokio::spawn(supervisor.run(reports)));
-    if suspendable.iter().any(|&s| s) {
-        tasks.push(tokio::spawn(watch_local_addresses(
+    let watcher = suspendable.iter().any(|&s| s).then(|| {
+        watch_local_addresses(
             servers.to_vec(),
             index_subscribers(&suspendable),
-            enabled,
-        )));
-    }
+            enabled.clone(),
+        )
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shared = (counters.clone(), enabled);
+    let thread = std::thread::Builder::new()
+        .name("lbd-health".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "starting the health-check runtime");
+                    return;
+                }
+            };
+            let (counters, enabled) = shared;
+            runtime.block_on(async move {
+                let ctx = Arc::new(ctx);
+                let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
+                let (reports_tx, reports) = mpsc::channel(16 * 1024);
+                for (id, checker) in checkers.into_iter().enumerate() {
+                    tokio::spawn(probe_loop(ProbeTask {
+                        id,
+                        checker,
+                        ctx: ctx.clone(),
+                        permits: permits.clone(),
+                        reports: reports_tx.clone(),
+                        enabled: enabled.clone(),
+                        counters: counters.clone(),
+                    }));
+                }
+                drop(reports_tx);
+                tokio::spawn(supervisor.run(reports));
+                if let Some(watcher) = watcher {
+                    tokio::spawn(watcher);
+                }
+                // Dropping the runtime after this cancels every task.
+                drop(stopped.await);
+            });
+        });
+    let thread = match thread {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(error = %e, "starting the health-check thread");
+            None
+        }
+    };
     Health {
         desired,
-        view,
         probes,
-        tasks,
+        view,
+        counters,
+        subscribers,
+        stop: Some(stop),
+        thread,
     }
 }
 
@@ -237,7 +322,7 @@ fn index_subscribers(suspendable: &[bool]) -> Vec<usize> {
 async fn watch_local_addresses(
     servers: Vec<VirtualServer>,
     suspendable: Vec<usize>,
-    enabled: Arc<Vec<std::sync::atomic::AtomicBool>>,
+    enabled: Arc<Vec<AtomicBool>>,
 ) {
     let vips: Vec<std::net::IpAddr> = servers
         .iter()
@@ -262,20 +347,33 @@ async fn watch_local_addresses(
             .unwrap_or_default();
         let active = vips.is_empty() || vips.iter().any(|v| local.contains(v));
         for &i in &suspendable {
-            enabled[i].store(active, std::sync::atomic::Ordering::Relaxed);
+            enabled[i].store(active, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn probe_loop(
+/// What one probe task needs.
+struct ProbeTask {
     id: usize,
     checker: Checker,
     ctx: Arc<ProbeContext>,
     permits: Arc<Semaphore>,
     reports: mpsc::Sender<Report>,
-    enabled: Arc<Vec<std::sync::atomic::AtomicBool>>,
-) {
+    enabled: Arc<Vec<AtomicBool>>,
+    counters: Arc<Vec<Counters>>,
+}
+
+async fn probe_loop(t: ProbeTask) {
+    let ProbeTask {
+        id,
+        checker,
+        ctx,
+        permits,
+        reports,
+        enabled,
+        counters,
+    } = t;
     let mut state = CheckState::new(&checker);
     // A tracked file is read often (keepalived watches it with inotify): it costs one read.
     let file_poll = matches!(checker.probe.kind, crate::model::ProbeKind::File(_))
@@ -284,34 +382,48 @@ async fn probe_loop(
     loop {
         tokio::time::sleep_until(next).await;
         let started = Instant::now();
-        if !enabled[id].load(std::sync::atomic::Ordering::Relaxed) {
+        if !enabled[id].load(Ordering::Relaxed) {
             next = started + checker.timing.delay_loop;
             continue;
         }
         let Ok(permit) = permits.acquire().await else {
             return;
         };
-        let outcome: Outcome = probe::run(&checker.probe, checker.timing.timeout, &ctx).await;
+        // Boxed: the largest probe's state (TLS, HTTP) is allocated only while it runs, not
+        // kept in every sleeping task.
+        let outcome: Outcome =
+            Box::pin(probe::run(&checker.probe, checker.timing.timeout, &ctx)).await;
         drop(permit);
         let latency = started.elapsed();
+        let c = &counters[id];
+        c.probes.fetch_add(1, Ordering::Relaxed);
+        c.latency_us.store(
+            latency.as_micros().try_into().unwrap_or(u64::MAX - 1),
+            Ordering::Relaxed,
+        );
+        if !outcome.ok {
+            c.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let weight_before = state.weight();
         let first = !state.has_run();
         let (changed, delay) = state.observe(&outcome);
+        next = started + file_poll.unwrap_or(delay);
+        // The first verdict goes to every pool (an alpha pool sharing the probe of a pool
+        // that is not starts down and waits for it); then only changes and failures.
+        let changed = changed || first || state.weight() != weight_before;
+        if !changed && outcome.ok {
+            continue;
+        }
         let report = Report {
             probe: id,
             up: state.is_up(),
             weight: state.weight(),
-            // The first verdict goes to every pool: an alpha pool sharing the probe of a
-            // pool that is not starts down and waits for it.
-            changed: changed || first || state.weight() != weight_before,
-            ok: outcome.ok,
-            latency,
+            changed,
             detail: outcome.detail,
         };
         if reports.send(report).await.is_err() {
             return;
         }
-        next = started + file_poll.unwrap_or(delay);
     }
 }
 
@@ -352,7 +464,7 @@ fn full_view(
 
 struct Supervisor {
     pools: Vec<Pool>,
-    subscribers: Vec<Vec<Subscriber>>,
+    subscribers: Arc<Vec<Vec<Subscriber>>>,
     statuses: Vec<CheckerView>,
     desired: watch::Sender<Table>,
     notifier: Arc<Notifier>,
@@ -381,12 +493,7 @@ impl Supervisor {
 
     fn take(&mut self, r: Report, touched: &mut Vec<usize>) {
         let status = &mut self.statuses[r.probe];
-        status.probes += 1;
-        if !r.ok {
-            status.failures += 1;
-        }
         status.up = r.up;
-        status.last_latency_us = Some(r.latency.as_micros().try_into().unwrap_or(u64::MAX));
         status.last_detail = r.detail;
         if !r.changed {
             return;

@@ -307,7 +307,7 @@ fn many_instances_conf(count: usize) -> String {
 }
 
 /// (RSS in KiB, CPU time in clock ticks) of `pid` and its descendants in its process group.
-fn usage(pgid: u32) -> (u64, u64) {
+pub(crate) fn usage(pgid: u32) -> (u64, u64) {
     let mut rss = 0;
     let mut ticks = 0;
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {

@@ -5,6 +5,8 @@
 //!   steadiness and resources of lbd against keepalived 2.2.7 in the same lab ([`failover`]).
 //! - `watchdog [--crashes N] [--steady-secs S]`: VRRP under CPU starvation, lbd with and
 //!   without the kernel's record of adverts, and keepalived ([`watchdog`]).
+//! - `checks [--window-secs W] [--kills N] [--only load,detection]`: health checks at scale
+//!   (10,000 TCP, 1,000 HTTP) against a bare connect loop, and detection latency ([`checks`]).
 //! - `xdp [--repeat N] [--rounds R]`: BPF_PROG_TEST_RUN ns per packet of lbd's XDP program on
 //!   each path (VIP hit TCP/UDP/IPv6, non-VIP, non-IP), against an empty XDP program (the floor,
 //!   which is the harness's own cost) on the same frames.
@@ -13,6 +15,7 @@
     reason = "each target of lb-tests uses part of the package's dependencies; cargo cannot scope them"
 )]
 
+mod checks;
 mod failover;
 mod watchdog;
 
@@ -148,8 +151,10 @@ fn main() -> ExitCode {
         Some("xdp") => bench_xdp(&args[1..]),
         Some("failover") => failover::bench_failover(&args[1..]),
         Some("watchdog") => watchdog::bench_watchdog(&args[1..]),
+        Some("checks") => checks::bench_checks(&args[1..]),
+        Some("checks-floor") => checks::floor(&args[1..]),
         other => {
-            eprintln!("unknown benchmark {other:?}; available: xdp, failover, watchdog");
+            eprintln!("unknown benchmark {other:?}; available: xdp, failover, watchdog, checks");
             ExitCode::FAILURE
         }
     }
