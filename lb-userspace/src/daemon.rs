@@ -480,7 +480,10 @@ impl Lvs {
             error!("the reconciler did not finish within 10 s");
         }
         let view = self.health.view();
-        for (vs, pool) in self.servers.iter().zip(&view).filter(|(vs, _)| vs.omega) {
+        for vs in &self.servers {
+            let Some(pool) = view.iter().find(|p| p.name == vs.name) else {
+                continue;
+            };
             for (rs, live) in vs.real_servers.iter().zip(&pool.reals) {
                 if live.alive {
                     let name = crate::health::real_name(vs, rs.addr);
@@ -580,7 +583,13 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
         stats,
         reconciler,
         notifier,
-        servers: model.virtual_servers.clone(),
+        // Only what `omega` needs at stop: usually nothing.
+        servers: model
+            .virtual_servers
+            .iter()
+            .filter(|vs| vs.omega)
+            .cloned()
+            .collect(),
     })
 }
 
@@ -631,6 +640,7 @@ pub async fn run(
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
     let lvs = start_lvs(&state, lvs_stopped);
     let lvs_view = lvs.as_ref().map(|l| l.health.clone());
+    crate::sys::release_free_memory();
     let desired = lvs.as_ref().map(|l| l.health.desired.clone());
     let reconciler_status = lvs
         .as_ref()

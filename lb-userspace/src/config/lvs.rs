@@ -601,6 +601,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+        vs.real_servers.shrink_to_fit();
         (self.errors.len() == before).then_some(vs)
     }
 
@@ -740,6 +741,9 @@ impl<'a> Reader<'a> {
             let checker = self.checker(c, &rs, timing, virtualhost.as_deref());
             rs.checkers.push(checker);
         }
+        // The model lives as long as lbd: no spare capacity (10,000 real servers' worth of
+        // it is megabytes).
+        rs.checkers.shrink_to_fit();
         Some(rs)
     }
 

@@ -4,9 +4,11 @@
 //! Layers: [`state`] (one checker's verdict, pure), [`pool`] (a virtual server's live set and
 //! quorum, pure), [`probe`] (the checkers' I/O) and this module's runner, which owns the tasks.
 //! A checker shared by several virtual servers (same target, same check, same timing) is
-//! probed once and its verdict fans out to each of them. Probes are spread over their
-//! `warmup` by a hash of the checker, so 10,000 checks do not fire in the same millisecond,
-//! and a semaphore caps how many run at once.
+//! probed once and its verdict fans out to each of them. One scheduler task keeps every probe
+//! in a timer heap and runs those due (at most [`MAX_CONCURRENT_PROBES`] at once); first
+//! probes are spread over their `warmup` by a hash of the checker, so 10,000 checks do not
+//! fire in the same millisecond. Each probe's latency and counts are kept in atomics; only
+//! verdict changes and failures are messages, to the supervisor that owns the pools.
 
 pub mod pool;
 pub mod probe;
@@ -24,7 +26,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    sync::{Semaphore, mpsc, watch},
+    sync::{mpsc, watch},
     time::Instant,
 };
 use tracing::{info, warn};
@@ -189,7 +191,8 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
     // `alpha` only sets where a pool starts: pools that differ in it still share a probe,
     // which starts down only if all of them are alpha and reports its first result to all.
     let mut index: HashMap<Checker, usize> = HashMap::new();
-    let mut checkers: Vec<Checker> = Vec::new();
+    let mut checkers: Vec<&Checker> = Vec::new();
+    let mut alpha: Vec<bool> = Vec::new();
     let mut subscribers: Vec<Vec<Subscriber>> = Vec::new();
     for (v, vs) in servers.iter().enumerate() {
         for (r, rs) in vs.real_servers.iter().enumerate() {
@@ -197,15 +200,24 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
                 let mut key = checker.clone();
                 key.alpha = false;
                 let id = *index.entry(key).or_insert_with(|| {
-                    checkers.push(checker.clone());
+                    checkers.push(checker);
+                    alpha.push(true);
                     subscribers.push(Vec::new());
                     checkers.len() - 1
                 });
-                checkers[id].alpha &= checker.alpha;
+                alpha[id] &= checker.alpha;
                 subscribers[id].push((v, r, c));
             }
         }
     }
+    drop(index);
+    // Exactly sized: 10,000 probes live as long as lbd.
+    let checkers: Vec<Arc<Checker>> = checkers
+        .iter()
+        .zip(&alpha)
+        .map(|(&c, &alpha)| Arc::new(Checker { alpha, ..c.clone() }))
+        .collect();
+    subscribers.shrink_to_fit();
     let suspendable: Vec<bool> = subscribers
         .iter()
         .map(|subs| subs.iter().all(|(v, ..)| servers[*v].ha_suspend))
@@ -272,21 +284,15 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
             };
             let (counters, enabled) = shared;
             runtime.block_on(async move {
-                let ctx = Arc::new(ctx);
-                let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
                 let (reports_tx, reports) = mpsc::channel(16 * 1024);
-                for (id, checker) in checkers.into_iter().enumerate() {
-                    tokio::spawn(probe_loop(ProbeTask {
-                        id,
-                        checker,
-                        ctx: ctx.clone(),
-                        permits: permits.clone(),
-                        reports: reports_tx.clone(),
-                        enabled: enabled.clone(),
-                        counters: counters.clone(),
-                    }));
-                }
-                drop(reports_tx);
+                let scheduler = Scheduler {
+                    checkers,
+                    ctx: Arc::new(ctx),
+                    reports: reports_tx,
+                    enabled,
+                    counters,
+                };
+                tokio::spawn(scheduler.run());
                 tokio::spawn(supervisor.run(reports));
                 if let Some(watcher) = watcher {
                     tokio::spawn(watcher);
@@ -353,52 +359,83 @@ async fn watch_local_addresses(
     }
 }
 
-/// What one probe task needs.
-struct ProbeTask {
-    id: usize,
-    checker: Checker,
+/// What the probe scheduler needs.
+struct Scheduler {
+    checkers: Vec<Arc<Checker>>,
     ctx: Arc<ProbeContext>,
-    permits: Arc<Semaphore>,
     reports: mpsc::Sender<Report>,
     enabled: Arc<Vec<AtomicBool>>,
     counters: Arc<Vec<Counters>>,
 }
 
-async fn probe_loop(t: ProbeTask) {
-    let ProbeTask {
-        id,
-        checker,
-        ctx,
-        permits,
-        reports,
-        enabled,
-        counters,
-    } = t;
-    let mut state = CheckState::new(&checker);
-    // A tracked file is read often (keepalived watches it with inotify): it costs one read.
-    let file_poll = matches!(checker.probe.kind, crate::model::ProbeKind::File(_))
-        .then_some(Duration::from_millis(100));
-    let mut next = Instant::now() + first_offset(&checker, checker.timing.warmup);
-    loop {
-        tokio::time::sleep_until(next).await;
-        let started = Instant::now();
-        if !enabled[id].load(Ordering::Relaxed) {
-            next = started + checker.timing.delay_loop;
-            continue;
+impl Scheduler {
+    /// Runs every probe when it is due: one timer heap and the probes in flight, in one task.
+    /// A sleeping probe is its verdict and a heap entry (tens of bytes), not a task: 10,000
+    /// checks cost a few hundred kilobytes between probes.
+    async fn run(self) {
+        use futures_util::{StreamExt as _, stream::FuturesUnordered};
+        use std::{cmp::Reverse, collections::BinaryHeap};
+        let now = Instant::now();
+        let mut states: Vec<CheckState> =
+            self.checkers.iter().map(|c| CheckState::new(c)).collect();
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = self
+            .checkers
+            .iter()
+            .enumerate()
+            .map(|(id, c)| Reverse((now + first_offset(c, c.timing.warmup), id)))
+            .collect();
+        let mut running = FuturesUnordered::new();
+        loop {
+            let now = Instant::now();
+            while running.len() < MAX_CONCURRENT_PROBES {
+                let Some(&Reverse((at, id))) = due.peek() else {
+                    break;
+                };
+                if at > now {
+                    break;
+                }
+                due.pop();
+                let checker = self.checkers[id].clone();
+                if !self.enabled[id].load(Ordering::Relaxed) {
+                    due.push(Reverse((at + checker.timing.delay_loop, id)));
+                    continue;
+                }
+                let ctx = self.ctx.clone();
+                running.push(async move {
+                    let started = Instant::now();
+                    let outcome = probe::run(&checker.probe, checker.timing.timeout, &ctx).await;
+                    (id, started, outcome)
+                });
+            }
+            let next = due.peek().map(|Reverse((at, _))| *at);
+            let can_start = running.len() < MAX_CONCURRENT_PROBES;
+            tokio::select! {
+                Some((id, started, outcome)) = running.next(), if !running.is_empty() => {
+                    let delay = self.finish(&mut states[id], id, started, outcome).await;
+                    due.push(Reverse((started + delay, id)));
+                }
+                () = sleep_until_some(next), if can_start && next.is_some() => {}
+                else => return,
+            }
         }
-        let Ok(permit) = permits.acquire().await else {
-            return;
-        };
-        // Boxed: the largest probe's state (TLS, HTTP) is allocated only while it runs, not
-        // kept in every sleeping task.
-        let outcome: Outcome =
-            Box::pin(probe::run(&checker.probe, checker.timing.timeout, &ctx)).await;
-        drop(permit);
-        let latency = started.elapsed();
-        let c = &counters[id];
+    }
+
+    /// Records a probe's result; returns when to run it again.
+    async fn finish(
+        &self,
+        state: &mut CheckState,
+        id: usize,
+        started: Instant,
+        outcome: Outcome,
+    ) -> Duration {
+        let c = &self.counters[id];
         c.probes.fetch_add(1, Ordering::Relaxed);
         c.latency_us.store(
-            latency.as_micros().try_into().unwrap_or(u64::MAX - 1),
+            started
+                .elapsed()
+                .as_micros()
+                .try_into()
+                .unwrap_or(u64::MAX - 1),
             Ordering::Relaxed,
         );
         if !outcome.ok {
@@ -407,23 +444,33 @@ async fn probe_loop(t: ProbeTask) {
         let weight_before = state.weight();
         let first = !state.has_run();
         let (changed, delay) = state.observe(&outcome);
-        next = started + file_poll.unwrap_or(delay);
+        // A tracked file is read often (keepalived watches it with inotify): one read.
+        let delay = match self.checkers[id].probe.kind {
+            crate::model::ProbeKind::File(_) => Duration::from_millis(100),
+            _ => delay,
+        };
         // The first verdict goes to every pool (an alpha pool sharing the probe of a pool
         // that is not starts down and waits for it); then only changes and failures.
         let changed = changed || first || state.weight() != weight_before;
-        if !changed && outcome.ok {
-            continue;
+        if changed || !outcome.ok {
+            let report = Report {
+                probe: id,
+                up: state.is_up(),
+                weight: state.weight(),
+                changed,
+                detail: outcome.detail,
+            };
+            // Closed only while shutting down.
+            drop(self.reports.send(report).await);
         }
-        let report = Report {
-            probe: id,
-            up: state.is_up(),
-            weight: state.weight(),
-            changed,
-            detail: outcome.detail,
-        };
-        if reports.send(report).await.is_err() {
-            return;
-        }
+        delay
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
