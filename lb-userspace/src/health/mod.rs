@@ -253,6 +253,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
     let view = Arc::new(Mutex::new(full_view(&pools, &statuses, &subscribers)));
     let subscribers = Arc::new(subscribers);
     let supervisor = Supervisor {
+        log_all: checkers.iter().map(|c| c.log_all_failures).collect(),
         pools,
         subscribers: subscribers.clone(),
         statuses,
@@ -513,6 +514,8 @@ struct Supervisor {
     pools: Vec<Pool>,
     subscribers: Arc<Vec<Vec<Subscriber>>>,
     statuses: Vec<CheckerView>,
+    /// Per probe: `log_all_failures` (every failure is logged, not only transitions).
+    log_all: Vec<bool>,
     desired: watch::Sender<Table>,
     notifier: Arc<Notifier>,
     view: Arc<Mutex<Vec<PoolView>>>,
@@ -543,6 +546,9 @@ impl Supervisor {
         status.up = r.up;
         status.last_detail = r.detail;
         if !r.changed {
+            if self.log_all[r.probe] {
+                warn!(checker = %status.kind, target = %status.target, detail = %status.last_detail, "check failed");
+            }
             return;
         }
         for &(v, rs, c) in &self.subscribers[r.probe] {
