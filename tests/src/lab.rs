@@ -316,3 +316,67 @@ pub fn wait_for_path(path: &Path, timeout: Duration) {
         path.exists()
     });
 }
+
+/// A TCP server that accepts and closes, counts connections, and stops on request (then
+/// connections are refused).
+#[derive(Debug)]
+pub struct TcpServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TcpServer {
+    /// Listens on `addr` inside `ns`; returns once it accepts.
+    pub fn start(ns: &Netns, addr: &str) -> Self {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicUsize},
+        };
+        let addr: std::net::SocketAddr = addr.parse().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (s, a) = (stop.clone(), accepted.clone());
+        let thread = ns.spawn_within(move || {
+            let listener = std::net::TcpListener::bind(addr).expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        // Listening once the thread has bound: connect until accepted.
+        let server = Self {
+            stop,
+            accepted,
+            thread: Some(thread),
+        };
+        wait_until("server listening", Duration::from_secs(5), || {
+            ns.within(move || std::net::TcpStream::connect(addr).is_ok())
+        });
+        server
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -170,3 +170,114 @@ fn udp_ipv6_and_every_forwarding_method_read_back() {
     );
     drop(lab);
 }
+
+/// lbd on a keepalived.conf with virtual_server blocks: what it programs reads back through
+/// `ipvsadm -Ln`; a dead real server leaves (or stays at weight 0 when inhibited) and comes
+/// back; drift (`ipvsadm -C`) is repaired on the next resync; a service lbd does not own is
+/// left alone, and lbd's own go at stop.
+#[test]
+fn lbd_programs_ipvs_from_a_keepalived_conf_and_follows_health() {
+    in_vm();
+    let mut lab = Lab::new();
+    let director = lab.netns("director");
+    let servers = lab.netns("servers");
+    lab.veth(&director, "d0", &servers, "s0");
+    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
+    servers.ip(&["addr", "add", "192.0.2.2/24", "dev", "s0"]);
+    servers.ip(&["addr", "add", "192.0.2.3/24", "dev", "s0"]);
+    let mut a = lb_tests::lab::TcpServer::start(&servers, "192.0.2.2:80");
+    let mut b = lb_tests::lab::TcpServer::start(&servers, "192.0.2.3:80");
+    let check = "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }";
+    let conf = format!(
+        "virtual_server 203.0.113.10 80 {{\n  delay_loop 0.5\n  lb_algo wrr\n  lb_kind NAT\n  persistence_timeout 300\n  real_server 192.0.2.2 80 {{\n    weight 3\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    inhibit_on_failure\n    {check}\n  }}\n}}\nvirtual_server fwmark 7 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n}}\n"
+    );
+    let path = lab.dir().join("keepalived.conf");
+    std::fs::write(&path, conf).expect("config");
+    let socket = lab.dir().join("lbd.sock");
+    let log_path = lab.dir().join("lbd.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut lbd = director.command(lb_tests::workspace_bin("lbd"));
+    lbd.arg("run")
+        .arg("-f")
+        .arg(&path)
+        .arg("--control-socket")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let pid = lab.spawn("lbd", lbd);
+    // Compared with runs of spaces collapsed: ipvsadm pads its columns.
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let listed = |lines: &[&str]| {
+        let listing: Vec<String> = ipvsadm(&director).lines().map(words).collect();
+        lines.iter().all(|l| listing.contains(&words(l)))
+    };
+    let wait = |what: &str, lines: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !listed(lines) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {lines:?}\nipvsadm -Ln:\n{}\nlbd's log:\n{}",
+                ipvsadm(&director),
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait(
+        "lbd's services",
+        &[
+            "TCP  203.0.113.10:80 wrr persistent 300",
+            "-> 192.0.2.2:80 Masq 3 0 0",
+            "-> 192.0.2.3:80 Masq 1 0 0",
+            "FWM  7 rr",
+            "-> 192.0.2.2:80 Route 1 0 0",
+        ],
+    );
+    let status = lb_tests::lbctl_status(&socket);
+    assert_eq!(
+        status["reconciler"]["backend"], "ipvs",
+        "{}",
+        status["reconciler"]
+    );
+    // A service lbd does not own.
+    let out = director.run("ipvsadm", &["-A", "-t", "198.51.100.1:22", "-s", "rr"]);
+    assert!(out.status.success());
+    // The inhibited server dies: weight 0, still listed.
+    b.kill();
+    wait("192.0.2.3 at weight 0", &["-> 192.0.2.3:80 Masq 0 0 0"]);
+    // The shared one dies: it leaves both services.
+    a.kill();
+    lb_tests::lab::wait_until("192.0.2.2 gone", std::time::Duration::from_secs(30), || {
+        !ipvsadm(&director).contains("192.0.2.2:80")
+    });
+    a = lb_tests::lab::TcpServer::start(&servers, "192.0.2.2:80");
+    wait(
+        "192.0.2.2 back in both",
+        &["-> 192.0.2.2:80 Masq 3 0 0", "-> 192.0.2.2:80 Route 1 0 0"],
+    );
+    // Drift: everything flushed behind lbd's back comes back on the next resync.
+    assert!(director.run("ipvsadm", &["-C"]).status.success());
+    wait(
+        "drift repaired",
+        &[
+            "TCP  203.0.113.10:80 wrr persistent 300",
+            "-> 192.0.2.2:80 Masq 3 0 0",
+            "FWM  7 rr",
+        ],
+    );
+    // The foreign service was flushed too; add it again: lbd leaves it alone at stop.
+    assert!(
+        director
+            .run("ipvsadm", &["-A", "-t", "198.51.100.1:22", "-s", "rr"])
+            .status
+            .success()
+    );
+    lab.stop(pid, "TERM");
+    let listing = ipvsadm(&director);
+    assert!(
+        !listing.contains("203.0.113.10") && !listing.contains("FWM  7"),
+        "{listing}"
+    );
+    assert!(listing.contains("198.51.100.1:22"), "{listing}");
+    drop((a, b));
+}

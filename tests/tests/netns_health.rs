@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::lab::{Lab, Netns, wait_until};
+use lb_tests::lab::{Lab, Netns, TcpServer, wait_until};
 use lbd::{
     health::{probe, state::Outcome},
     model::{
@@ -786,67 +786,6 @@ fn file_check_values_weights_and_dynamic() {
     up(&t, at("192.0.2.2:0", file(-2, true, false)));
 }
 
-/// A TCP server that accepts and closes, counts connections, and stops on request (then
-/// connections are refused).
-struct Server {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(t: &Topo, addr: &str) -> Self {
-        use std::sync::{
-            Arc,
-            atomic::{AtomicBool, AtomicUsize, Ordering},
-        };
-        let addr: SocketAddr = addr.parse().expect("address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (s, a) = (stop.clone(), accepted.clone());
-        let thread = t.host.spawn_within(move || {
-            let listener = TcpListener::bind(addr).expect("bind");
-            listener.set_nonblocking(true).expect("nonblocking");
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok(_) => {
-                        a.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        // Listening once the thread has bound: connect until accepted.
-        let server = Self {
-            stop,
-            accepted,
-            thread: Some(thread),
-        };
-        let host = t.host.clone();
-        wait_until("server listening", Duration::from_secs(5), || {
-            host.within(move || TcpStream::connect(addr).is_ok())
-        });
-        server
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn kill(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("server thread");
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Reads what is in the FIFO so far (non-blocking).
 fn fifo_lines(fifo: &mut std::fs::File, seen: &mut String) -> String {
     let mut buf = [0u8; 4096];
@@ -887,10 +826,10 @@ fn lbd_keeps_pools_right_quorum_sorry_server_inhibit_alpha_and_shared_probes() {
     std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let log = notes.join("log");
     let note = |word: &str| format!("\"/bin/sh -c 'echo {word} >> {}'\"", log.display());
-    let mut a = Server::start(&t, "192.0.2.2:80");
-    let mut b = Server::start(&t, "192.0.2.3:80");
-    let _c = Server::start(&t, "192.0.2.4:80");
-    let shared = Server::start(&t, "192.0.2.5:80");
+    let mut a = TcpServer::start(&t.host, "192.0.2.2:80");
+    let mut b = TcpServer::start(&t.host, "192.0.2.3:80");
+    let _c = TcpServer::start(&t.host, "192.0.2.4:80");
+    let shared = TcpServer::start(&t.host, "192.0.2.5:80");
     let check = "TCP_CHECK {\n connect_timeout 0.2\n retry 0\n }";
     let config = format!(
         r#"
@@ -1021,7 +960,7 @@ virtual_server 203.0.113.2 80 {{
         "{vs}"
     );
     // It comes back: quorum again, the sorry server goes.
-    b = Server::start(&t, "192.0.2.3:80");
+    b = TcpServer::start(&t.host, "192.0.2.3:80");
     wait_until("quorum regained", Duration::from_secs(5), || {
         desired(&status(), vs1)
             == [
