@@ -230,7 +230,9 @@ pub struct IpvsStatus {
 /// One virtual server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualServerStatus {
-    /// VIP:port.
+    /// keepalived's name for it: `[203.0.113.10]:tcp:80`, `[GROUP]:80`, `FWM 5`.
+    pub name: String,
+    /// VIP:port of its first service (`fwmark N` for a firewall-mark service).
     pub vip: String,
     /// tcp, udp or sctp.
     pub protocol: String,

@@ -217,7 +217,12 @@ impl State {
                 let health = health.get(vs_index);
                 VirtualServerStatus {
                     quorum_up: health.map(|h| h.quorum_up),
-                    vip: vs.name.clone(),
+                    name: vs.name.clone(),
+                    vip: match vs.services.first() {
+                        Some(ServiceKey::Addr { addr, .. }) => addr.to_string(),
+                        Some(ServiceKey::Fwmark { mark, .. }) => format!("fwmark {mark}"),
+                        None => String::new(),
+                    },
                     protocol: vs.protocol.name().to_owned(),
                     scheduler: vs.scheduler.name().to_owned(),
                     forwarding: vs.forwarding.name().to_owned(),

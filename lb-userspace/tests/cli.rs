@@ -146,8 +146,8 @@ fn check_config_prints_every_error_with_its_position() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "{p}:2:11: virtual server address \"not-an-ip\" is not an IPv4 or IPv6 address\n\
-             {p}:3:8: port -1 is out of range 0-65535\n{p}: 2 errors\n"
+            "{p}:2:11: \"not-an-ip\" is not an IP address\n\
+             {p}:3:8: port \"-1\" is not 0-65535\n{p}: 2 errors\n"
         )
     );
 }
@@ -233,7 +233,7 @@ fn lbd_runs_answers_lbctl_and_stops_cleanly_on_sigterm() {
     );
     let table = text(&table.stdout);
     assert!(table.contains("data plane: none"), "{table}");
-    assert!(table.contains("203.0.113.10:80"), "{table}");
+    assert!(table.contains("[203.0.113.10]:tcp:80"), "{table}");
     assert!(table.contains("-> 192.0.2.2:80"), "{table}");
 
     // A second lbd on the same socket refuses to start.

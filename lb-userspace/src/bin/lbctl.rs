@@ -112,7 +112,7 @@ fn print_status(s: &Status) {
         let num = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
         println!(
             "{:<28} {:<5} {:<6} {:<4} {:>5} {:>12} {:>14}",
-            vs.vip,
+            vs.name,
             vs.protocol,
             vs.scheduler,
             vs.forwarding,
