@@ -973,3 +973,43 @@ virtual_server 203.0.113.2 80 {{
     });
     drop((b, shared));
 }
+
+#[test]
+fn source_options_bind_address_port_interface_and_mark() {
+    let t = topo();
+    let addr: SocketAddr = "192.0.2.2:90".parse().expect("address");
+    let listener = t
+        .host
+        .within(move || TcpListener::bind(addr).expect("bind"));
+    let (peers_tx, peers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            peers_tx.send(conn.peer_addr().expect("peer")).ok();
+        }
+    });
+    let mut probe = at("192.0.2.2:90", ProbeKind::Tcp);
+    probe.target.bind_addr = Some("192.0.2.9".parse().expect("ip"));
+    probe.target.bind_port = Some(40_001);
+    probe.target.bind_if = Some("lo".to_owned());
+    up(&t, probe.clone());
+    let peer = peers
+        .recv_timeout(Duration::from_secs(2))
+        .expect("a connection");
+    assert_eq!(
+        peer,
+        "192.0.2.9:40001".parse().expect("peer"),
+        "bindto and bind_port"
+    );
+    // fwmark: marked packets follow a rule to a table that prohibits the blackholed host, so
+    // a marked probe fails at once where an unmarked one waits out its timeout.
+    t.host.ip(&["rule", "add", "fwmark", "7", "table", "100"]);
+    t.host
+        .ip(&["route", "add", "prohibit", BLACKHOLE, "table", "100"]);
+    let mut marked = at(&format!("{BLACKHOLE}:80"), ProbeKind::Tcp);
+    marked.target.fwmark = Some(7);
+    let (o, took) = down(&t, marked.clone(), Duration::from_secs(1));
+    assert!(took < Duration::from_millis(200), "{o:?} after {took:?}");
+    marked.target.fwmark = Some(8);
+    let (o, took) = down(&t, marked, Duration::from_millis(500));
+    assert!(took >= Duration::from_millis(450), "{o:?} after {took:?}");
+}

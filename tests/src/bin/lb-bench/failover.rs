@@ -308,8 +308,15 @@ fn many_instances_conf(count: usize) -> String {
 
 /// (RSS in KiB, CPU time in clock ticks) of `pid` and its descendants in its process group.
 pub(crate) fn usage(pgid: u32) -> (u64, u64) {
+    let (rss, user, system) = usage_split(pgid);
+    (rss, user + system)
+}
+
+/// (RSS in KiB, user and system CPU time in clock ticks) of the process group `pgid`.
+pub(crate) fn usage_split(pgid: u32) -> (u64, u64, u64) {
     let mut rss = 0;
-    let mut ticks = 0;
+    let mut user = 0;
+    let mut system = 0;
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
@@ -329,10 +336,11 @@ pub(crate) fn usage(pgid: u32) -> (u64, u64) {
                 .and_then(|f| f.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        ticks += field(14) + field(15);
+        user += field(14);
+        system += field(15);
         rss += field(24) * 4;
     }
-    (rss, ticks)
+    (rss, user, system)
 }
 
 fn resources(kind: Kind, count: usize, window: Duration) -> (u64, f64) {
