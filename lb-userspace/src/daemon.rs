@@ -49,6 +49,9 @@ pub struct RunOptions {
     pub bpf_object: BpfObject,
     /// Whether VRRP drivers use the kernel's record of adverts (when the object allows).
     pub vrrp_bpf: bool,
+    /// Leave IPVS as it is at stop (keepalived's `--dont-release-ipvs`), so a restarted lbd
+    /// adopts it without a gap.
+    pub keep_ipvs: bool,
 }
 
 /// What stops the daemon from starting or running.
@@ -539,7 +542,14 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
     let wants_ipvs = state.effective_mode().contains("ipvs");
     let ipvs = if wants_ipvs && state.ipvs.as_ref().is_some_and(|s| s.available) {
         match crate::reconcile::ipvs::IpvsBackend::connect() {
-            Ok(b) => Some(b),
+            Ok(b) => {
+                if let Some(t) = model.ipvs.timeouts
+                    && let Err(e) = b.set_timeouts(t)
+                {
+                    error!(error = %e, "lvs_timeouts not applied");
+                }
+                Some(b)
+            }
             Err(e) => {
                 error!(error = %e, "connecting to IPVS: checking and notifying only");
                 None
@@ -549,11 +559,19 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
         None
     };
     let desired = health.desired.clone();
+    let policy = crate::reconcile::Policy {
+        flush_at_start: model.ipvs.flush_at_start,
+        on_stop: if state.options.keep_ipvs {
+            crate::model::OnStop::Keep
+        } else {
+            model.ipvs.on_stop
+        },
+    };
     let (backend, reconciler) = match ipvs {
         Some(b) => (
             "ipvs",
             tokio::spawn(crate::reconcile::run(
-                b, desired, RESYNC, stats_tx, None, stop,
+                b, desired, RESYNC, policy, stats_tx, None, stop,
             )),
         ),
         None => {
@@ -571,7 +589,7 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
             (
                 "fake",
                 tokio::spawn(crate::reconcile::run(
-                    fake, desired, RESYNC, stats_tx, None, stop,
+                    fake, desired, RESYNC, policy, stats_tx, None, stop,
                 )),
             )
         }

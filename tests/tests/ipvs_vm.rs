@@ -281,3 +281,106 @@ fn lbd_programs_ipvs_from_a_keepalived_conf_and_follows_health() {
     assert!(listing.contains("198.51.100.1:22"), "{listing}");
     drop((a, b));
 }
+
+/// Starts lbd in `ns` on keepalived.conf text `conf` with `extra` arguments; returns its pid,
+/// control socket and log file.
+fn start_lbd(
+    lab: &mut Lab,
+    ns: &Netns,
+    name: &str,
+    conf: &str,
+    extra: &[&str],
+) -> (u32, std::path::PathBuf, std::path::PathBuf) {
+    let path = lab.dir().join(format!("{name}.conf"));
+    std::fs::write(&path, conf).expect("config");
+    let socket = lab.dir().join(format!("{name}.sock"));
+    let log_path = lab.dir().join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut lbd = ns.command(lb_tests::workspace_bin("lbd"));
+    lbd.arg("run")
+        .arg("-f")
+        .arg(&path)
+        .arg("--control-socket")
+        .arg(&socket)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let pid = lab.spawn(name, lbd);
+    lb_tests::lab::wait_for_path(&socket, std::time::Duration::from_secs(30));
+    (pid, socket, log_path)
+}
+
+/// `lvs_flush` empties the table at start; `lvs_timeouts` is applied; with `-I`
+/// (`--dont-release-ipvs`) lbd leaves the table at stop, and a restarted lbd adopts it with no
+/// operation at all.
+#[test]
+fn flush_timeouts_and_a_restart_that_adopts_the_table() {
+    in_vm();
+    let mut lab = Lab::new();
+    let director = lab.netns("director");
+    let servers = lab.netns("servers");
+    lab.veth(&director, "d0", &servers, "s0");
+    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
+    servers.ip(&["addr", "add", "192.0.2.2/24", "dev", "s0"]);
+    let server = lb_tests::lab::TcpServer::start(&servers, "192.0.2.2:80");
+    assert!(
+        director
+            .run("ipvsadm", &["-A", "-t", "198.51.100.1:22", "-s", "rr"])
+            .status
+            .success()
+    );
+    let conf = "global_defs {\n  lvs_flush\n  lvs_timeouts tcp 900 tcpfin 120 udp 300\n}\nvirtual_server 203.0.113.20 443 {\n  delay_loop 0.5\n  lb_algo sh\n  sh-port\n  lb_kind TUN type gue port 6080 remcsum\n  real_server 192.0.2.2 80 {\n    weight 7\n    uthreshold 100\n    lthreshold 10\n    TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }\n  }\n}\n";
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let listing = || ipvsadm(&director);
+    let (pid, socket, log) = start_lbd(&mut lab, &director, "lbd", conf, &["-I"]);
+    lb_tests::lab::wait_until("lbd's service", std::time::Duration::from_secs(30), || {
+        listing().contains("203.0.113.20:443")
+    });
+    let first = listing();
+    assert!(
+        !first.contains("198.51.100.1:22"),
+        "lvs_flush removed the foreign service:\n{first}"
+    );
+    assert!(
+        words(&first).contains("TCP 203.0.113.20:443 sh (sh-port)"),
+        "{first}"
+    );
+    let detail = String::from_utf8_lossy(&director.run("ipvsadm", &["-Ln", "--thresholds"]).stdout)
+        .into_owned();
+    assert!(
+        words(&detail).contains("-> 192.0.2.2:80 100 10"),
+        "{detail}"
+    );
+    let tunnel = String::from_utf8_lossy(&director.run("ipvsadm", &["-Ln", "--tun-info"]).stdout)
+        .into_owned();
+    assert!(
+        words(&tunnel).contains("-> 192.0.2.2:80 Tunnel gue:6080:r+c 7 0 0"),
+        "{tunnel}\nlog:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let timeouts =
+        String::from_utf8_lossy(&director.run("ipvsadm", &["-L", "--timeout"]).stdout).into_owned();
+    assert!(words(&timeouts).contains("900 120 300"), "{timeouts}");
+    // Stopped with -I: the table stays.
+    lab.stop(pid, "TERM");
+    assert_eq!(words(&listing()), words(&first), "-I leaves IPVS as it was");
+    // A restarted lbd (without lvs_flush) finds its table and applies nothing.
+    let conf2 = conf.replace("  lvs_flush\n", "");
+    let (pid, socket2, _) = start_lbd(&mut lab, &director, "lbd2", &conf2, &[]);
+    lb_tests::lab::wait_until("a pass", std::time::Duration::from_secs(30), || {
+        lb_tests::lbctl_status(&socket2)["reconciler"]["passes"].as_u64() >= Some(2)
+    });
+    let status = lb_tests::lbctl_status(&socket2);
+    assert_eq!(
+        status["reconciler"]["applied"], 0,
+        "{}",
+        status["reconciler"]
+    );
+    assert_eq!(words(&listing()), words(&first));
+    lab.stop(pid, "TERM");
+    assert!(
+        !listing().contains("203.0.113.20"),
+        "released at stop without -I"
+    );
+    drop((server, socket));
+}

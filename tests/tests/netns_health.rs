@@ -991,7 +991,7 @@ fn source_options_bind_address_port_interface_and_mark() {
     probe.target.bind_addr = Some("192.0.2.9".parse().expect("ip"));
     probe.target.bind_port = Some(40_001);
     probe.target.bind_if = Some("lo".to_owned());
-    up(&t, probe.clone());
+    up(&t, probe);
     let peer = peers
         .recv_timeout(Duration::from_secs(2))
         .expect("a connection");

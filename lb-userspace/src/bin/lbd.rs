@@ -95,6 +95,10 @@ enum Command {
         /// Keep VRRP in user space: no kernel record of adverts (for comparison).
         #[arg(long)]
         no_vrrp_bpf: bool,
+        /// Leave IPVS as it is at stop (keepalived's -I): a restarted lbd adopts the table
+        /// without touching a connection.
+        #[arg(long, short = 'I')]
+        dont_release_ipvs: bool,
     },
     /// Validate a configuration file: exit 0 when valid, else print every error.
     CheckConfig {
@@ -187,6 +191,7 @@ fn main() -> anyhow::Result<ExitCode> {
             pid_file,
             bpf_object,
             no_vrrp_bpf,
+            dont_release_ipvs,
         } => {
             init_logging();
             let Some(model) = load(&config, &config_args)? else {
@@ -198,6 +203,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 pid_file,
                 bpf_object: BpfObject::choose(bpf_object.as_deref()),
                 vrrp_bpf: !no_vrrp_bpf,
+                keep_ipvs: dont_release_ipvs,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

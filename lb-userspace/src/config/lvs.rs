@@ -19,10 +19,10 @@ use super::{
     validate::split_command,
 };
 use crate::model::{
-    BodyRegex, Checker, Family, FileProbe, Forwarding, HttpProbe, HttpVersion, MiscProbe,
-    Persistence, Probe, ProbeKind, Protocol, RealServer, Scheduler, Script, ScriptUser, ServiceKey,
-    SorryServer, Target, Timing, TlsProbe, Tunnel, TunnelChecksum, TunnelKind, UdpProbe, UrlCheck,
-    VirtualServer, Weight,
+    BodyRegex, Checker, Family, FileProbe, Forwarding, HttpProbe, HttpVersion, IpvsGlobals,
+    IpvsTimeouts, MiscProbe, OnStop, Persistence, Probe, ProbeKind, Protocol, RealServer,
+    Scheduler, Script, ScriptUser, ServiceKey, SorryServer, Target, Timing, TlsProbe, Tunnel,
+    TunnelChecksum, TunnelKind, UdpProbe, UrlCheck, VirtualServer, Weight,
 };
 
 /// keepalived keywords of these blocks that lbd does not implement.
@@ -128,6 +128,72 @@ impl<'a> Reader<'a> {
             }
         }
         servers
+    }
+
+    /// Reads the global IPVS keywords (`lvs_timeouts`, `lvs_flush`, `lvs_flush_on_stop`).
+    pub(super) fn globals(&mut self, statements: &[Statement]) -> IpvsGlobals {
+        let mut globals = IpvsGlobals::default();
+        for s in statements {
+            match s.keyword.value.as_str() {
+                "lvs_flush" => globals.flush_at_start = self.flag(s).unwrap_or(false),
+                "lvs_flush_on_stop" => {
+                    let usage = "lvs_flush_on_stop takes VS or nothing";
+                    globals.on_stop = match s.args.as_slice() {
+                        [] => OnStop::FlushAll,
+                        [a] => match a.value.to_ascii_uppercase().as_str() {
+                            "VS" | "FALSE" | "NO" | "OFF" => OnStop::Release,
+                            "ALL" | "TRUE" | "YES" | "ON" => OnStop::FlushAll,
+                            _ => {
+                                self.error(a.pos, usage.into());
+                                OnStop::Release
+                            }
+                        },
+                        _ => {
+                            self.error(s.keyword.pos, usage.into());
+                            OnStop::Release
+                        }
+                    }
+                }
+                "lvs_timeouts" => globals.timeouts = self.timeouts(s),
+                _ => {}
+            }
+        }
+        globals
+    }
+
+    /// `lvs_timeouts tcp N tcpfin N udp N` (any of them), or the same as a block.
+    fn timeouts(&mut self, s: &Statement) -> Option<IpvsTimeouts> {
+        let mut words: Vec<At<String>> = s.args.clone();
+        for k in s.block.iter().flatten() {
+            words.push(k.keyword.clone());
+            words.extend(k.args.iter().cloned());
+        }
+        let mut t = IpvsTimeouts::default();
+        for pair in words.chunks(2) {
+            let [name, value] = pair else {
+                self.error(
+                    pair[0].pos,
+                    "lvs_timeouts takes tcp N tcpfin N udp N".into(),
+                );
+                return None;
+            };
+            let Ok(n) = value.value.parse::<u32>() else {
+                let message = format!("{:?} is not a number of seconds", value.value);
+                self.error(value.pos, message);
+                return None;
+            };
+            match name.value.as_str() {
+                "tcp" => t.tcp = n,
+                "tcpfin" => t.tcpfin = n,
+                "udp" => t.udp = n,
+                other => {
+                    let message = format!("lvs_timeouts has tcp, tcpfin and udp, not {other:?}");
+                    self.error(name.pos, message);
+                    return None;
+                }
+            }
+        }
+        Some(t)
     }
 
     fn error(&mut self, pos: Pos, message: String) {
@@ -1457,6 +1523,37 @@ FILE_CHECK = { track_file = "flag", weight = [-2, "reverse"], dynamic = true }
         };
         assert_eq!((f.weight, f.reverse, f.dynamic), (-2, true, true));
         assert_eq!(f.path, std::path::Path::new("/run/lbd/flag"));
+    }
+
+    #[test]
+    fn global_ipvs_settings_read_the_same_from_both_formats() {
+        let ka = load_as(
+            Format::Keepalived,
+            "global_defs {\n  lvs_flush\n  lvs_flush_on_stop\n  lvs_timeouts tcp 900 tcpfin 120 udp 300\n}\n",
+        );
+        let toml = load_as(
+            Format::Toml,
+            "lvs_flush = true\nlvs_flush_on_stop = \"ALL\"\nlvs_timeouts = { tcp = 900, tcpfin = 120, udp = 300 }\n",
+        );
+        assert_eq!(ka.ipvs, toml.ipvs);
+        assert_eq!(
+            ka.ipvs,
+            IpvsGlobals {
+                timeouts: Some(IpvsTimeouts {
+                    tcp: 900,
+                    tcpfin: 120,
+                    udp: 300
+                }),
+                flush_at_start: true,
+                on_stop: OnStop::FlushAll,
+            }
+        );
+        let vs_only = load_as(
+            Format::Keepalived,
+            "global_defs {\n  lvs_flush_on_stop VS\n}\n",
+        );
+        assert_eq!(vs_only.ipvs.on_stop, OnStop::Release);
+        assert_eq!(load_as(Format::Toml, "").ipvs, IpvsGlobals::default());
     }
 
     #[test]

@@ -66,6 +66,12 @@ struct FileDto {
     _virtual_server_group: Option<serde::de::IgnoredAny>,
     #[serde(rename = "SSL", alias = "ssl")]
     _ssl: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "lvs_timeouts")]
+    _lvs_timeouts: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "lvs_flush")]
+    _lvs_flush: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "lvs_flush_on_stop")]
+    _lvs_flush_on_stop: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     vrrp_instance: Vec<Spanned<VrrpInstanceDto>>,
     router_id: Option<Spanned<String>>,
@@ -433,6 +439,19 @@ fn lvs_statements(file: &str, text: &str) -> Result<Vec<Statement>, Vec<ConfigEr
             "virtual_server" => "virtual_server",
             "virtual_server_group" => "virtual_server_group",
             "SSL" | "ssl" => "SSL",
+            // keepalived's global_defs keywords of IPVS, with their names.
+            name @ ("lvs_timeouts" | "lvs_flush" | "lvs_flush_on_stop") => {
+                let pos = ctx.pos(key.span().start);
+                match value.get_ref() {
+                    DeValue::Table(_) => out.extend(ctx.block_statement(name, value, &mut errors)),
+                    _ => out.push(Statement {
+                        keyword: At::new(name.to_owned(), pos),
+                        args: ctx.word(value, &mut errors).into_iter().collect(),
+                        block: None,
+                    }),
+                }
+                continue;
+            }
             _ => continue,
         };
         let tables: Vec<_> = match value.get_ref() {

@@ -51,6 +51,7 @@ pub fn validate(
         }),
     );
     let virtual_servers = lvs.read(&spec.lvs);
+    let ipvs = lvs.globals(&spec.lvs);
     errors.list.append(&mut lvs.errors);
     warnings.append(&mut lvs.warnings);
     let default_version = match spec.vrrp_version.as_ref() {
@@ -104,6 +105,7 @@ pub fn validate(
             vrrp_instances,
             router_id,
             vrrp,
+            ipvs,
             lvs_notify_fifo: spec
                 .lvs_notify_fifo
                 .as_ref()

@@ -14,7 +14,7 @@ use neli::{
 use super::msg::{
     Dest, IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd, IpvsCmdAttr, IpvsDestAttr, IpvsInfo,
     IpvsSvcAttr, Service, dest_attr, parse_dest, parse_info, parse_service, service_attr,
-    service_key_attr,
+    service_key_attr, timeout_attr,
 };
 
 type IpvsMsg = Genlmsghdr<IpvsCmd, IpvsCmdAttr>;
@@ -230,6 +230,39 @@ impl IpvsClient {
         ];
         self.request(OP, IpvsCmd::DelDest, NlmF::ACK, attrs)?;
         Ok(())
+    }
+
+    /// `IPVS_CMD_SET_CONFIG`: connection timeouts in seconds (tcp, tcpfin, udp); 0 leaves one
+    /// as it is.
+    pub fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_SET_CONFIG";
+        let attrs = vec![
+            timeout_attr(IpvsCmdAttr::TimeoutTcp, tcp).map_err(ser(OP))?,
+            timeout_attr(IpvsCmdAttr::TimeoutTcpFin, tcpfin).map_err(ser(OP))?,
+            timeout_attr(IpvsCmdAttr::TimeoutUdp, udp).map_err(ser(OP))?,
+        ];
+        self.request(OP, IpvsCmd::SetConfig, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_GET_CONFIG`: the connection timeouts (tcp, tcpfin, udp) in seconds.
+    pub fn timeouts(&self) -> Result<(u32, u32, u32), IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_CONFIG";
+        let replies = self.request(OP, IpvsCmd::GetConfig, NlmF::empty(), Vec::new())?;
+        let reply = replies
+            .iter()
+            .find_map(|r| r.get_payload())
+            .ok_or(IpvsError::Netlink {
+                op: OP,
+                message: "no reply".to_owned(),
+            })?;
+        let attrs = reply.attrs().get_attr_handle();
+        let get = |a| attrs.get_attr_payload_as::<u32>(a).map_err(de(OP));
+        Ok((
+            get(IpvsCmdAttr::TimeoutTcp)?,
+            get(IpvsCmdAttr::TimeoutTcpFin)?,
+            get(IpvsCmdAttr::TimeoutUdp)?,
+        ))
     }
 
     /// `IPVS_CMD_FLUSH`: every service and destination goes.

@@ -311,6 +311,14 @@ fn empty_nest<T: NlAttrType>(kind: T) -> Result<Nlattr<T, Buffer>, SerError> {
     attr(kind, Buffer::from(Vec::<u8>::new()))
 }
 
+/// `IPVS_CMD_ATTR_TIMEOUT_*` (for `IPVS_CMD_SET_CONFIG`): seconds, 0 for unchanged.
+pub fn timeout_attr(
+    kind: IpvsCmdAttr,
+    seconds: u32,
+) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
+    attr(kind, seconds)
+}
+
 /// `IPVS_CMD_ATTR_SERVICE` with only the identifying attributes (for dest commands and deletes).
 pub fn service_key_attr(svc: &Service) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
     if svc.fwmark != 0 {

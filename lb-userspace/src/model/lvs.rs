@@ -10,6 +10,41 @@ use std::{
 
 use super::{Protocol, Script};
 
+/// keepalived's global IPVS settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpvsGlobals {
+    /// `lvs_timeouts`: connection timeouts set at start.
+    pub timeouts: Option<IpvsTimeouts>,
+    /// `lvs_flush`: empty the whole IPVS table at start.
+    pub flush_at_start: bool,
+    /// What happens to IPVS at stop.
+    pub on_stop: OnStop,
+}
+
+/// `lvs_timeouts tcp N tcpfin N udp N` in seconds (0: leave the kernel's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpvsTimeouts {
+    /// Established TCP.
+    pub tcp: u32,
+    /// TCP after a FIN.
+    pub tcpfin: u32,
+    /// UDP.
+    pub udp: u32,
+}
+
+/// What lbd does to IPVS when it stops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnStop {
+    /// Remove the services it owns, as keepalived does (`lvs_flush_on_stop VS`).
+    #[default]
+    Release,
+    /// Empty the whole table (`lvs_flush_on_stop`).
+    FlushAll,
+    /// Leave everything (`lbd run --dont-release-ipvs`, keepalived's `-I`): a restarted lbd
+    /// adopts it without touching a connection.
+    Keep,
+}
+
 /// How IPVS forwards to a real server (keepalived's `lb_kind` / `lvs_method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Forwarding {

@@ -25,6 +25,8 @@ pub struct Model {
     pub vrrp: VrrpGlobals,
     /// keepalived's `lvs_notify_fifo`: a FIFO that gets `VS` and `RS` lines.
     pub lvs_notify_fifo: Option<std::path::PathBuf>,
+    /// IPVS settings that are not one virtual server's.
+    pub ipvs: IpvsGlobals,
 }
 
 /// The VRRP settings and objects that are not one instance's.

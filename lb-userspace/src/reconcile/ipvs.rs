@@ -21,6 +21,11 @@ pub struct IpvsBackend {
 }
 
 impl IpvsBackend {
+    /// Sets the connection timeouts (`lvs_timeouts`; 0 leaves one as it is).
+    pub fn set_timeouts(&self, t: crate::model::IpvsTimeouts) -> Result<(), IpvsError> {
+        self.client.set_timeouts(t.tcp, t.tcpfin, t.udp)
+    }
+
     /// Connects to IPVS in the current network namespace.
     pub fn connect() -> Result<Self, IpvsError> {
         Ok(Self {
@@ -150,10 +155,14 @@ fn dest_settings_of(d: &Dest) -> DestSettings {
                 2 => TunnelKind::Gre,
                 _ => TunnelKind::Ipip,
             },
-            checksum: match d.tun_flags {
-                1 => TunnelChecksum::Csum,
-                2 => TunnelChecksum::Remcsum,
-                _ => TunnelChecksum::None,
+            // IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM (2) and _CSUM (1); remote checksum offload
+            // reads back with both.
+            checksum: if d.tun_flags & 2 != 0 {
+                TunnelChecksum::Remcsum
+            } else if d.tun_flags & 1 != 0 {
+                TunnelChecksum::Csum
+            } else {
+                TunnelChecksum::None
             },
         }),
         _ => Forwarding::Nat,

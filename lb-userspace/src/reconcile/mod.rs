@@ -22,7 +22,7 @@ use std::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::model::{Forwarding, ServiceKey, VirtualServer};
+use crate::model::{Forwarding, OnStop, ServiceKey, VirtualServer};
 
 /// IPVS service flags lbd sets (`linux/ip_vs.h`).
 pub mod flags {
@@ -281,19 +281,37 @@ pub async fn pass<B: Backend>(
     done
 }
 
+/// What the reconciler does with services it did not program: at start (`lvs_flush`) and at
+/// stop (`lvs_flush_on_stop`, `--dont-release-ipvs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Empty the whole table before the first pass.
+    pub flush_at_start: bool,
+    /// At stop.
+    pub on_stop: OnStop,
+}
+
 /// The reconciler task: applies each new desired table at once, and resyncs every `resync`.
-/// Publishes its stats. When `stop` completes it removes every service it owns (keepalived
-/// releases its virtual servers when it stops) and returns.
+/// Publishes its stats. When `stop` completes it does what `policy` says (by default removes
+/// every service it owns, as keepalived releases its virtual servers) and returns.
 pub async fn run<B: Backend>(
     mut backend: B,
     mut desired: watch::Receiver<Table>,
     resync: Duration,
+    policy: Policy,
     stats_out: watch::Sender<ReconcileStats>,
     applied: Option<mpsc::UnboundedSender<Vec<Op>>>,
     stop: impl Future<Output = ()>,
 ) {
     let mut owned: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut stats = ReconcileStats::default();
+    if policy.flush_at_start {
+        // Owning everything there is: the first pass removes what lbd does not want.
+        match backend.observe().await {
+            Ok(table) => owned.extend(table.keys().copied()),
+            Err(e) => warn!(backend = backend.name(), error = %e, "lvs_flush: listing the table"),
+        }
+    }
     let mut tick = tokio::time::interval(resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = std::pin::pin!(stop);
@@ -314,12 +332,22 @@ pub async fn run<B: Backend>(
             () = &mut stop => break,
         }
     }
-    let done = pass(&mut backend, &Table::new(), &owned, &mut stats).await;
-    debug!(
-        backend = backend.name(),
-        removed = done.len(),
-        "released owned services"
-    );
+    match policy.on_stop {
+        OnStop::Keep => {}
+        OnStop::Release | OnStop::FlushAll => {
+            if policy.on_stop == OnStop::FlushAll
+                && let Ok(table) = backend.observe().await
+            {
+                owned.extend(table.keys().copied());
+            }
+            let done = pass(&mut backend, &Table::new(), &owned, &mut stats).await;
+            debug!(
+                backend = backend.name(),
+                removed = done.len(),
+                "released services at stop"
+            );
+        }
+    }
     stats_out.send_replace(stats);
 }
 
