@@ -384,3 +384,178 @@ fn flush_timeouts_and_a_restart_that_adopts_the_table() {
     );
     drop((server, socket));
 }
+
+/// A server that greets each connection with its name and echoes lines until the client
+/// closes; killing it closes the listener only, so established connections carry on.
+struct EchoServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    fn start(ns: &Netns, addr: &str, name: &'static str) -> Self {
+        use std::io::{BufRead as _, Write as _};
+        let addr: std::net::SocketAddr = addr.parse().expect("address");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = ns.spawn_within(move || {
+            let l = std::net::TcpListener::bind(addr).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            ready_tx.send(()).ok();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut conn, _)) = l.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).ok();
+                    if conn.write_all(format!("{name}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                    let reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+                    for line in reader.lines() {
+                        let Ok(line) = line else { return };
+                        if conn.write_all(format!("{line}\n").as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ready.recv().expect("listening");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Connects to `vip` from `client` and returns the greeting and the open connection.
+fn greet(client: &Netns, vip: &'static str) -> (String, std::net::TcpStream) {
+    client.within(move || {
+        use std::io::BufRead as _;
+        let conn = std::net::TcpStream::connect_timeout(
+            &vip.parse().expect("vip"),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("connecting to {vip} through the director: {e}"));
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok();
+        let mut line = String::new();
+        std::io::BufReader::new(conn.try_clone().expect("clone"))
+            .read_line(&mut line)
+            .expect("greeting");
+        (line.trim().to_owned(), conn)
+    })
+}
+
+/// Real TCP connections through lbd's IPVS, NAT and DR: both real servers take new
+/// connections; one dies, its check fails, it leaves IPVS, new connections go to the survivor
+/// and a connection established to the survivor before carries on (IPVS drops the packets of
+/// connections to a removed destination: keepalived's `inhibit_on_failure` is the answer to
+/// that, weight 0).
+#[test]
+fn nat_and_dr_forward_real_connections_and_follow_health() {
+    in_vm();
+    let mut lab = Lab::new();
+    let (_switch, hosts) = lab.lan(&["director", "srva", "srvb"]);
+    let [director, srva, srvb] = [hosts[0].clone(), hosts[1].clone(), hosts[2].clone()];
+    let client = lab.netns("client");
+    lab.veth(&client, "c0", &director, "d1");
+    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    director.ip(&["addr", "add", "198.51.100.1/24", "dev", "d1"]);
+    director.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+    director.ip(&["addr", "add", "203.0.113.11/32", "dev", "lo"]);
+    lb_tests::lab::sysctl(&director, "net.ipv4.ip_forward", "1");
+    // DR replies come back through the director here (the client's only path), with the
+    // VIP, one of the director's own addresses, as their source.
+    lb_tests::lab::sysctl(&director, "net.ipv4.conf.eth0.accept_local", "1");
+    client.ip(&["addr", "add", "198.51.100.2/24", "dev", "c0"]);
+    client.ip(&["route", "add", "203.0.113.0/24", "via", "198.51.100.1"]);
+    for (ns, addr) in [(&srva, "192.0.2.2/24"), (&srvb, "192.0.2.3/24")] {
+        ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+        ns.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.1"]);
+        // DR: the VIP on lo, never answered for in ARP.
+        ns.ip(&["addr", "add", "203.0.113.11/32", "dev", "lo"]);
+        lb_tests::lab::sysctl(ns, "net.ipv4.conf.all.arp_ignore", "1");
+        lb_tests::lab::sysctl(ns, "net.ipv4.conf.all.arp_announce", "2");
+    }
+    let mut a = EchoServer::start(&srva, "0.0.0.0:80", "srva");
+    let mut b = EchoServer::start(&srvb, "0.0.0.0:80", "srvb");
+    let check = "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }";
+    let conf = format!(
+        "virtual_server 203.0.113.10 80 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind NAT\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    {check}\n  }}\n}}\nvirtual_server 203.0.113.11 80 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    {check}\n  }}\n}}\n"
+    );
+    let (pid, _socket, _log) = start_lbd(&mut lab, &director, "lbd", &conf, &[]);
+    lb_tests::lab::wait_until(
+        "four destinations",
+        std::time::Duration::from_secs(30),
+        || ipvsadm(&director).matches("-> 192.0.2.").count() == 4,
+    );
+    for vip in ["203.0.113.10:80", "203.0.113.11:80"] {
+        let names: std::collections::BTreeSet<String> =
+            (0..6).map(|_| greet(&client, vip).0).collect();
+        assert_eq!(
+            names,
+            ["srva".to_owned(), "srvb".to_owned()].into(),
+            "{vip}: both real servers take connections"
+        );
+    }
+    // An established connection to the survivor-to-be, through NAT.
+    let mut held = loop {
+        let (name, conn) = greet(&client, "203.0.113.10:80");
+        if name == "srva" {
+            break conn;
+        }
+    };
+    b.kill();
+    lb_tests::lab::wait_until(
+        "srvb leaves IPVS",
+        std::time::Duration::from_secs(30),
+        || !ipvsadm(&director).contains("192.0.2.3:80"),
+    );
+    for vip in ["203.0.113.10:80", "203.0.113.11:80"] {
+        for _ in 0..6 {
+            assert_eq!(
+                greet(&client, vip).0,
+                "srva",
+                "{vip}: new connections go to the survivor"
+            );
+        }
+    }
+    {
+        use std::io::{BufRead as _, Write as _};
+        held.write_all(b"still there?\n")
+            .expect("write on the held connection");
+        let mut line = String::new();
+        let read = std::io::BufReader::new(held.try_clone().expect("clone")).read_line(&mut line);
+        let conns =
+            String::from_utf8_lossy(&director.run("ipvsadm", &["-Lnc"]).stdout).into_owned();
+        assert!(
+            read.is_ok(),
+            "no echo ({read:?}); IPVS connections:\n{conns}\n{}",
+            ipvsadm(&director)
+        );
+        assert_eq!(
+            line, "still there?\n",
+            "the established connection carries on"
+        );
+    }
+    drop(held);
+    lab.stop(pid, "TERM");
+    a.kill();
+}
