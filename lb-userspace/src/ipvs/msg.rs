@@ -564,4 +564,90 @@ mod tests {
             key.len() + tail.len()
         );
     }
+
+    /// Bytes of one attribute nest as `strace -xx` showed them.
+    fn hex(text: &str) -> Vec<u8> {
+        text.split("\\x")
+            .filter(|b| !b.is_empty())
+            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+            .collect()
+    }
+
+    fn nest(bytes: &[u8]) -> Nlattr<IpvsCmdAttr, Buffer> {
+        use neli::FromBytes as _;
+        Nlattr::from_bytes(&mut Cursor::new(bytes)).expect("an attribute")
+    }
+
+    // The vectors below are ipvsadm's own requests, recorded in the IPVS VM (Debian's
+    // ipvsadm 1.31 on Debian's 6.1 kernel) with `strace -e trace=sendmsg -xx`; each is the
+    // generic-netlink payload after its 4-byte genl header.
+
+    /// `ipvsadm -A -t 203.0.113.10:80 -s wrr` (IPVS_CMD_NEW_SERVICE).
+    const IPVSADM_NEW_SERVICE: &str = r"\x54\x00\x01\x80\x06\x00\x01\x00\x02\x00\x00\x00\x06\x00\x02\x00\x06\x00\x00\x00\x14\x00\x03\x00\xcb\x00\x71\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x04\x00\x00\x50\x00\x00\x08\x00\x06\x00\x77\x72\x72\x00\x0c\x00\x07\x00\x00\x00\x00\x00\xff\xff\xff\xff\x08\x00\x08\x00\x00\x00\x00\x00\x08\x00\x09\x00\xff\xff\xff\xff";
+
+    /// `ipvsadm -A -f 7 -s rr -6` (IPVS_CMD_NEW_SERVICE, a firewall-mark service).
+    const IPVSADM_NEW_FWMARK_SERVICE: &str = r"\x38\x00\x01\x80\x06\x00\x01\x00\x0a\x00\x00\x00\x08\x00\x05\x00\x07\x00\x00\x00\x07\x00\x06\x00\x72\x72\x00\x00\x0c\x00\x07\x00\x00\x00\x00\x00\xff\xff\xff\xff\x08\x00\x08\x00\x00\x00\x00\x00\x08\x00\x09\x00\x80\x00\x00\x00";
+
+    /// The destination nest of `ipvsadm -a -t 203.0.113.10:80 -r 192.0.2.2:8080 -m -w 3`
+    /// (IPVS_CMD_NEW_DEST; ipvsadm orders the attributes differently and adds the tunnel ones).
+    const IPVSADM_NEW_DEST: &str = r"\x60\x00\x02\x80\x06\x00\x0b\x00\x02\x00\x00\x00\x14\x00\x01\x00\xc0\x00\x02\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x02\x00\x1f\x90\x00\x00\x08\x00\x03\x00\x00\x00\x00\x00\x08\x00\x04\x00\x03\x00\x00\x00\x05\x00\x0d\x00\x00\x00\x00\x00\x06\x00\x0e\x00\x00\x00\x00\x00\x06\x00\x0f\x00\x00\x00\x00\x00\x08\x00\x05\x00\x00\x00\x00\x00\x08\x00\x06\x00\x00\x00\x00\x00";
+
+    /// `ipvsadm --set 900 120 300` (IPVS_CMD_SET_CONFIG): its three attributes.
+    const IPVSADM_SET_TIMEOUTS: &str = r"\x08\x00\x04\x00\x84\x03\x00\x00\x08\x00\x05\x00\x78\x00\x00\x00\x08\x00\x06\x00\x2c\x01\x00\x00";
+
+    #[test]
+    fn services_encode_byte_for_byte_as_ipvsadm_sends_them() {
+        let svc = Service::new("203.0.113.10".parse().expect("ip"), 6, 80, "wrr");
+        assert_eq!(
+            bytes(&service_attr(&svc).expect("encodes")),
+            hex(IPVSADM_NEW_SERVICE)
+        );
+        let mark = Service::fwmark("::".parse().expect("ip"), 7, "rr");
+        assert_eq!(
+            bytes(&service_attr(&mark).expect("encodes")),
+            hex(IPVSADM_NEW_FWMARK_SERVICE)
+        );
+        let mut timeouts = Vec::new();
+        for (kind, seconds) in [
+            (IpvsCmdAttr::TimeoutTcp, 900),
+            (IpvsCmdAttr::TimeoutTcpFin, 120),
+            (IpvsCmdAttr::TimeoutUdp, 300),
+        ] {
+            timeouts.extend(bytes(&timeout_attr(kind, seconds).expect("encodes")));
+        }
+        assert_eq!(timeouts, hex(IPVSADM_SET_TIMEOUTS));
+    }
+
+    #[test]
+    fn ipvsadm_s_requests_parse_to_the_same_model() {
+        let svc = nest(&hex(IPVSADM_NEW_SERVICE));
+        let parsed = parse_service(&svc.get_attr_handle().expect("nested")).expect("parses");
+        assert_eq!(
+            parsed,
+            Service::new("203.0.113.10".parse().expect("ip"), 6, 80, "wrr")
+        );
+        let mark = nest(&hex(IPVSADM_NEW_FWMARK_SERVICE));
+        let parsed = parse_service(&mark.get_attr_handle().expect("nested")).expect("parses");
+        assert_eq!(parsed, Service::fwmark("::".parse().expect("ip"), 7, "rr"));
+        let dest = nest(&hex(IPVSADM_NEW_DEST));
+        let parsed = parse_dest(
+            &dest.get_attr_handle().expect("nested"),
+            "203.0.113.10".parse().expect("ip"),
+        )
+        .expect("parses");
+        assert_eq!(
+            parsed,
+            Dest {
+                addr: "192.0.2.2".parse().expect("ip"),
+                port: 8080,
+                fwd_method: IP_VS_CONN_F_MASQ,
+                weight: 3,
+                u_thresh: 0,
+                l_thresh: 0,
+                tun_type: 0,
+                tun_port: 0,
+                tun_flags: 0,
+            }
+        );
+    }
 }
