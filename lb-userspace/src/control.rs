@@ -60,6 +60,36 @@ pub struct Status {
     pub reconciler: Option<ReconcilerStatus>,
     /// The services and real servers lbd wants programmed now (health applied).
     pub desired_services: Vec<ServiceStatus>,
+    /// The kernel's IPVS table with its counters, when the kernel has IPVS.
+    pub ipvs_services: Vec<IpvsServiceStatus>,
+}
+
+/// A service in the kernel's IPVS table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsServiceStatus {
+    /// keepalived's notation.
+    pub service: String,
+    /// Scheduler.
+    pub scheduler: String,
+    /// Counters.
+    pub stats: crate::ipvs::msg::Stats,
+    /// Destinations.
+    pub real_servers: Vec<IpvsDestStatus>,
+}
+
+/// A destination in the kernel's IPVS table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsDestStatus {
+    /// address:port.
+    pub address: String,
+    /// Weight.
+    pub weight: u32,
+    /// Active connections.
+    pub active_conns: u32,
+    /// Inactive connections.
+    pub inactive_conns: u32,
+    /// Counters.
+    pub stats: crate::ipvs::msg::Stats,
 }
 
 /// A service as lbd wants it programmed.

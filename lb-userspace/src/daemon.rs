@@ -183,6 +183,42 @@ impl State {
         }
     }
 
+    /// The kernel's IPVS table with counters; empty without IPVS.
+    fn ipvs_listing(&self) -> Vec<crate::control::IpvsServiceStatus> {
+        if !self.ipvs.as_ref().is_some_and(|s| s.available) {
+            return Vec::new();
+        }
+        let listing = match IpvsClient::connect().and_then(|c| c.listing()) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "listing IPVS for status");
+                return Vec::new();
+            }
+        };
+        listing
+            .into_iter()
+            .map(|l| crate::control::IpvsServiceStatus {
+                service: crate::reconcile::ipvs::key_of(&l.service).map_or_else(
+                    || format!("protocol {}", l.service.protocol),
+                    |k| k.to_string(),
+                ),
+                scheduler: l.service.scheduler.clone(),
+                stats: l.stats,
+                real_servers: l
+                    .dests
+                    .into_iter()
+                    .map(|d| crate::control::IpvsDestStatus {
+                        address: std::net::SocketAddr::new(d.dest.addr, d.dest.port).to_string(),
+                        weight: d.dest.weight,
+                        active_conns: d.active_conns,
+                        inactive_conns: d.inactive_conns,
+                        stats: d.stats,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     fn status(&self, health: &[crate::health::PoolView]) -> Status {
         let xdp_status = self.xdp.as_ref().and_then(|x| {
             let (interface, mode) = x.attached()?;
@@ -266,6 +302,7 @@ impl State {
             vrrp: Vec::new(),
             reconciler: None,
             desired_services: Vec::new(),
+            ipvs_services: self.ipvs_listing(),
         }
     }
 }

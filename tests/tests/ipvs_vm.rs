@@ -500,7 +500,7 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
     let conf = format!(
         "virtual_server 203.0.113.10 80 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind NAT\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    {check}\n  }}\n}}\nvirtual_server 203.0.113.11 80 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    {check}\n  }}\n}}\n"
     );
-    let (pid, _socket, _log) = start_lbd(&mut lab, &director, "lbd", &conf, &[]);
+    let (pid, socket, _log) = start_lbd(&mut lab, &director, "lbd", &conf, &[]);
     lb_tests::lab::wait_until(
         "four destinations",
         std::time::Duration::from_secs(30),
@@ -556,6 +556,29 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
         );
     }
     drop(held);
+    // The kernel's counters, as lbd lists them (the kernel sums its per-CPU counters on its
+    // estimator's tick, every 2 s).
+    let nat = || {
+        lb_tests::lbctl_status(&socket)["ipvs_services"]
+            .as_array()
+            .expect("ipvs_services")
+            .iter()
+            .find(|s| s["service"] == "[203.0.113.10]:tcp:80")
+            .expect("the NAT service listed")
+            .clone()
+    };
+    lb_tests::lab::wait_until("IPVS counters", std::time::Duration::from_secs(15), || {
+        let n = nat();
+        n["stats"]["conns"].as_u64() >= Some(12)
+            && n["stats"]["outbytes"].as_u64() > Some(0)
+            && n["real_servers"][0]["stats"]["conns"].as_u64() >= Some(6)
+    });
+    let n = nat();
+    assert_eq!(n["real_servers"][0]["address"], "192.0.2.2:80", "{n}");
+    assert!(
+        n["real_servers"][0]["inactive_conns"].as_u64() > Some(0),
+        "{n}"
+    );
     lab.stop(pid, "TERM");
     a.kill();
 }

@@ -12,9 +12,9 @@ use neli::{
 };
 
 use super::msg::{
-    Dest, IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd, IpvsCmdAttr, IpvsDestAttr, IpvsInfo,
-    IpvsSvcAttr, Service, dest_attr, parse_dest, parse_info, parse_service, service_attr,
-    service_key_attr, timeout_attr,
+    Dest, DestListing, IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd, IpvsCmdAttr, IpvsDestAttr,
+    IpvsInfo, IpvsSvcAttr, Service, ServiceListing, dest_attr, parse_dest, parse_info,
+    parse_service, parse_stats, service_attr, service_key_attr, timeout_attr,
 };
 
 type IpvsMsg = Genlmsghdr<IpvsCmd, IpvsCmdAttr>;
@@ -285,6 +285,56 @@ impl IpvsClient {
             services.push(parse_service(&svc).map_err(de(OP))?);
         }
         Ok(services)
+    }
+
+    /// Every service with its destinations and their counters (`ipvsadm -Ln --stats`).
+    pub fn listing(&self) -> Result<Vec<ServiceListing>, IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_SERVICE";
+        let replies = self.request(OP, IpvsCmd::GetService, NlmF::DUMP, Vec::new())?;
+        let mut listing = Vec::new();
+        for reply in replies.iter().filter_map(|r| r.get_payload()) {
+            let attrs = reply.attrs().get_attr_handle();
+            let svc = attrs
+                .get_nested_attributes::<IpvsSvcAttr>(IpvsCmdAttr::Service)
+                .map_err(de(OP))?;
+            let service = parse_service(&svc).map_err(de(OP))?;
+            let stats = parse_stats(
+                svc.get_nested_attributes(IpvsSvcAttr::Stats64).ok(),
+                svc.get_nested_attributes(IpvsSvcAttr::Stats).ok(),
+            );
+            let dests = self.dest_listing(&service)?;
+            listing.push(ServiceListing {
+                service,
+                stats,
+                dests,
+            });
+        }
+        Ok(listing)
+    }
+
+    fn dest_listing(&self, svc: &Service) -> Result<Vec<DestListing>, IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_DEST";
+        let key = service_key_attr(svc).map_err(ser(OP))?;
+        let replies = self.request(OP, IpvsCmd::GetDest, NlmF::DUMP, vec![key])?;
+        let mut dests = Vec::new();
+        for reply in replies.iter().filter_map(|r| r.get_payload()) {
+            let attrs = reply.attrs().get_attr_handle();
+            let d = attrs
+                .get_nested_attributes::<IpvsDestAttr>(IpvsCmdAttr::Dest)
+                .map_err(de(OP))?;
+            let count = |a| d.get_attr_payload_as::<u32>(a).unwrap_or(0);
+            dests.push(DestListing {
+                dest: parse_dest(&d, svc.addr).map_err(de(OP))?,
+                active_conns: count(IpvsDestAttr::ActiveConns),
+                inactive_conns: count(IpvsDestAttr::InactConns),
+                persist_conns: count(IpvsDestAttr::PersistConns),
+                stats: parse_stats(
+                    d.get_nested_attributes(IpvsDestAttr::Stats64).ok(),
+                    d.get_nested_attributes(IpvsDestAttr::Stats).ok(),
+                ),
+            });
+        }
+        Ok(dests)
     }
 
     /// `IPVS_CMD_GET_DEST` dump: the destinations of `svc`.

@@ -148,6 +148,115 @@ pub enum IpvsDestAttr {
 }
 impl NlAttrType for IpvsDestAttr {}
 
+/// `enum { IPVS_STATS_ATTR_* }`: in `IPVS_*_ATTR_STATS` the counters are u32 (bytes u64),
+/// in `IPVS_*_ATTR_STATS64` all u64.
+#[neli_enum(serialized_type = "u16")]
+pub enum IpvsStatsAttr {
+    /// IPVS_STATS_ATTR_UNSPEC
+    Unspec = 0,
+    /// IPVS_STATS_ATTR_CONNS: connections scheduled
+    Conns = 1,
+    /// IPVS_STATS_ATTR_INPKTS: packets in
+    Inpkts = 2,
+    /// IPVS_STATS_ATTR_OUTPKTS: packets out
+    Outpkts = 3,
+    /// IPVS_STATS_ATTR_INBYTES: bytes in
+    Inbytes = 4,
+    /// IPVS_STATS_ATTR_OUTBYTES: bytes out
+    Outbytes = 5,
+    /// IPVS_STATS_ATTR_CPS: connections per second
+    Cps = 6,
+    /// IPVS_STATS_ATTR_INPPS
+    Inpps = 7,
+    /// IPVS_STATS_ATTR_OUTPPS
+    Outpps = 8,
+    /// IPVS_STATS_ATTR_INBPS
+    Inbps = 9,
+    /// IPVS_STATS_ATTR_OUTBPS
+    Outbps = 10,
+    /// IPVS_STATS_ATTR_PAD
+    Pad = 11,
+}
+impl NlAttrType for IpvsStatsAttr {}
+
+/// A service's or destination's traffic counters (totals, and the kernel's rate estimates).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets in.
+    pub inpkts: u64,
+    /// Packets out (NAT only: DR and TUN replies bypass the director).
+    pub outpkts: u64,
+    /// Bytes in.
+    pub inbytes: u64,
+    /// Bytes out.
+    pub outbytes: u64,
+    /// Connections per second (estimate).
+    pub cps: u64,
+    /// Bytes per second in (estimate).
+    pub inbps: u64,
+    /// Bytes per second out (estimate).
+    pub outbps: u64,
+}
+
+/// Reads a stats nest: `IPVS_*_ATTR_STATS64` (all u64) when the kernel sends it, else
+/// `IPVS_*_ATTR_STATS`.
+pub fn parse_stats(
+    stats64: Option<GenlAttrHandle<'_, IpvsStatsAttr>>,
+    stats32: Option<GenlAttrHandle<'_, IpvsStatsAttr>>,
+) -> Stats {
+    let read = |h: &GenlAttrHandle<'_, IpvsStatsAttr>, a: IpvsStatsAttr, wide: bool| -> u64 {
+        if wide {
+            h.get_attr_payload_as::<u64>(a).unwrap_or(0)
+        } else {
+            h.get_attr_payload_as::<u32>(a).map_or(0, u64::from)
+        }
+    };
+    let (h, wide) = match (&stats64, &stats32) {
+        (Some(h), _) => (h, true),
+        (None, Some(h)) => (h, false),
+        (None, None) => return Stats::default(),
+    };
+    Stats {
+        conns: read(h, IpvsStatsAttr::Conns, wide),
+        inpkts: read(h, IpvsStatsAttr::Inpkts, wide),
+        outpkts: read(h, IpvsStatsAttr::Outpkts, wide),
+        // Bytes are u64 in both.
+        inbytes: read(h, IpvsStatsAttr::Inbytes, true),
+        outbytes: read(h, IpvsStatsAttr::Outbytes, true),
+        cps: read(h, IpvsStatsAttr::Cps, wide),
+        inbps: read(h, IpvsStatsAttr::Inbps, wide),
+        outbps: read(h, IpvsStatsAttr::Outbps, wide),
+    }
+}
+
+/// A service as listed, with its counters and destinations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceListing {
+    /// The service.
+    pub service: Service,
+    /// Its counters.
+    pub stats: Stats,
+    /// Its destinations.
+    pub dests: Vec<DestListing>,
+}
+
+/// A destination as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestListing {
+    /// The destination.
+    pub dest: Dest,
+    /// Active connections.
+    pub active_conns: u32,
+    /// Inactive connections.
+    pub inactive_conns: u32,
+    /// Persistence templates.
+    pub persist_conns: u32,
+    /// Its counters.
+    pub stats: Stats,
+}
+
 /// `enum { IPVS_INFO_ATTR_* }`.
 #[neli_enum(serialized_type = "u16")]
 pub enum IpvsInfoAttr {

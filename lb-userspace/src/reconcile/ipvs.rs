@@ -112,7 +112,8 @@ pub fn dest(addr: SocketAddr, d: &DestSettings) -> Dest {
     }
 }
 
-fn key_of(svc: &Service) -> Option<ServiceKey> {
+/// The service's key, if lbd can model it (TCP, UDP, SCTP or a firewall mark).
+pub fn key_of(svc: &Service) -> Option<ServiceKey> {
     if svc.fwmark != 0 {
         return Some(ServiceKey::Fwmark {
             mark: svc.fwmark,
