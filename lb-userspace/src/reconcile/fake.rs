@@ -14,6 +14,7 @@ pub const LOG_LEN: usize = 1024;
 pub struct FakeBackend {
     table: Table,
     log: VecDeque<Op>,
+    observes: u64,
     failing: BTreeSet<ServiceKey>,
 }
 
@@ -26,6 +27,11 @@ impl FakeBackend {
     /// The last [`LOG_LEN`] operations applied, oldest first.
     pub fn log(&self) -> impl Iterator<Item = &Op> {
         self.log.iter()
+    }
+
+    /// How many times the table was listed.
+    pub fn observes(&self) -> u64 {
+        self.observes
     }
 
     /// Makes operations on `key` fail, as a kernel refusing them would.
@@ -57,6 +63,7 @@ impl Backend for FakeBackend {
     }
 
     async fn observe(&mut self) -> Result<Table, BackendError> {
+        self.observes += 1;
         Ok(self.table.clone())
     }
 

@@ -235,7 +235,7 @@ pub struct ReconcileStats {
 }
 
 /// Runs one pass: observe, plan, apply. Every operation is tried even when one fails (an
-/// error in one service never holds back the others); returns the ops applied and failed.
+/// error in one service never holds back the others); returns the ops applied.
 pub async fn pass<B: Backend>(
     backend: &mut B,
     desired: &Table,
@@ -252,7 +252,16 @@ pub async fn pass<B: Backend>(
             return Vec::new();
         }
     };
-    let ops = plan(desired, &observed, owned);
+    apply_ops(backend, plan(desired, &observed, owned), stats).await
+}
+
+/// Applies `ops` in order, skipping the destinations of a service that could not be created;
+/// returns the ops applied.
+pub async fn apply_ops<B: Backend>(
+    backend: &mut B,
+    ops: Vec<Op>,
+    stats: &mut ReconcileStats,
+) -> Vec<Op> {
     let mut failed_services = BTreeSet::new();
     let mut done = Vec::with_capacity(ops.len());
     for op in ops {
@@ -315,10 +324,25 @@ pub async fn run<B: Backend>(
     let mut tick = tokio::time::interval(resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = std::pin::pin!(stop);
+    // The table as the backend holds it after the last clean pass: a change of the desired
+    // table is applied as its difference from this, without listing the kernel (one real
+    // server's change is one operation); the periodic resync lists and repairs everything.
+    let mut believed: Option<Table> = None;
+    let mut resyncing = true;
     loop {
         let table = desired.borrow_and_update().clone();
         owned.extend(table.keys().copied());
-        let done = pass(&mut backend, &table, &owned, &mut stats).await;
+        let errors = stats.errors;
+        let done = match (&believed, resyncing) {
+            (Some(before), false) => {
+                stats.passes += 1;
+                let ops = plan(&table, before, &owned);
+                apply_ops(&mut backend, ops, &mut stats).await
+            }
+            _ => pass(&mut backend, &table, &owned, &mut stats).await,
+        };
+        // After an error the next pass lists the kernel again.
+        believed = (stats.errors == errors).then_some(table);
         stats_out.send_replace(stats.clone());
         if let Some(tx) = &applied
             && !done.is_empty()
@@ -327,8 +351,11 @@ pub async fn run<B: Backend>(
             drop(tx.send(done));
         }
         tokio::select! {
-            changed = desired.changed() => if changed.is_err() { break },
-            _ = tick.tick() => {}
+            changed = desired.changed() => {
+                if changed.is_err() { break }
+                resyncing = false;
+            }
+            _ = tick.tick() => resyncing = true,
             () = &mut stop => break,
         }
     }
@@ -444,6 +471,68 @@ mod tests {
         assert!(plan(&t, &t, &[key(80)].into()).is_empty());
         let foreign = table(&[(80, &[(2, 1)]), (8080, &[(9, 1)])]);
         assert!(plan(&t, &foreign, &[key(80)].into()).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_apply_as_differences_and_the_resync_lists_and_repairs() {
+        let (tx, rx) = watch::channel(table(&[(80, &[(2, 1), (3, 1)])]));
+        let (stats_tx, _stats) = watch::channel(ReconcileStats::default());
+        let (applied_tx, mut applied) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let backend = std::sync::Arc::new(tokio::sync::Mutex::new(fake::FakeBackend::default()));
+        let shared = Shared(backend.clone());
+        let task = tokio::spawn(run(
+            shared,
+            rx,
+            Duration::from_secs(5),
+            Policy::default(),
+            stats_tx,
+            Some(applied_tx),
+            async {
+                drop(stop_rx.await);
+            },
+        ));
+        assert_eq!(
+            kinds(&applied.recv().await.unwrap()),
+            ["add-service", "add-dest", "add-dest"]
+        );
+        let listed = backend.lock().await.observes();
+        // One real server's weight: one edit, and no listing of the table.
+        tx.send_modify(|t| {
+            t.get_mut(&key(80))
+                .unwrap()
+                .dests
+                .get_mut(&SocketAddr::from(([192, 0, 2, 3], 80)))
+                .unwrap()
+                .weight = 0;
+        });
+        assert_eq!(kinds(&applied.recv().await.unwrap()), ["edit-dest"]);
+        assert_eq!(backend.lock().await.observes(), listed);
+        // Drift is found on the resync.
+        backend.lock().await.flush();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(applied.recv().await.unwrap().len(), 3);
+        assert!(backend.lock().await.observes() > listed);
+        stop_tx.send(()).unwrap();
+        task.await.unwrap();
+        assert!(backend.lock().await.table().is_empty(), "released at stop");
+    }
+
+    /// A fake backend the test can look into while the reconciler runs.
+    struct Shared(std::sync::Arc<tokio::sync::Mutex<fake::FakeBackend>>);
+
+    impl Backend for Shared {
+        fn name(&self) -> &'static str {
+            "shared fake"
+        }
+
+        async fn observe(&mut self) -> Result<Table, BackendError> {
+            self.0.lock().await.observe().await
+        }
+
+        async fn apply(&mut self, op: &Op) -> Result<(), BackendError> {
+            self.0.lock().await.apply(op).await
+        }
     }
 
     #[tokio::test]
