@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 use super::state::WeightChange;
 use crate::{
     model::{RealServer, ServiceKey, VirtualServer, Weight},
-    reconcile::{DestSettings, ServiceSettings, ServiceState},
+    reconcile::{DestSettings, ServiceSettings, ServiceState, Table},
 };
 
 /// What changed in a pool, for notifications.
@@ -157,7 +157,7 @@ impl Pool {
     }
 
     /// The IPVS services this pool wants, with their destinations.
-    pub fn desired(&self) -> BTreeMap<ServiceKey, ServiceState> {
+    pub fn desired(&self) -> Table {
         let settings = ServiceSettings::of(&self.vs);
         let sorry_in_use = !self.quorum_up && self.vs.sorry_server.is_some();
         let mut dests = BTreeMap::new();
@@ -201,10 +201,10 @@ impl Pool {
                     .collect();
                 (
                     *key,
-                    ServiceState {
+                    std::sync::Arc::new(ServiceState {
                         settings: settings.clone(),
                         dests,
-                    },
+                    }),
                 )
             })
             .collect()
@@ -276,7 +276,7 @@ mod tests {
             .next()
             .unwrap()
             .dests
-            .into_iter()
+            .iter()
             .map(|(a, d)| (a.to_string(), d.weight))
             .collect()
     }

@@ -92,23 +92,26 @@ impl Backend for FakeBackend {
                 }
                 self.table.insert(
                     *k,
-                    ServiceState {
+                    std::sync::Arc::new(ServiceState {
                         settings: s.0.clone(),
                         dests: Default::default(),
-                    },
+                    }),
                 );
             }
             Op::EditService(k, s) => {
-                self.table
-                    .get_mut(k)
-                    .ok_or_else(|| Self::missing(op, "service"))?
-                    .settings = s.0.clone();
+                std::sync::Arc::make_mut(
+                    self.table
+                        .get_mut(k)
+                        .ok_or_else(|| Self::missing(op, "service"))?,
+                )
+                .settings = s.0.clone();
             }
             Op::AddDest(k, addr, d) | Op::EditDest(k, addr, d) => {
-                let svc = self
-                    .table
-                    .get_mut(k)
-                    .ok_or_else(|| Self::missing(op, "service"))?;
+                let svc = std::sync::Arc::make_mut(
+                    self.table
+                        .get_mut(k)
+                        .ok_or_else(|| Self::missing(op, "service"))?,
+                );
                 let exists = svc.dests.contains_key(addr);
                 if exists == matches!(op, Op::AddDest(..)) {
                     return Err(BackendError {
@@ -126,7 +129,7 @@ impl Backend for FakeBackend {
             Op::DelDest(k, addr) => {
                 self.table
                     .get_mut(k)
-                    .and_then(|s| s.dests.remove(addr))
+                    .and_then(|s| std::sync::Arc::make_mut(s).dests.remove(addr))
                     .ok_or_else(|| Self::missing(op, "destination"))?;
             }
             Op::DelService(k) => {

@@ -198,10 +198,10 @@ impl Backend for IpvsBackend {
                 .collect();
             table.insert(
                 key,
-                ServiceState {
+                std::sync::Arc::new(ServiceState {
                     settings: settings_of(&svc),
                     dests,
-                },
+                }),
             );
         }
         Ok(table)

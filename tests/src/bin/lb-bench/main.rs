@@ -7,6 +7,8 @@
 //!   without the kernel's record of adverts, and keepalived ([`watchdog`]).
 //! - `checks [--window-secs W] [--kills N] [--only load,detection]`: health checks at scale
 //!   (10,000 TCP, 1,000 HTTP) against a bare connect loop, and detection latency ([`checks`]).
+//! - `ipvs [--rounds N]`: 300 x 100 applied by lbd's reconciler against `ipvsadm -R`, and one
+//!   real-server change, in the IPVS VM ([`ipvs`]).
 //! - `xdp [--repeat N] [--rounds R]`: BPF_PROG_TEST_RUN ns per packet of lbd's XDP program on
 //!   each path (VIP hit TCP/UDP/IPv6, non-VIP, non-IP), against an empty XDP program (the floor,
 //!   which is the harness's own cost) on the same frames.
@@ -17,6 +19,7 @@
 
 mod checks;
 mod failover;
+mod ipvs;
 mod watchdog;
 
 use std::{
@@ -152,9 +155,12 @@ fn main() -> ExitCode {
         Some("failover") => failover::bench_failover(&args[1..]),
         Some("watchdog") => watchdog::bench_watchdog(&args[1..]),
         Some("checks") => checks::bench_checks(&args[1..]),
+        Some("ipvs") => ipvs::bench_ipvs(&args[1..]),
         Some("checks-floor") => checks::floor(&args[1..]),
         other => {
-            eprintln!("unknown benchmark {other:?}; available: xdp, failover, watchdog, checks");
+            eprintln!(
+                "unknown benchmark {other:?}; available: xdp, failover, watchdog, checks, ipvs"
+            );
             ExitCode::FAILURE
         }
     }
