@@ -387,7 +387,15 @@ struct VrrpDriver {
 }
 
 /// Starts one VRRP driver per interface.
-fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vec<VrrpDriver>) {
+/// Every VRRP instance's latest state, by name.
+type Transitions =
+    watch::Receiver<std::collections::HashMap<String, crate::vrrp::sync::MemberState>>;
+
+fn start_vrrp(
+    model: &Model,
+    options: &RunOptions,
+) -> (watch::Sender<bool>, Vec<VrrpDriver>, Transitions) {
+    let (transitions_tx, transitions) = watch::channel(std::collections::HashMap::new());
     let object = &options.bpf_object;
     let (shutdown, stopped) = watch::channel(false);
     // The kernel's record of adverts needs lbd's BPF object; without one VRRP runs on user
@@ -414,6 +422,7 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vec<
         track: crate::vrrp::tracker::start(&model.vrrp, &stopped),
         notifier: std::sync::Arc::clone(&notifier),
         groups: groups_tx,
+        transitions: transitions_tx,
         bpf,
     };
     let mut group_commands = std::collections::HashMap::new();
@@ -466,7 +475,7 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vec<
         group_commands,
         notifier,
     ));
-    (shutdown, drivers)
+    (shutdown, drivers, transitions)
 }
 
 /// The sync groups: member reports in, commands out to the members' drivers, group notify.
@@ -694,7 +703,14 @@ pub async fn run(
         socket = %socket.display(),
         "lbd starting"
     );
-    let (vrrp_shutdown, vrrp) = start_vrrp(&model, &options);
+    let (vrrp_shutdown, vrrp, transitions) = start_vrrp(&model, &options);
+    let sync_daemon = model.ipvs.sync_daemon.clone().map(|config| {
+        tokio::spawn(crate::reconcile::sync_daemon::run(
+            config,
+            transitions,
+            vrrp_shutdown.subscribe(),
+        ))
+    });
     let state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
@@ -773,6 +789,13 @@ pub async fn run(
     // The state (and with it the XDP program) was moved into `owner`, dropped here: detached.
     // VRRP instances send their priority-0 adverts and release their addresses first.
     vrrp_shutdown.send(true).ok();
+    if let Some(task) = sync_daemon
+        && tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        error!("the IPVS sync daemon task did not stop within 5 s");
+    }
     for driver in vrrp {
         match tokio::time::timeout(Duration::from_secs(5), driver.task).await {
             Ok(Ok(Ok(()))) => {}

@@ -582,3 +582,49 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
     lab.stop(pid, "TERM");
     a.kill();
 }
+
+/// `lvs_sync_daemon`: the kernel's sync daemon runs as backup, turns master when the VRRP
+/// instance it follows becomes MASTER, and stops with lbd.
+#[test]
+fn the_sync_daemon_follows_its_vrrp_instance() {
+    in_vm();
+    let mut lab = Lab::new();
+    let director = lab.netns("director");
+    let peer = lab.netns("peer");
+    lab.veth(&director, "d0", &peer, "p0");
+    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
+    let conf = "global_defs {\n  lvs_sync_daemon d0 VI_1 id 7\n}\nvrrp_instance VI_1 {\n  interface d0\n  state BACKUP\n  version 3\n  virtual_router_id 9\n  priority 100\n  advert_int 0.5\n  virtual_ipaddress {\n    192.0.2.100/24\n  }\n}\n";
+    let daemons = || {
+        let out = director.run("ipvsadm", &["-L", "--daemon"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (pid, _socket, log) = start_lbd(&mut lab, &director, "lbd", conf, &["--no-vrrp-bpf"]);
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait = |what: &str, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !daemons().contains(want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {}\nlbd's log:\n{}",
+                daemons(),
+                log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait(
+        "the backup daemon",
+        "backup sync daemon (mcast=d0, syncid=7,",
+    );
+    wait(
+        "the master daemon",
+        "master sync daemon (mcast=d0, syncid=7,",
+    );
+    assert!(!daemons().contains("backup sync daemon"), "{}", daemons());
+    lab.stop(pid, "TERM");
+    assert!(
+        !daemons().contains("sync daemon"),
+        "stopped with lbd: {}",
+        daemons()
+    );
+}

@@ -362,7 +362,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "bfd_cpu_affinity",
     "max_auto_priority",
     "min_auto_priority_delay",
-    "lvs_sync_daemon",
     "nftables_ipvs",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
@@ -575,7 +574,9 @@ impl Reader<'_> {
                 "vrrp_version" => spec.vrrp_version = self.one(s).and_then(|a| self.number(&a)),
                 "vrrp_notify_fifo" => spec.notify_fifo = self.one(s),
                 // Read by the LVS reader with the virtual servers.
-                "lvs_timeouts" | "lvs_flush" | "lvs_flush_on_stop" => spec.lvs.push(s.clone()),
+                "lvs_timeouts" | "lvs_flush" | "lvs_flush_on_stop" | "lvs_sync_daemon" => {
+                    spec.lvs.push(s.clone());
+                }
                 "lvs_notify_fifo" => spec.lvs_notify_fifo = self.one(s),
                 // keepalived's notify_fifo gets both the VRRP and the LVS lines.
                 "notify_fifo" => {

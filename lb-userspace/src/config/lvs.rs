@@ -21,8 +21,8 @@ use super::{
 use crate::model::{
     BodyRegex, Checker, Family, FileProbe, Forwarding, HttpProbe, HttpVersion, IpvsGlobals,
     IpvsTimeouts, MiscProbe, OnStop, Persistence, Probe, ProbeKind, Protocol, RealServer,
-    Scheduler, Script, ScriptUser, ServiceKey, SorryServer, Target, Timing, TlsProbe, Tunnel,
-    TunnelChecksum, TunnelKind, UdpProbe, UrlCheck, VirtualServer, Weight,
+    Scheduler, Script, ScriptUser, ServiceKey, SorryServer, SyncDaemon, Target, Timing, TlsProbe,
+    Tunnel, TunnelChecksum, TunnelKind, UdpProbe, UrlCheck, VirtualServer, Weight,
 };
 
 /// keepalived keywords of these blocks that lbd does not implement.
@@ -155,10 +155,54 @@ impl<'a> Reader<'a> {
                     }
                 }
                 "lvs_timeouts" => globals.timeouts = self.timeouts(s),
+                "lvs_sync_daemon" => globals.sync_daemon = self.sync_daemon(s),
                 _ => {}
             }
         }
         globals
+    }
+
+    /// `lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]`; in TOML
+    /// an array of the same words.
+    fn sync_daemon(&mut self, s: &Statement) -> Option<SyncDaemon> {
+        let usage = "usage: lvs_sync_daemon IFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]";
+        let (Some(interface), Some(instance)) = (s.args.first(), s.args.get(1)) else {
+            self.error(s.keyword.pos, usage.into());
+            return None;
+        };
+        let mut d = SyncDaemon {
+            interface: interface.value.clone(),
+            instance: instance.value.clone(),
+            sync_id: 0,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
+        };
+        for pair in s.args[2..].chunks(2) {
+            let [name, value] = pair else {
+                self.error(pair[0].pos, usage.into());
+                return None;
+            };
+            let number = |max: u32| value.value.parse::<u32>().ok().filter(|&n| n <= max);
+            let ok = match name.value.as_str() {
+                "id" => number(255).map(|n| d.sync_id = n).is_some(),
+                "maxlen" => number(65_507).map(|n| d.maxlen = Some(n as u16)).is_some(),
+                "port" => number(65_535).map(|n| d.port = Some(n as u16)).is_some(),
+                "ttl" => number(255).map(|n| d.ttl = Some(n as u8)).is_some(),
+                "group" => value.value.parse().map(|ip| d.group = Some(ip)).is_ok(),
+                _ => {
+                    self.error(name.pos, usage.into());
+                    return None;
+                }
+            };
+            if !ok {
+                let message = format!("bad {} {:?}", name.value, value.value);
+                self.error(value.pos, message);
+                return None;
+            }
+        }
+        Some(d)
     }
 
     /// `lvs_timeouts tcp N tcpfin N udp N` (any of them), or the same as a block.
@@ -1546,7 +1590,41 @@ FILE_CHECK = { track_file = "flag", weight = [-2, "reverse"], dynamic = true }
                 }),
                 flush_at_start: true,
                 on_stop: OnStop::FlushAll,
+                sync_daemon: None,
             }
+        );
+        let sync = load_as(
+            Format::Keepalived,
+            "global_defs {\n  lvs_sync_daemon eth0 VI_1 id 7 maxlen 1400 port 8848 ttl 2 group 224.0.0.81\n}\nvrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 1\n}\n",
+        );
+        let toml_sync = load_as(
+            Format::Toml,
+            "lvs_sync_daemon = [\"eth0\", \"VI_1\", \"id\", 7, \"maxlen\", 1400, \"port\", 8848, \"ttl\", 2, \"group\", \"224.0.0.81\"]\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 1\n",
+        );
+        assert_eq!(sync.ipvs.sync_daemon, toml_sync.ipvs.sync_daemon);
+        assert_eq!(
+            sync.ipvs.sync_daemon,
+            Some(SyncDaemon {
+                interface: "eth0".into(),
+                instance: "VI_1".into(),
+                sync_id: 7,
+                maxlen: Some(1400),
+                port: Some(8848),
+                ttl: Some(2),
+                group: Some("224.0.0.81".parse().unwrap()),
+            })
+        );
+        let errors = load(
+            "keepalived.conf",
+            "global_defs {\n  lvs_sync_daemon eth0 VI_9\n}\n",
+            Format::Keepalived,
+            Unimplemented::Reject,
+            &Overrides::default(),
+        )
+        .expect_err("no such instance");
+        assert_eq!(
+            errors[0].to_string(),
+            "keepalived.conf:2:24: lvs_sync_daemon follows vrrp_instance \"VI_9\", which is not defined"
         );
         let vs_only = load_as(
             Format::Keepalived,

@@ -72,6 +72,8 @@ struct FileDto {
     _lvs_flush: Option<serde::de::IgnoredAny>,
     #[serde(rename = "lvs_flush_on_stop")]
     _lvs_flush_on_stop: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "lvs_sync_daemon")]
+    _lvs_sync_daemon: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     vrrp_instance: Vec<Spanned<VrrpInstanceDto>>,
     router_id: Option<Spanned<String>>,
@@ -440,10 +442,18 @@ fn lvs_statements(file: &str, text: &str) -> Result<Vec<Statement>, Vec<ConfigEr
             "virtual_server_group" => "virtual_server_group",
             "SSL" | "ssl" => "SSL",
             // keepalived's global_defs keywords of IPVS, with their names.
-            name @ ("lvs_timeouts" | "lvs_flush" | "lvs_flush_on_stop") => {
+            name @ ("lvs_timeouts" | "lvs_flush" | "lvs_flush_on_stop" | "lvs_sync_daemon") => {
                 let pos = ctx.pos(key.span().start);
                 match value.get_ref() {
                     DeValue::Table(_) => out.extend(ctx.block_statement(name, value, &mut errors)),
+                    DeValue::Array(list) => out.push(Statement {
+                        keyword: At::new(name.to_owned(), pos),
+                        args: list
+                            .iter()
+                            .filter_map(|x| ctx.word(x, &mut errors))
+                            .collect(),
+                        block: None,
+                    }),
                     _ => out.push(Statement {
                         keyword: At::new(name.to_owned(), pos),
                         args: ctx.word(value, &mut errors).into_iter().collect(),

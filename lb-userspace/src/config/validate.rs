@@ -52,6 +52,27 @@ pub fn validate(
     );
     let virtual_servers = lvs.read(&spec.lvs);
     let ipvs = lvs.globals(&spec.lvs);
+    // The sync daemon follows a VRRP instance: it must exist.
+    if let Some(d) = &ipvs.sync_daemon
+        && !spec
+            .vrrp_instances
+            .iter()
+            .any(|i| i.name.value == d.instance)
+    {
+        let pos = spec
+            .lvs
+            .iter()
+            .find(|s| s.keyword.value == "lvs_sync_daemon")
+            .and_then(|s| s.args.get(1))
+            .map_or(Pos::default(), |a| a.pos);
+        errors.push(
+            pos,
+            format!(
+                "lvs_sync_daemon follows vrrp_instance {:?}, which is not defined",
+                d.instance
+            ),
+        );
+    }
     errors.list.append(&mut lvs.errors);
     warnings.append(&mut lvs.warnings);
     let default_version = match spec.vrrp_version.as_ref() {

@@ -12,9 +12,10 @@ use neli::{
 };
 
 use super::msg::{
-    Dest, DestListing, IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd, IpvsCmdAttr, IpvsDestAttr,
-    IpvsInfo, IpvsSvcAttr, Service, ServiceListing, dest_attr, parse_dest, parse_info,
-    parse_service, parse_stats, service_attr, service_key_attr, timeout_attr,
+    Dest, DestListing, IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd, IpvsCmdAttr, IpvsDaemonAttr,
+    IpvsDestAttr, IpvsInfo, IpvsSvcAttr, Service, ServiceListing, SyncDaemonConfig, daemon_attr,
+    dest_attr, parse_dest, parse_info, parse_service, parse_stats, service_attr, service_key_attr,
+    timeout_attr,
 };
 
 type IpvsMsg = Genlmsghdr<IpvsCmd, IpvsCmdAttr>;
@@ -263,6 +264,44 @@ impl IpvsClient {
             get(IpvsCmdAttr::TimeoutTcpFin)?,
             get(IpvsCmdAttr::TimeoutUdp)?,
         ))
+    }
+
+    /// `IPVS_CMD_NEW_DAEMON`: starts a connection-sync daemon.
+    pub fn new_daemon(&self, d: &SyncDaemonConfig) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_NEW_DAEMON";
+        let attrs = vec![daemon_attr(d, true).map_err(ser(OP))?];
+        self.request(OP, IpvsCmd::NewDaemon, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_DEL_DAEMON`: stops the daemon of `d.state`.
+    pub fn del_daemon(&self, d: &SyncDaemonConfig) -> Result<(), IpvsError> {
+        const OP: &str = "IPVS_CMD_DEL_DAEMON";
+        let attrs = vec![daemon_attr(d, false).map_err(ser(OP))?];
+        self.request(OP, IpvsCmd::DelDaemon, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
+    /// `IPVS_CMD_GET_DAEMON`: the running daemons as (state, interface, sync id).
+    pub fn daemons(&self) -> Result<Vec<(u32, String, u32)>, IpvsError> {
+        const OP: &str = "IPVS_CMD_GET_DAEMON";
+        let replies = self.request(OP, IpvsCmd::GetDaemon, NlmF::DUMP, Vec::new())?;
+        let mut daemons = Vec::new();
+        for reply in replies.iter().filter_map(|r| r.get_payload()) {
+            let attrs = reply.attrs().get_attr_handle();
+            let d = attrs
+                .get_nested_attributes::<IpvsDaemonAttr>(IpvsCmdAttr::Daemon)
+                .map_err(de(OP))?;
+            daemons.push((
+                d.get_attr_payload_as::<u32>(IpvsDaemonAttr::State)
+                    .map_err(de(OP))?,
+                d.get_attr_payload_as_with_len::<String>(IpvsDaemonAttr::McastIfn)
+                    .map_err(de(OP))?,
+                d.get_attr_payload_as::<u32>(IpvsDaemonAttr::SyncId)
+                    .unwrap_or(0),
+            ));
+        }
+        Ok(daemons)
     }
 
     /// `IPVS_CMD_FLUSH`: every service and destination goes.

@@ -257,6 +257,94 @@ pub struct DestListing {
     pub stats: Stats,
 }
 
+/// `enum { IPVS_DAEMON_ATTR_* }`.
+#[neli_enum(serialized_type = "u16")]
+pub enum IpvsDaemonAttr {
+    /// IPVS_DAEMON_ATTR_UNSPEC
+    Unspec = 0,
+    /// IPVS_DAEMON_ATTR_STATE (u32: IP_VS_STATE_MASTER 1, IP_VS_STATE_BACKUP 2)
+    State = 1,
+    /// IPVS_DAEMON_ATTR_MCAST_IFN (string)
+    McastIfn = 2,
+    /// IPVS_DAEMON_ATTR_SYNC_ID (u32)
+    SyncId = 3,
+    /// IPVS_DAEMON_ATTR_SYNC_MAXLEN (u16)
+    SyncMaxlen = 4,
+    /// IPVS_DAEMON_ATTR_MCAST_GROUP (IPv4, be32)
+    McastGroup = 5,
+    /// IPVS_DAEMON_ATTR_MCAST_GROUP6 (16 bytes)
+    McastGroup6 = 6,
+    /// IPVS_DAEMON_ATTR_MCAST_PORT (u16)
+    McastPort = 7,
+    /// IPVS_DAEMON_ATTR_MCAST_TTL (u8)
+    McastTtl = 8,
+}
+impl NlAttrType for IpvsDaemonAttr {}
+
+/// `IP_VS_STATE_MASTER`.
+pub const IP_VS_STATE_MASTER: u32 = 1;
+/// `IP_VS_STATE_BACKUP`.
+pub const IP_VS_STATE_BACKUP: u32 = 2;
+
+/// One connection-sync daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncDaemonConfig {
+    /// `IP_VS_STATE_MASTER` or `IP_VS_STATE_BACKUP`.
+    pub state: u32,
+    /// Interface.
+    pub interface: String,
+    /// Sync id.
+    pub sync_id: u32,
+    /// Largest message, if set.
+    pub maxlen: Option<u16>,
+    /// Multicast group, if set.
+    pub group: Option<IpAddr>,
+    /// Multicast port, if set.
+    pub port: Option<u16>,
+    /// Multicast TTL, if set.
+    pub ttl: Option<u8>,
+}
+
+/// `IPVS_CMD_ATTR_DAEMON` for `IPVS_CMD_NEW_DAEMON` (everything) or `_DEL_DAEMON` (the
+/// state only, when `full` is false).
+pub fn daemon_attr(
+    d: &SyncDaemonConfig,
+    full: bool,
+) -> Result<Nlattr<IpvsCmdAttr, Buffer>, SerError> {
+    let mut nest = empty_nest(IpvsCmdAttr::Daemon)?.nest(&attr(IpvsDaemonAttr::State, d.state)?)?;
+    if !full {
+        return Ok(nest);
+    }
+    nest = nest
+        .nest(&attr(IpvsDaemonAttr::McastIfn, d.interface.as_str())?)?
+        .nest(&attr(IpvsDaemonAttr::SyncId, d.sync_id)?)?;
+    if let Some(maxlen) = d.maxlen {
+        nest = nest.nest(&attr(IpvsDaemonAttr::SyncMaxlen, maxlen)?)?;
+    }
+    match d.group {
+        Some(IpAddr::V4(v4)) => {
+            nest = nest.nest(&attr(
+                IpvsDaemonAttr::McastGroup,
+                Buffer::from(v4.octets().to_vec()),
+            )?)?;
+        }
+        Some(IpAddr::V6(v6)) => {
+            nest = nest.nest(&attr(
+                IpvsDaemonAttr::McastGroup6,
+                Buffer::from(v6.octets().to_vec()),
+            )?)?;
+        }
+        None => {}
+    }
+    if let Some(port) = d.port {
+        nest = nest.nest(&attr(IpvsDaemonAttr::McastPort, port)?)?;
+    }
+    if let Some(ttl) = d.ttl {
+        nest = nest.nest(&attr(IpvsDaemonAttr::McastTtl, ttl)?)?;
+    }
+    Ok(nest)
+}
+
 /// `enum { IPVS_INFO_ATTR_* }`.
 #[neli_enum(serialized_type = "u16")]
 pub enum IpvsInfoAttr {

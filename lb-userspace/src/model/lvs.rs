@@ -19,6 +19,29 @@ pub struct IpvsGlobals {
     pub flush_at_start: bool,
     /// What happens to IPVS at stop.
     pub on_stop: OnStop,
+    /// `lvs_sync_daemon`: IPVS connection synchronisation, master while a VRRP instance is.
+    pub sync_daemon: Option<SyncDaemon>,
+}
+
+/// keepalived's `lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]`:
+/// the kernel's connection-sync daemon runs as backup, and as master while `instance` is
+/// MASTER, so the new master's IPVS knows the connections the old one had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncDaemon {
+    /// Interface the sync messages go out of and come in on.
+    pub interface: String,
+    /// The VRRP instance it follows.
+    pub instance: String,
+    /// Sync id (default 0: any).
+    pub sync_id: u32,
+    /// Largest sync message (default: the kernel's).
+    pub maxlen: Option<u16>,
+    /// Multicast port (default: the kernel's 8848).
+    pub port: Option<u16>,
+    /// Multicast TTL (default: the kernel's 1).
+    pub ttl: Option<u8>,
+    /// Multicast group (default: the kernel's 224.0.0.81).
+    pub group: Option<IpAddr>,
 }
 
 /// `lvs_timeouts tcp N tcpfin N udp N` in seconds (0: leave the kernel's).

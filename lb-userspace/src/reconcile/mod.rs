@@ -12,6 +12,7 @@
 
 pub mod fake;
 pub mod ipvs;
+pub mod sync_daemon;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -68,6 +68,8 @@ pub struct Shared {
     pub notifier: Arc<Notifier>,
     /// Where members of sync groups report their transitions.
     pub groups: mpsc::UnboundedSender<GroupReport>,
+    /// Where every instance's transitions go (the IPVS sync daemon follows one instance).
+    pub transitions: watch::Sender<HashMap<String, MemberState>>,
     /// lbd's BPF object, for the kernel's record of adverts (`None`: user space only).
     pub bpf: Option<Arc<[u8]>>,
 }
@@ -798,6 +800,9 @@ async fn flush(
 ) {
     let notifier = &*shared.notifier;
     let report = |r: &Running, state: MemberState| {
+        shared.transitions.send_modify(|all| {
+            all.insert(r.spec.name.clone(), state);
+        });
         if r.in_group {
             let own = state != MemberState::Fault || r.own_fault;
             let member = r.spec.name.clone();
