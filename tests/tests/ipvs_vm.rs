@@ -230,7 +230,7 @@ fn lbd_programs_ipvs_from_a_keepalived_conf_and_follows_health() {
             "-> 192.0.2.2:80 Masq 3 0 0",
             "-> 192.0.2.3:80 Masq 1 0 0",
             "FWM  7 rr",
-            "-> 192.0.2.2:80 Route 1 0 0",
+            "-> 192.0.2.2:0 Route 1 0 0",
         ],
     );
     let status = lb_tests::lbctl_status(&socket);
@@ -248,12 +248,12 @@ fn lbd_programs_ipvs_from_a_keepalived_conf_and_follows_health() {
     // The shared one dies: it leaves both services.
     a.kill();
     lb_tests::lab::wait_until("192.0.2.2 gone", std::time::Duration::from_secs(30), || {
-        !ipvsadm(&director).contains("192.0.2.2:80")
+        !ipvsadm(&director).contains("-> 192.0.2.2:")
     });
     a = lb_tests::lab::TcpServer::start(&servers, "192.0.2.2:80");
     wait(
         "192.0.2.2 back in both",
-        &["-> 192.0.2.2:80 Masq 3 0 0", "-> 192.0.2.2:80 Route 1 0 0"],
+        &["-> 192.0.2.2:80 Masq 3 0 0", "-> 192.0.2.2:0 Route 1 0 0"],
     );
     // Drift: everything flushed behind lbd's back comes back on the next resync.
     assert!(director.run("ipvsadm", &["-C"]).status.success());
@@ -627,4 +627,80 @@ fn the_sync_daemon_follows_its_vrrp_instance() {
         "stopped with lbd: {}",
         daemons()
     );
+}
+
+/// One keepalived.conf, run by keepalived 2.2.7 (checkers only) in one namespace and by lbd in
+/// another, each with the same real servers: both kernels' IPVS tables end up the same.
+#[test]
+fn lbd_programs_what_keepalived_programs_from_the_same_file() {
+    in_vm();
+    let conf = "virtual_server 203.0.113.10 80 {\n  delay_loop 1\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n  persistence_timeout 300\n  persistence_granularity 255.255.255.0\n  real_server 192.0.2.2 80 {\n    weight 3\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n  real_server 192.0.2.3 80 {\n    weight 2\n    uthreshold 100\n    lthreshold 10\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n  real_server 192.0.2.4 80 {\n    inhibit_on_failure\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n  real_server 192.0.2.5 80 {\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n}\nvirtual_server 2001:db8::10 443 {\n  delay_loop 1\n  lb_algo sh\n  sh-port\n  lb_kind DR\n  protocol TCP\n  real_server 2001:db8::2 443 {\n    weight 5\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n}\nvirtual_server fwmark 7 {\n  delay_loop 1\n  lb_algo rr\n  lb_kind TUN\n  real_server 192.0.2.2 80 {\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n}\nvirtual_server 203.0.113.11 53 {\n  protocol UDP\n  lb_algo rr\n  ops\n  real_server 192.0.2.2 53 {\n    weight 1\n  }\n}\n";
+    let mut lab = Lab::new();
+    let mut servers = Vec::new();
+    let mut director = |name: &str, lab: &mut Lab| {
+        let ns = lab.netns(name);
+        for a in ["192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"] {
+            ns.ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]);
+        }
+        ns.ip(&["-6", "addr", "add", "2001:db8::2/128", "dev", "lo"]);
+        // 192.0.2.4 and .5 have no server: one inhibited at weight 0, one removed.
+        for addr in ["192.0.2.2:80", "192.0.2.3:80", "[2001:db8::2]:443"] {
+            servers.push(lb_tests::lab::TcpServer::start(&ns, addr));
+        }
+        ns
+    };
+    let lbd_ns = director("lbd", &mut lab);
+    let ka_ns = director("keepalived", &mut lab);
+    let (lbd_pid, _socket, _log) = start_lbd(&mut lab, &lbd_ns, "lbd", conf, &[]);
+    let path = lab.dir().join("keepalived.conf");
+    std::fs::write(&path, conf).expect("config");
+    let pid_file = |suffix: &str| lab.dir().join(format!("keepalived{suffix}.pid"));
+    let mut keepalived = ka_ns.command("keepalived");
+    keepalived
+        .args(["-n", "-l", "-D", "-C", "-f"])
+        .arg(&path)
+        .arg("-p")
+        .arg(pid_file(""))
+        .arg("-c")
+        .arg(pid_file("_chk"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let ka_pid = lab.spawn_group("keepalived", keepalived);
+    // Each listing as sorted lines with their columns' spacing collapsed.
+    let table = |ns: &Netns| {
+        let mut lines: Vec<String> = ipvsadm(ns)
+            .lines()
+            .skip(3)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.sort();
+        lines
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (ours, theirs) = (table(&lbd_ns), table(&ka_ns));
+        // Both settled: the inhibited server at 0 and the dead one gone on both sides.
+        let settled = |t: &[String]| {
+            t.iter()
+                .any(|l| l.starts_with("-> 192.0.2.4:80") && l.contains(" 0 0 0"))
+                && !t.iter().any(|l| l.starts_with("-> 192.0.2.5:80"))
+        };
+        if settled(&ours) && settled(&theirs) {
+            assert_eq!(
+                ours, theirs,
+                "lbd's IPVS table (left) against keepalived's (right)"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not settled within 30 s:\nlbd:\n{}\nkeepalived:\n{}",
+            ours.join("\n"),
+            theirs.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    lab.stop(lbd_pid, "TERM");
+    lab.stop(ka_pid, "TERM");
+    drop(servers);
 }

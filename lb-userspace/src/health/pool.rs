@@ -212,13 +212,15 @@ impl Pool {
 }
 
 /// A real server's address under `key`: port 0 follows the service's port (keepalived's
-/// real servers of a group or a port-less real server).
+/// real servers of a group or a port-less real server); a firewall-mark service's real servers
+/// have port 0, as keepalived programs them (the packet's own port is kept).
 fn service_dest(key: &ServiceKey, addr: SocketAddr) -> SocketAddr {
     match key {
         ServiceKey::Addr { addr: vip, .. } if addr.port() == 0 => {
             SocketAddr::new(addr.ip(), vip.port())
         }
-        _ => addr,
+        ServiceKey::Addr { .. } => addr,
+        ServiceKey::Fwmark { .. } => SocketAddr::new(addr.ip(), 0),
     }
 }
 

@@ -396,7 +396,8 @@ pub struct Service {
     pub flags: u32,
     /// Persistence timeout in seconds (0: none).
     pub timeout: u32,
-    /// Persistence netmask (IPv4) or prefix length (IPv6).
+    /// Persistence netmask: IPv4, the mask as the kernel's `__be32` (network byte order in
+    /// memory); IPv6, the prefix length.
     pub netmask: u32,
     /// Firewall mark of a fwmark service (0: the service is (address, protocol, port)).
     pub fwmark: u32,

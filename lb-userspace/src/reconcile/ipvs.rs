@@ -72,10 +72,12 @@ pub fn service(key: &ServiceKey, settings: &ServiceSettings) -> Service {
     };
     svc.flags = settings.flags;
     svc.timeout = settings.timeout;
+    // IPv4: a __be32 mask; IPv6: the prefix length.
     svc.netmask = match key.family() {
         Family::V4 => u32::MAX
             .checked_shl(32 - u32::from(settings.prefix.min(32)))
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .to_be(),
         Family::V6 => u32::from(settings.prefix),
     };
     svc.pe_name.clone_from(&settings.pe_name);
@@ -134,7 +136,7 @@ pub fn key_of(svc: &Service) -> Option<ServiceKey> {
 
 fn settings_of(svc: &Service) -> ServiceSettings {
     let prefix = if svc.addr.is_ipv4() {
-        svc.netmask.leading_ones() as u8
+        u32::from_be(svc.netmask).leading_ones() as u8
     } else {
         svc.netmask.min(128) as u8
     };
@@ -259,7 +261,7 @@ mod tests {
             pe_name: Some("sip".into()),
         };
         let svc = service(&key, &settings);
-        assert_eq!(svc.netmask, 0xffff_ff00);
+        assert_eq!(svc.netmask.to_ne_bytes(), [255, 255, 255, 0], "__be32 255.255.255.0");
         assert_eq!(key_of(&svc), Some(key));
         assert_eq!(settings_of(&svc), settings);
         let mark = ServiceKey::Fwmark {
