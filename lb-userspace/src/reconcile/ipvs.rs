@@ -35,9 +35,21 @@ impl IpvsBackend {
 }
 
 fn error(op: &Op, e: IpvsError) -> BackendError {
+    // The kernel answers ENOENT to a service whose scheduler module it cannot load.
+    let hint = match (op, &e) {
+        (Op::AddService(_, s) | Op::EditService(_, s), IpvsError::Kernel { errno, .. })
+            if *errno == libc::ENOENT =>
+        {
+            format!(
+                " (no scheduler {:?}: is the kernel module ip_vs_{} available?)",
+                s.0.scheduler, s.0.scheduler
+            )
+        }
+        _ => String::new(),
+    };
     BackendError {
         op: describe(op),
-        message: e.to_string(),
+        message: format!("{e}{hint}"),
     }
 }
 
@@ -248,6 +260,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_scheduler_is_named() {
+        let key = ServiceKey::Addr {
+            addr: "203.0.113.1:80".parse().unwrap(),
+            protocol: Protocol::Tcp,
+        };
+        let settings = ServiceSettings {
+            scheduler: "twos".into(),
+            flags: 0,
+            timeout: 0,
+            prefix: 32,
+            pe_name: None,
+        };
+        let op = Op::AddService(key, super::super::OrdSettings(settings));
+        let e = error(
+            &op,
+            IpvsError::Kernel {
+                op: "IPVS_CMD_NEW_SERVICE",
+                errno: libc::ENOENT,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "adding service [203.0.113.1]:tcp:80: IPVS_CMD_NEW_SERVICE: kernel error ENOENT: No such file or directory (os error 2) (no scheduler \"twos\": is the kernel module ip_vs_twos available?)"
+        );
+    }
+
+    #[test]
     fn settings_survive_the_trip_through_the_kernel_s_model() {
         let key = ServiceKey::Addr {
             addr: "203.0.113.1:80".parse().unwrap(),
@@ -261,7 +300,11 @@ mod tests {
             pe_name: Some("sip".into()),
         };
         let svc = service(&key, &settings);
-        assert_eq!(svc.netmask.to_ne_bytes(), [255, 255, 255, 0], "__be32 255.255.255.0");
+        assert_eq!(
+            svc.netmask.to_ne_bytes(),
+            [255, 255, 255, 0],
+            "__be32 255.255.255.0"
+        );
         assert_eq!(key_of(&svc), Some(key));
         assert_eq!(settings_of(&svc), settings);
         let mark = ServiceKey::Fwmark {
