@@ -34,4 +34,5 @@ pub mod vrrp;
 // target of a package, and `unused_crate_dependencies` checks each target.
 use anyhow as _;
 use clap as _;
+use glob as _;
 use tracing_subscriber as _;

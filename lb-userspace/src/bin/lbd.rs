@@ -72,6 +72,46 @@ struct ConfigArgs {
     /// Interface for the XDP data plane, overriding the file's.
     #[arg(long, value_name = "IFACE")]
     xdp_interface: Option<String>,
+    /// keepalived's config id, for `@id` lines and `${_INSTANCE}` (default: the host name up
+    /// to its first dot).
+    #[arg(long, short = 'i', value_name = "ID")]
+    config_id: Option<String>,
+}
+
+/// Includes, the environment and randomness for keepalived.conf's preprocessor.
+struct FileSystem;
+
+impl config::preprocess::Sources for FileSystem {
+    fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn glob(&self, pattern: &str) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = glob::glob(pattern)
+            .map(|paths| paths.flatten().collect())
+            .unwrap_or_default();
+        found.sort();
+        found
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn random(&self, min: u32, max: u32) -> u32 {
+        use std::hash::BuildHasher as _;
+        let n = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        min + (n % u64::from(max - min + 1)) as u32
+    }
+}
+
+/// keepalived's default config id: the host name up to its first dot.
+fn default_config_id() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .and_then(|h| h.split('.').next().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 #[derive(Subcommand)]
@@ -126,7 +166,16 @@ fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Mode
         dataplane: args.dataplane.map(|d| d.name().to_owned()),
         xdp_interface: args.xdp_interface.clone(),
     };
-    match config::load(file, &text, format, unimplemented, &overrides) {
+    let config_id = args.config_id.clone().unwrap_or_else(default_config_id);
+    match config::load_with(
+        file,
+        &text,
+        format,
+        unimplemented,
+        &overrides,
+        &config_id,
+        &FileSystem,
+    ) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");

@@ -40,6 +40,7 @@ pub fn lex(file: &str, text: &str) -> Result<Vec<At<Token>>, ConfigError> {
     let mut chars = text.char_indices().peekable();
     let (mut line, mut line_start) = (1u32, 0usize);
     let pos_at = |line: u32, line_start: usize, i: usize| Pos {
+        file: 0,
         line,
         col: u32::try_from(text[line_start..i].chars().count() + 1).unwrap_or(u32::MAX),
     };
@@ -874,7 +875,50 @@ pub fn parse(
     warnings: &mut Vec<ConfigError>,
     errors: &mut Vec<ConfigError>,
 ) -> Result<Spec, Vec<ConfigError>> {
-    let tokens = lex(file, text).map_err(|e| vec![e])?;
+    let pre = super::preprocess::Preprocessed {
+        files: vec![file.to_owned()],
+        lines: text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| super::preprocess::Line {
+                file: 0,
+                line: i as u32 + 1,
+                text: l.to_owned(),
+            })
+            .collect(),
+    };
+    parse_lines(&pre, unimplemented, warnings, errors)
+}
+
+/// Lexes preprocessed lines, keeping each token's file and line.
+pub fn lex_lines(pre: &super::preprocess::Preprocessed) -> Result<Vec<At<Token>>, ConfigError> {
+    let mut tokens = Vec::new();
+    for line in &pre.lines {
+        let name = &pre.files[line.file as usize];
+        let place = |mut pos: Pos| {
+            pos.file = line.file;
+            pos.line = line.line;
+            pos
+        };
+        let lexed = lex(name, &line.text).map_err(|mut e| {
+            e.pos = place(e.pos);
+            e
+        })?;
+        tokens.extend(lexed.into_iter().map(|t| At::new(t.value, place(t.pos))));
+        tokens.push(At::new(Token::Newline, place(Pos::default())));
+    }
+    Ok(tokens)
+}
+
+/// [`parse`] of lines already preprocessed (includes, conditionals, parameters, generators).
+pub fn parse_lines(
+    pre: &super::preprocess::Preprocessed,
+    unimplemented: Unimplemented,
+    warnings: &mut Vec<ConfigError>,
+    errors: &mut Vec<ConfigError>,
+) -> Result<Spec, Vec<ConfigError>> {
+    let file = pre.files[0].as_str();
+    let tokens = lex_lines(pre).map_err(|e| vec![e])?;
     let statements = statements(file, &tokens).map_err(|e| vec![e])?;
     let mut reader = Reader {
         file,
@@ -974,7 +1018,11 @@ mod tests {
         );
         assert_eq!(
             list[1].block.as_ref().map(|b| b[0].keyword.pos),
-            Some(Pos { line: 6, col: 2 })
+            Some(Pos {
+                line: 6,
+                col: 2,
+                file: 0
+            })
         );
     }
 }

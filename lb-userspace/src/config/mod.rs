@@ -10,6 +10,7 @@
 
 pub mod keepalived;
 mod lvs;
+pub mod preprocess;
 pub mod spec;
 pub mod toml;
 mod validate;
@@ -23,6 +24,8 @@ pub use validate::validate;
 /// A position in a configuration file, 1-based.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
+    /// Which file (keepalived's `include`): an index into the files read, the root 0.
+    pub file: u32,
     /// Line, from 1.
     pub line: u32,
     /// Column in characters, from 1.
@@ -37,6 +40,7 @@ impl Pos {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = before[line_start..].chars().count() + 1;
         Self {
+            file: 0,
             line: saturate(line),
             col: saturate(col),
         }
@@ -122,7 +126,32 @@ pub struct Overrides {
     pub xdp_interface: Option<String>,
 }
 
-/// Parses and validates `text`, read from the file named `file`.
+/// Sources for a file that has no includes to read: [`load`]'s.
+#[derive(Debug)]
+struct NoFiles;
+
+impl preprocess::Sources for NoFiles {
+    fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{} not read: no file access here", path.display()),
+        ))
+    }
+
+    fn glob(&self, _: &str) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
+    fn env(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn random(&self, min: u32, _: u32) -> u32 {
+        min
+    }
+}
+
+/// Parses and validates `text`, read from the file named `file` (no includes, config id "").
 pub fn load(
     file: &str,
     text: &str,
@@ -130,6 +159,30 @@ pub fn load(
     unimplemented: Unimplemented,
     overrides: &Overrides,
 ) -> Result<Loaded, Vec<ConfigError>> {
+    load_with(file, text, format, unimplemented, overrides, "", &NoFiles)
+}
+
+/// [`load`] with keepalived's config id (`@id` lines, `${_INSTANCE}`) and the sources of
+/// `include`d files, the environment and randomness.
+pub fn load_with(
+    file: &str,
+    text: &str,
+    format: Format,
+    unimplemented: Unimplemented,
+    overrides: &Overrides,
+    config_id: &str,
+    sources: &dyn preprocess::Sources,
+) -> Result<Loaded, Vec<ConfigError>> {
+    let mut files = vec![file.to_owned()];
+    // An error in an included file names that file.
+    let name_file = |mut list: Vec<ConfigError>, files: &[String]| {
+        for e in &mut list {
+            if let Some(name) = files.get(e.pos.file as usize) {
+                e.file.clone_from(name);
+            }
+        }
+        list
+    };
     let mut warnings = Vec::new();
     // Errors of statements the parser could skip; validation still runs, so one pass reports
     // every error.
@@ -137,7 +190,10 @@ pub fn load(
     let mut spec = match format {
         Format::Toml => toml::parse(file, text)?,
         Format::Keepalived => {
-            keepalived::parse(file, text, unimplemented, &mut warnings, &mut errors)?
+            let pre = preprocess::preprocess(file, text, config_id, sources)?;
+            files.clone_from(&pre.files);
+            keepalived::parse_lines(&pre, unimplemented, &mut warnings, &mut errors)
+                .map_err(|e| name_file(e, &files))?
         }
     };
     if overrides.dataplane.is_some() || overrides.xdp_interface.is_some() {
@@ -155,14 +211,15 @@ pub fn load(
     }
     let result = validate(file, &spec, unimplemented, &mut warnings);
     warnings.sort_by_key(|w| w.pos);
+    let warnings = name_file(warnings, &files);
     match result {
         Ok(model) if errors.is_empty() => Ok(Loaded { model, warnings }),
-        Ok(_) => Err(errors),
+        Ok(_) => Err(name_file(errors, &files)),
         Err(more) => {
             errors.extend(more);
             // In file order, whichever layer found them.
             errors.sort_by_key(|e| e.pos);
-            Err(errors)
+            Err(name_file(errors, &files))
         }
     }
 }
@@ -850,7 +907,21 @@ unicast_peer = ["192.0.2.12"]
 
     #[test]
     fn positions_count_characters_not_bytes() {
-        assert_eq!(Pos::of_offset("é = 1\nab", 8), Pos { line: 2, col: 2 });
-        assert_eq!(Pos::of_offset("é = 1", 2), Pos { line: 1, col: 2 });
+        assert_eq!(
+            Pos::of_offset("é = 1\nab", 8),
+            Pos {
+                line: 2,
+                col: 2,
+                file: 0
+            }
+        );
+        assert_eq!(
+            Pos::of_offset("é = 1", 2),
+            Pos {
+                line: 1,
+                col: 2,
+                file: 0
+            }
+        );
     }
 }

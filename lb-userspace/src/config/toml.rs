@@ -211,9 +211,14 @@ struct DataplaneDto {
 /// Parses lbd's TOML format.
 pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
     let dto: FileDto = ::toml::from_str(text).map_err(|e| {
-        let pos = e
-            .span()
-            .map_or(Pos { line: 1, col: 1 }, |s| Pos::of_offset(text, s.start));
+        let pos = e.span().map_or(
+            Pos {
+                line: 1,
+                col: 1,
+                file: 0,
+            },
+            |s| Pos::of_offset(text, s.start),
+        );
         vec![ConfigError {
             file: file.to_owned(),
             pos,

@@ -92,28 +92,31 @@ pub fn validate(
         &mut errors,
     );
     let mut vrrp_instances: Vec<VrrpInstance> = Vec::new();
+    // Indexes: 65,024 instances (keepalived's ~SEQ example) must not be compared pairwise.
+    let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut routers: std::collections::HashMap<(String, u8, Option<bool>), String> =
+        std::collections::HashMap::new();
     for written in &spec.vrrp_instances {
         let Some(instance) = vrrp_instance(written, default_version, garp_default, &mut errors)
         else {
             continue;
         };
         let family = instance.addresses.first().map(|a| a.addr.is_ipv4());
-        if vrrp_instances.iter().any(|i| i.name == instance.name) {
+        let router = (instance.interface.clone(), instance.vrid, family);
+        if names.contains(&instance.name) {
             errors.push(
                 written.name.pos,
                 format!("duplicate vrrp_instance {}", instance.name),
             );
-        } else if let Some(other) = vrrp_instances.iter().find(|i| {
-            i.interface == instance.interface
-                && i.vrid == instance.vrid
-                && i.addresses.first().map(|a| a.addr.is_ipv4()) == family
-        }) {
+        } else if let Some(other) = routers.get(&router) {
             let message = format!(
                 "vrrp_instance {} uses VRID {} on {} like {}: one virtual router per VRID, interface and family",
-                instance.name, instance.vrid, instance.interface, other.name
+                instance.name, instance.vrid, instance.interface, other
             );
             errors.push(written.pos, message);
         } else {
+            names.insert(instance.name.clone());
+            routers.insert(router, instance.name.clone());
             vrrp_instances.push(instance);
         }
     }
@@ -430,9 +433,10 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
         });
     }
     let mut track_files: Vec<TrackFile> = Vec::new();
+    let mut file_names: std::collections::HashSet<String> = std::collections::HashSet::new();
     for tf in &spec.track_files {
         let name = tf.name.value.clone();
-        if track_files.iter().any(|t| t.name == name) {
+        if !file_names.insert(name.clone()) {
             errors.push(tf.name.pos, format!("duplicate vrrp_track_file {name}"));
             continue;
         }
@@ -458,7 +462,7 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
             }
         }
         for t in &written.track_file {
-            if !track_files.iter().any(|f| f.name == t.name.value) {
+            if !file_names.contains(&t.name.value) {
                 errors.push(
                     t.name.pos,
                     format!("no vrrp_track_file {} for {instance}", t.name.value),
@@ -467,10 +471,12 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
         }
     }
     let mut sync_groups: Vec<SyncGroup> = Vec::new();
+    let instance_names: std::collections::HashSet<&str> =
+        instances.iter().map(|i| i.name.as_str()).collect();
     for sg in &spec.sync_groups {
         let mut members = Vec::new();
         for m in &sg.group {
-            if !instances.iter().any(|i| i.name == m.value) {
+            if !instance_names.contains(m.value.as_str()) {
                 errors.push(
                     m.pos,
                     format!(
