@@ -50,6 +50,10 @@ pub struct Preprocessed {
 /// Deeper than this, a substitution or include is taken to be a loop.
 const MAX_DEPTH: usize = 32;
 
+/// A configuration that expands to more lines than this is refused (keepalived's 65,024-
+/// instance example is about 1.1 million).
+pub const MAX_LINES: usize = 10_000_000;
+
 struct State<'a> {
     config_id: &'a str,
     sources: &'a dyn Sources,
@@ -249,6 +253,10 @@ impl State<'_> {
             }
         };
         for assignment in assignments {
+            if self.out.lines.len() > MAX_LINES {
+                self.error(file, number, format!("expands to more than {MAX_LINES} lines"));
+                return;
+            }
             for (name, value) in assignment {
                 self.params.insert(name, value);
             }
