@@ -10,8 +10,8 @@
 //! [`Unimplemented::Warn`] a warning and the statement skipped), and everything else (an error:
 //! unknown keyword). Nothing is ignored silently.
 //!
-//! Not yet here (an error naming them, as any keyword lbd does not implement): `include`, `@id`
-//! conditional lines, `$NAME` substitution and `~SEQ` generators.
+//! `include`, `@id` conditional lines, `$NAME` parameters and `~SEQ`/`~LST` generators are
+//! expanded before lexing, by [`super::preprocess`] ([`parse_lines`] takes its output).
 
 use super::{
     ConfigError, Pos, Unimplemented,
@@ -203,8 +203,7 @@ fn block(
 
 /// Keywords keepalived knows that lbd does not implement yet, at any level.
 const KNOWN_UNIMPLEMENTED: &[&str] = &[
-    // parser directives
-    "include",
+    // parser directives (plain `include` is the preprocessor's)
     "includer",
     "includem",
     "includew",
