@@ -982,9 +982,11 @@ fn source_options_bind_address_port_interface_and_mark() {
         .host
         .within(move || TcpListener::bind(addr).expect("bind"));
     let (peers_tx, peers) = std::sync::mpsc::channel();
+    // accept() gives the peer's address even when the probe has already reset the
+    // connection (it closes with SO_LINGER 0), which peer_addr() on the socket would not.
     std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            peers_tx.send(conn.peer_addr().expect("peer")).ok();
+        while let Ok((_, peer)) = listener.accept() {
+            peers_tx.send(peer).ok();
         }
     });
     let mut probe = at("192.0.2.2:90", ProbeKind::Tcp);

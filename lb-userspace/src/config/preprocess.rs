@@ -255,8 +255,16 @@ impl State<'_> {
         for assignment in assignments {
             if self.out.lines.len() > MAX_LINES {
                 // Said once, by the innermost generator that crossed the line.
-                if !self.errors.iter().any(|e| e.message.starts_with("expands to more")) {
-                    self.error(file, number, format!("expands to more than {MAX_LINES} lines"));
+                if !self
+                    .errors
+                    .iter()
+                    .any(|e| e.message.starts_with("expands to more"))
+                {
+                    self.error(
+                        file,
+                        number,
+                        format!("expands to more than {MAX_LINES} lines"),
+                    );
                 }
                 return;
             }
