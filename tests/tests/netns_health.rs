@@ -208,8 +208,8 @@ fn tcp_check_up_refused_and_blackholed() {
     );
     assert!(o.detail.contains("refused"), "{o:?}");
     assert!(
-        took < Duration::from_millis(100),
-        "refusal is immediate: {took:?}"
+        took < Duration::from_secs(1),
+        "refusal is immediate, not a timeout: {took:?}"
     );
     let (o, took) = down(
         &t,
@@ -1009,8 +1009,8 @@ fn source_options_bind_address_port_interface_and_mark() {
         .ip(&["route", "add", "prohibit", BLACKHOLE, "table", "100"]);
     let mut marked = at(&format!("{BLACKHOLE}:80"), ProbeKind::Tcp);
     marked.target.fwmark = Some(7);
-    let (o, took) = down(&t, marked.clone(), Duration::from_secs(1));
-    assert!(took < Duration::from_millis(200), "{o:?} after {took:?}");
+    let (o, took) = down(&t, marked.clone(), Duration::from_secs(3));
+    assert!(took < Duration::from_secs(1), "{o:?} after {took:?}");
     marked.target.fwmark = Some(8);
     let (o, took) = down(&t, marked, Duration::from_millis(500));
     assert!(took >= Duration::from_millis(450), "{o:?} after {took:?}");
