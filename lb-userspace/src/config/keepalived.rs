@@ -624,6 +624,14 @@ impl Reader<'_> {
         for s in block {
             match s.keyword.value.as_str() {
                 "interface" => vi.interface = self.one(s),
+                "lvs_sync_daemon_interface" => {
+                    vi.lvs_sync_daemon_interface = self.one(s);
+                    self.warnings.push(ConfigError {
+                        file: self.file.to_owned(),
+                        pos: s.keyword.pos,
+                        message: "lvs_sync_daemon_interface is deprecated (as in keepalived): read as global_defs { lvs_sync_daemon IFACE INSTANCE }".to_owned(),
+                    });
+                }
                 "state" => vi.state = self.one(s),
                 "virtual_router_id" => {
                     vi.virtual_router_id = self.one(s).and_then(|a| self.number(&a))
@@ -933,6 +941,13 @@ pub fn parse_lines(
             "global_defs" => reader.global_defs(s, &mut spec),
             "vrrp_instance" => {
                 if let Some(vi) = reader.vrrp_instance(s) {
+                    if let Some(iface) = &vi.lvs_sync_daemon_interface {
+                        spec.lvs.push(Statement {
+                            keyword: At::new("lvs_sync_daemon".to_owned(), iface.pos),
+                            args: vec![iface.clone(), vi.name.clone()],
+                            block: None,
+                        });
+                    }
                     spec.vrrp_instances.push(vi);
                 }
             }

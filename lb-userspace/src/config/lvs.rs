@@ -848,8 +848,10 @@ impl<'a> Reader<'a> {
         let timing = timing.under(vs_timing);
         rs.inhibit_on_failure = timing.inhibit.unwrap_or(false);
         for c in checkers {
-            let checker = self.checker(c, &rs, timing, virtualhost.as_deref());
-            rs.checkers.push(checker);
+            for c in expand_hosts(c) {
+                let checker = self.checker(&c, &rs, timing, virtualhost.as_deref());
+                rs.checkers.push(checker);
+            }
         }
         // The model lives as long as lbd: no spare capacity (10,000 real servers' worth of
         // it is megabytes).
@@ -1291,6 +1293,31 @@ impl Statement {
             block: None,
         }
     }
+}
+
+/// keepalived 1.x's `SMTP_CHECK { host { connect_ip ... } host { ... } }`, which keepalived
+/// 2.x still reads: one checker per `host` block, each with the checker's other settings and
+/// the block's own.
+fn expand_hosts(checker: &Statement) -> Vec<Statement> {
+    let block = checker.block.clone().unwrap_or_default();
+    let (hosts, common): (Vec<Statement>, Vec<Statement>) = block
+        .into_iter()
+        .partition(|s| s.keyword.value == "host" && checker.keyword.value == "SMTP_CHECK");
+    if hosts.is_empty() {
+        return vec![checker.clone()];
+    }
+    hosts
+        .into_iter()
+        .map(|host| {
+            let mut block = common.clone();
+            block.extend(host.block.unwrap_or_default());
+            Statement {
+                keyword: checker.keyword.clone(),
+                args: checker.args.clone(),
+                block: Some(block),
+            }
+        })
+        .collect()
 }
 
 /// `100-199` or `200`.

@@ -222,6 +222,9 @@ pub struct VrrpInstanceSpec {
     pub use_vmac: Option<At<String>>,
     /// `vmac_xmit_base`.
     pub vmac_xmit_base: Option<At<bool>>,
+    /// keepalived 1.x's `lvs_sync_daemon_interface IFACE` (deprecated): the global
+    /// `lvs_sync_daemon IFACE INSTANCE`.
+    pub lvs_sync_daemon_interface: Option<At<String>>,
 }
 
 impl Default for At<String> {

@@ -322,6 +322,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
                     }
                 }),
                 vmac_xmit_base: vi.vmac_xmit_base.as_ref().map(flag),
+                lvs_sync_daemon_interface: None,
             }
         })
         .collect();
