@@ -191,20 +191,7 @@ fn lbd_programs_ipvs_from_a_keepalived_conf_and_follows_health() {
     let conf = format!(
         "virtual_server 203.0.113.10 80 {{\n  delay_loop 0.5\n  lb_algo wrr\n  lb_kind NAT\n  persistence_timeout 300\n  real_server 192.0.2.2 80 {{\n    weight 3\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    inhibit_on_failure\n    {check}\n  }}\n}}\nvirtual_server fwmark 7 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n}}\n"
     );
-    let path = lab.dir().join("keepalived.conf");
-    std::fs::write(&path, conf).expect("config");
-    let socket = lab.dir().join("lbd.sock");
-    let log_path = lab.dir().join("lbd.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let mut lbd = director.command(lb_tests::workspace_bin("lbd"));
-    lbd.arg("run")
-        .arg("-f")
-        .arg(&path)
-        .arg("--control-socket")
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    let pid = lab.spawn("lbd", lbd);
+    let (pid, socket, log_path) = start_lbd(&mut lab, &director, "lbd", &conf, &[]);
     // Compared with runs of spaces collapsed: ipvsadm pads its columns.
     let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
     let listed = |lines: &[&str]| {

@@ -436,6 +436,40 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "global_tracking",
 ];
 
+/// What to say of a keyword a block does not read: `known` (keepalived has it, lbd does not
+/// implement it) is an error, or with [`Unimplemented::Warn`] a warning (the second value);
+/// anything else is an unknown keyword, always an error.
+pub(super) fn keyword_problem(
+    file: &str,
+    keyword: &At<String>,
+    context: &str,
+    known: bool,
+    unimplemented: Unimplemented,
+) -> (ConfigError, bool) {
+    let at = |message: String| ConfigError {
+        file: file.to_owned(),
+        pos: keyword.pos,
+        message,
+    };
+    if !known {
+        let message = format!("unknown keyword {:?} in {context}", keyword.value);
+        return (at(message), false);
+    }
+    let message = format!(
+        "keepalived keyword {:?} ({context}) is not implemented by lbd",
+        keyword.value
+    );
+    match unimplemented {
+        Unimplemented::Reject => (
+            at(format!(
+                "{message}; pass --allow-unimplemented to skip it with a warning"
+            )),
+            false,
+        ),
+        Unimplemented::Warn => (at(format!("{message}; skipped")), true),
+    }
+}
+
 fn is_known_unimplemented(keyword: &str) -> bool {
     KNOWN_UNIMPLEMENTED.contains(&keyword)
 }
@@ -459,28 +493,18 @@ impl Reader<'_> {
 
     /// A keyword outside what lbd reads in this block: unimplemented (error or warning) or unknown.
     fn other(&mut self, statement: &Statement, context: &str) {
-        let keyword = &statement.keyword;
-        if is_known_unimplemented(&keyword.value) {
-            let message = format!(
-                "keepalived keyword {:?} ({context}) is not implemented by lbd",
-                keyword.value
-            );
-            match self.unimplemented {
-                Unimplemented::Reject => self.error(
-                    keyword.pos,
-                    format!("{message}; pass --allow-unimplemented to skip it with a warning"),
-                ),
-                Unimplemented::Warn => self.warnings.push(ConfigError {
-                    file: self.file.to_owned(),
-                    pos: keyword.pos,
-                    message: format!("{message}; skipped"),
-                }),
-            }
+        let known = is_known_unimplemented(&statement.keyword.value);
+        let (problem, warning) = keyword_problem(
+            self.file,
+            &statement.keyword,
+            context,
+            known,
+            self.unimplemented,
+        );
+        if warning {
+            self.warnings.push(problem);
         } else {
-            self.error(
-                keyword.pos,
-                format!("unknown keyword {:?} in {context}", keyword.value),
-            );
+            self.errors.push(problem);
         }
     }
 

@@ -249,28 +249,18 @@ impl<'a> Reader<'a> {
     }
 
     fn other(&mut self, s: &Statement, context: &str) {
-        let keyword = &s.keyword;
-        if UNIMPLEMENTED.contains(&keyword.value.as_str()) {
-            let message = format!(
-                "keepalived keyword {:?} ({context}) is not implemented by lbd",
-                keyword.value
-            );
-            match self.unimplemented {
-                Unimplemented::Reject => self.error(
-                    keyword.pos,
-                    format!("{message}; pass --allow-unimplemented to skip it with a warning"),
-                ),
-                Unimplemented::Warn => self.warnings.push(ConfigError {
-                    file: self.file.to_owned(),
-                    pos: keyword.pos,
-                    message: format!("{message}; skipped"),
-                }),
-            }
+        let known = UNIMPLEMENTED.contains(&s.keyword.value.as_str());
+        let (problem, warning) = super::keepalived::keyword_problem(
+            self.file,
+            &s.keyword,
+            context,
+            known,
+            self.unimplemented,
+        );
+        if warning {
+            self.warnings.push(problem);
         } else {
-            self.error(
-                keyword.pos,
-                format!("unknown keyword {:?} in {context}", keyword.value),
-            );
+            self.errors.push(problem);
         }
     }
 

@@ -226,37 +226,11 @@ fn service_dest(key: &ServiceKey, addr: SocketAddr) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::model::{
-        Checker, Forwarding, Probe, ProbeKind, Protocol, SorryServer, Target, Timing,
-    };
+    use crate::model::{Checker, Forwarding, Protocol, SorryServer};
 
     fn checker(alpha: bool) -> Checker {
-        Checker {
-            probe: Probe {
-                target: Target {
-                    addr: "192.0.2.2:80".parse().unwrap(),
-                    bind_addr: None,
-                    bind_port: None,
-                    bind_if: None,
-                    fwmark: None,
-                },
-                kind: ProbeKind::Tcp,
-            },
-            timing: Timing {
-                delay_loop: Duration::from_secs(1),
-                timeout: Duration::from_secs(1),
-                retry: 0,
-                delay_before_retry: Duration::from_secs(1),
-                warmup: Duration::ZERO,
-                fast_recovery: false,
-            },
-            alpha,
-            rise: 1,
-            log_all_failures: false,
-        }
+        crate::health::state::tests::checker(0, 1, alpha)
     }
 
     fn vs(weights: &[u16], quorum: u32, hysteresis: u32) -> VirtualServer {

@@ -133,11 +133,12 @@ impl CheckState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{Probe, ProbeKind, Target};
 
-    fn checker(retry: u32, rise: u32, alpha: bool) -> Checker {
+    /// A TCP checker with these retry, rise and alpha (delay_loop 6 s, retry delay 2 s).
+    pub(crate) fn checker(retry: u32, rise: u32, alpha: bool) -> Checker {
         Checker {
             probe: Probe {
                 target: Target {

@@ -188,15 +188,25 @@ impl IpvsClient {
         Ok(())
     }
 
+    /// A destination command: the service's key and the destination, acknowledged.
+    fn dest_command(
+        &self,
+        op: &'static str,
+        cmd: IpvsCmd,
+        svc: &Service,
+        dest: &Dest,
+    ) -> Result<(), IpvsError> {
+        let attrs = vec![
+            service_key_attr(svc).map_err(ser(op))?,
+            dest_attr(dest).map_err(ser(op))?,
+        ];
+        self.request(op, cmd, NlmF::ACK, attrs)?;
+        Ok(())
+    }
+
     /// `IPVS_CMD_NEW_DEST` under `svc`.
     pub fn new_dest(&self, svc: &Service, dest: &Dest) -> Result<(), IpvsError> {
-        const OP: &str = "IPVS_CMD_NEW_DEST";
-        let attrs = vec![
-            service_key_attr(svc).map_err(ser(OP))?,
-            dest_attr(dest).map_err(ser(OP))?,
-        ];
-        self.request(OP, IpvsCmd::NewDest, NlmF::ACK, attrs)?;
-        Ok(())
+        self.dest_command("IPVS_CMD_NEW_DEST", IpvsCmd::NewDest, svc, dest)
     }
 
     /// `IPVS_CMD_SET_SERVICE`: new settings for an existing service.
@@ -213,24 +223,12 @@ impl IpvsClient {
 
     /// `IPVS_CMD_SET_DEST`: new weight, thresholds or forwarding for a destination, in place.
     pub fn set_dest(&self, svc: &Service, dest: &Dest) -> Result<(), IpvsError> {
-        const OP: &str = "IPVS_CMD_SET_DEST";
-        let attrs = vec![
-            service_key_attr(svc).map_err(ser(OP))?,
-            dest_attr(dest).map_err(ser(OP))?,
-        ];
-        self.request(OP, IpvsCmd::SetDest, NlmF::ACK, attrs)?;
-        Ok(())
+        self.dest_command("IPVS_CMD_SET_DEST", IpvsCmd::SetDest, svc, dest)
     }
 
     /// `IPVS_CMD_DEL_DEST`.
     pub fn del_dest(&self, svc: &Service, dest: &Dest) -> Result<(), IpvsError> {
-        const OP: &str = "IPVS_CMD_DEL_DEST";
-        let attrs = vec![
-            service_key_attr(svc).map_err(ser(OP))?,
-            dest_attr(dest).map_err(ser(OP))?,
-        ];
-        self.request(OP, IpvsCmd::DelDest, NlmF::ACK, attrs)?;
-        Ok(())
+        self.dest_command("IPVS_CMD_DEL_DEST", IpvsCmd::DelDest, svc, dest)
     }
 
     /// `IPVS_CMD_SET_CONFIG`: connection timeouts in seconds (tcp, tcpfin, udp); 0 leaves one

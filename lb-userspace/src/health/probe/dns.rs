@@ -60,21 +60,8 @@ pub(super) async fn check(target: &Target, kind: &str, name: &str, timeout: Dura
         Ok(q) => q,
         Err(e) => return Outcome::down(e),
     };
-    let socket = match super::socket(target, socket2::Type::DGRAM, None)
-        .and_then(|s| tokio::net::UdpSocket::from_std(s.into()))
-    {
-        Ok(s) => s,
-        Err(e) => return Outcome::down(io_detail("socket", &e)),
-    };
     let exchange = async {
-        socket
-            .connect(target.addr)
-            .await
-            .map_err(|e| io_detail("connect", &e))?;
-        socket
-            .send(&request)
-            .await
-            .map_err(|e| io_detail("send", &e))?;
+        let socket = super::udp_sent(target, &request).await?;
         let mut buf = vec![0u8; 4096];
         loop {
             let n = socket

@@ -119,6 +119,22 @@ fn apply_source(socket: &Socket, target: &Target) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A UDP socket connected to `target` that has sent `datagram`.
+async fn udp_sent(target: &Target, datagram: &[u8]) -> Result<tokio::net::UdpSocket, String> {
+    let socket = socket(target, Type::DGRAM, None)
+        .and_then(|s| tokio::net::UdpSocket::from_std(s.into()))
+        .map_err(|e| io_detail("socket", &e))?;
+    socket
+        .connect(target.addr)
+        .await
+        .map_err(|e| io_detail("connect", &e))?;
+    socket
+        .send(datagram)
+        .await
+        .map_err(|e| io_detail("send", &e))?;
+    Ok(socket)
+}
+
 /// Connects a TCP stream to `target`.
 async fn connect(target: &Target) -> std::io::Result<TcpStream> {
     let socket = socket(target, Type::STREAM, None)?;

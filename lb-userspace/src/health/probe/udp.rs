@@ -38,21 +38,8 @@ pub(super) fn reply_ok(udp: &UdpProbe, reply: &[u8]) -> Result<(), String> {
 }
 
 pub(super) async fn check(target: &Target, udp: &UdpProbe, timeout: Duration) -> Outcome {
-    let socket = match super::socket(target, socket2::Type::DGRAM, None)
-        .and_then(|s| tokio::net::UdpSocket::from_std(s.into()))
-    {
-        Ok(s) => s,
-        Err(e) => return Outcome::down(io_detail("socket", &e)),
-    };
     let exchange = async {
-        socket
-            .connect(target.addr)
-            .await
-            .map_err(|e| io_detail("connect", &e))?;
-        socket
-            .send(&udp.payload)
-            .await
-            .map_err(|e| io_detail("send", &e))?;
+        let socket = super::udp_sent(target, &udp.payload).await?;
         let mut buf = vec![0u8; udp.max_reply_length.max(1) + 1];
         let n = socket
             .recv(&mut buf)
