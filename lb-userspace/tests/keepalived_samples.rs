@@ -8,7 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use lbd::config::{Format, Overrides, Unimplemented, load_with, preprocess::Sources};
+use lbd::config::{
+    Format, Overrides, Unimplemented, import::to_toml, keepalived_spec, load, load_with,
+    preprocess::Sources,
+};
 
 const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
 
@@ -83,7 +86,22 @@ fn keepalived_s_samples_load() {
         );
         let expected = EXPECTED_FAILURES.iter().find(|(n, _)| *n == name);
         match (result, expected) {
-            (Ok(_), None) => {}
+            (Ok(loaded), None) => {
+                // `lbd import-keepalived`: its TOML loads to the same model.
+                let (spec, _) =
+                    keepalived_spec(name, &text, Unimplemented::Warn, "high", &NoIncludes)
+                        .expect("parses");
+                let toml = to_toml(&spec);
+                let again = load(
+                    "imported.toml",
+                    &toml,
+                    Format::Toml,
+                    Unimplemented::Reject,
+                    &Overrides::default(),
+                )
+                .unwrap_or_else(|e| panic!("{name} imported:\n{toml}\n{e:?}"));
+                assert_eq!(again.model, loaded.model, "{name} imported:\n{toml}");
+            }
             (Err(errors), Some((_, why))) => assert!(
                 errors.iter().any(|e| e.message.contains(why)),
                 "{name}: {errors:?}"

@@ -147,6 +147,13 @@ enum Command {
         #[command(flatten)]
         config_args: ConfigArgs,
     },
+    /// Print a keepalived.conf as lbd's TOML (which loads to the same configuration).
+    ImportKeepalived {
+        /// keepalived.conf.
+        file: String,
+        #[command(flatten)]
+        config_args: ConfigArgs,
+    },
 }
 
 /// Reads and validates the file; prints warnings and errors; `None` when invalid.
@@ -228,6 +235,33 @@ async fn shutdown_signal() {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::ImportKeepalived { file, config_args } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+            let unimplemented = if config_args.allow_unimplemented {
+                Unimplemented::Warn
+            } else {
+                Unimplemented::Reject
+            };
+            let config_id = config_args
+                .config_id
+                .clone()
+                .unwrap_or_else(default_config_id);
+            match config::keepalived_spec(&file, &text, unimplemented, &config_id, &FileSystem) {
+                Ok((spec, warnings)) => {
+                    for warning in &warnings {
+                        eprintln!("warning: {warning}");
+                    }
+                    print!("{}", config::import::to_toml(&spec));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for error in &errors {
+                        eprintln!("{error}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::CheckConfig { file, config_args } => Ok(if load(&file, &config_args)?.is_some() {
             ExitCode::SUCCESS
         } else {

@@ -1342,7 +1342,7 @@ fn hex_pattern(text: &str) -> Option<Vec<(Option<u8>, Option<u8>)>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Format, Overrides, load};
 
@@ -1370,7 +1370,8 @@ mod tests {
         }
     }
 
-    const KEEPALIVED: &str = r#"
+    /// Every checker and most virtual-server keywords, in keepalived.conf syntax.
+    pub(crate) const KEEPALIVED: &str = r#"
 global_defs {
   lvs_notify_fifo /run/lbd/lvs.fifo
 }

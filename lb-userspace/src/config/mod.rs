@@ -8,6 +8,7 @@
 //! This layer never reads files or the clock: it receives strings (the daemon and `check-config`
 //! read the file and pass its text in). A bad file never reaches the daemon.
 
+pub mod import;
 pub mod keepalived;
 mod lvs;
 pub mod preprocess;
@@ -160,6 +161,26 @@ pub fn load(
     overrides: &Overrides,
 ) -> Result<Loaded, Vec<ConfigError>> {
     load_with(file, text, format, unimplemented, overrides, "", &NoFiles)
+}
+
+/// A keepalived.conf's tree, for `lbd import-keepalived`: the spec and its warnings, or every
+/// error of parsing it (validation is [`load_with`]'s).
+pub fn keepalived_spec(
+    file: &str,
+    text: &str,
+    unimplemented: Unimplemented,
+    config_id: &str,
+    sources: &dyn preprocess::Sources,
+) -> Result<(spec::Spec, Vec<ConfigError>), Vec<ConfigError>> {
+    let pre = preprocess::preprocess(file, text, config_id, sources)?;
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let spec = keepalived::parse_lines(&pre, unimplemented, &mut warnings, &mut errors)?;
+    if errors.is_empty() {
+        Ok((spec, warnings))
+    } else {
+        Err(errors)
+    }
 }
 
 /// [`load`] with keepalived's config id (`@id` lines, `${_INSTANCE}`) and the sources of
