@@ -242,10 +242,7 @@ fn main() -> anyhow::Result<ExitCode> {
             } else {
                 Unimplemented::Reject
             };
-            let config_id = config_args
-                .config_id
-                .clone()
-                .unwrap_or_else(default_config_id);
+            let config_id = config_args.config_id.unwrap_or_else(default_config_id);
             match config::keepalived_spec(&file, &text, unimplemented, &config_id, &FileSystem) {
                 Ok((spec, warnings)) => {
                     for warning in &warnings {
