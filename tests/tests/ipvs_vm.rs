@@ -316,7 +316,7 @@ fn flush_timeouts_and_a_restart_that_adopts_the_table() {
             .status
             .success()
     );
-    let conf = "global_defs {\n  lvs_flush\n  lvs_timeouts tcp 900 tcpfin 120 udp 300\n}\nvirtual_server 203.0.113.20 443 {\n  delay_loop 0.5\n  lb_algo sh\n  sh-port\n  lb_kind TUN type gue port 6080 remcsum\n  real_server 192.0.2.2 80 {\n    weight 7\n    uthreshold 100\n    lthreshold 10\n    TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }\n  }\n}\n";
+    let conf = "global_defs {\n  lvs_flush\n  lvs_timeouts tcp 900 tcpfin 120 udp 300\n}\nvirtual_server 203.0.113.20 443 {\n  delay_loop 0.5\n  lb_algo sh\n  sh-port\n  lb_kind TUN type gue port 6080 remcsum\n  real_server 192.0.2.2 80 {\n    weight 7\n    uthreshold 100\n    lthreshold 10\n    TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }\n  }\n}\nvirtual_server 203.0.113.21 5060 {\n  protocol UDP\n  lb_algo rr\n  persistence_timeout 60\n  persistence_engine sip\n  real_server 192.0.2.2 5060 {\n    weight 1\n  }\n}\n";
     let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
     let listing = || ipvsadm(&director);
     let (pid, socket, log) = start_lbd(&mut lab, &director, "lbd", conf, &["-I"]);
@@ -330,6 +330,10 @@ fn flush_timeouts_and_a_restart_that_adopts_the_table() {
     );
     assert!(
         words(&first).contains("TCP 203.0.113.20:443 sh (sh-port)"),
+        "{first}"
+    );
+    assert!(
+        words(&first).contains("UDP 203.0.113.21:5060 rr persistent 60 pe sip"),
         "{first}"
     );
     let detail = String::from_utf8_lossy(&director.run("ipvsadm", &["-Ln", "--thresholds"]).stdout)
