@@ -14,6 +14,19 @@ use lbd::ipvs::{
     msg::{IP_VS_CONN_F_DROUTE, IP_VS_CONN_F_MASQ, IP_VS_CONN_F_TUNNEL},
 };
 
+/// A director and a servers namespace on one veth: the director 192.0.2.1/24 on `d0`, the
+/// servers `addresses` on `s0`.
+fn director_and_servers(lab: &mut Lab, addresses: &[&str]) -> (Netns, Netns) {
+    let director = lab.netns("director");
+    let servers = lab.netns("servers");
+    lab.veth(&director, "d0", &servers, "s0");
+    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
+    for a in addresses {
+        servers.ip(&["addr", "add", a, "dev", "s0"]);
+    }
+    (director, servers)
+}
+
 fn in_vm() {
     assert!(
         std::env::var_os("RUN_IN_VM").is_some(),
@@ -179,12 +192,7 @@ fn udp_ipv6_and_every_forwarding_method_read_back() {
 fn lbd_programs_ipvs_from_a_keepalived_conf_and_follows_health() {
     in_vm();
     let mut lab = Lab::new();
-    let director = lab.netns("director");
-    let servers = lab.netns("servers");
-    lab.veth(&director, "d0", &servers, "s0");
-    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    servers.ip(&["addr", "add", "192.0.2.2/24", "dev", "s0"]);
-    servers.ip(&["addr", "add", "192.0.2.3/24", "dev", "s0"]);
+    let (director, servers) = director_and_servers(&mut lab, &["192.0.2.2/24", "192.0.2.3/24"]);
     let mut a = lb_tests::lab::TcpServer::start(&servers, "192.0.2.2:80");
     let mut b = lb_tests::lab::TcpServer::start(&servers, "192.0.2.3:80");
     let check = "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }";
@@ -304,11 +312,7 @@ fn start_lbd(
 fn flush_timeouts_and_a_restart_that_adopts_the_table() {
     in_vm();
     let mut lab = Lab::new();
-    let director = lab.netns("director");
-    let servers = lab.netns("servers");
-    lab.veth(&director, "d0", &servers, "s0");
-    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    servers.ip(&["addr", "add", "192.0.2.2/24", "dev", "s0"]);
+    let (director, servers) = director_and_servers(&mut lab, &["192.0.2.2/24"]);
     let server = lb_tests::lab::TcpServer::start(&servers, "192.0.2.2:80");
     assert!(
         director

@@ -365,24 +365,7 @@ pub fn to_toml(spec: &Spec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Format, Overrides, Unimplemented, keepalived_spec, load, preprocess};
-
-    struct Nothing;
-
-    impl preprocess::Sources for Nothing {
-        fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
-            Err(std::io::Error::other(path.display().to_string()))
-        }
-        fn glob(&self, _: &str) -> Vec<std::path::PathBuf> {
-            Vec::new()
-        }
-        fn env(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn random(&self, min: u32, _: u32) -> u32 {
-            min
-        }
-    }
+    use crate::config::{Format, Overrides, Unimplemented, keepalived_spec, load};
 
     fn round_trip(text: &str) {
         let direct = load(
@@ -394,8 +377,14 @@ mod tests {
         )
         .expect("valid keepalived.conf")
         .model;
-        let (spec, _) =
-            keepalived_spec("k.conf", text, Unimplemented::Reject, "", &Nothing).expect("parses");
+        let (spec, _) = keepalived_spec(
+            "k.conf",
+            text,
+            Unimplemented::Reject,
+            "",
+            &crate::config::NoFiles,
+        )
+        .expect("parses");
         let toml = to_toml(&spec);
         let imported = load(
             "k.toml",

@@ -129,7 +129,7 @@ pub struct Overrides {
 
 /// Sources for a file that has no includes to read: [`load`]'s.
 #[derive(Debug)]
-struct NoFiles;
+pub(crate) struct NoFiles;
 
 impl preprocess::Sources for NoFiles {
     fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
