@@ -3,7 +3,7 @@
 //! Two layers: [`lex`] turns text into words and braces with positions (comments `#` and `!`,
 //! double-quoted strings with keepalived's escapes, braces anywhere on a line), and [`statements`]
 //! groups them into `keyword args... [{ block }]` statements, one per line, a block's `{` allowed
-//! on the next line. [`parse`] then reads the blocks lbd implements.
+//! on the next line. [`parse_lines`] then reads the blocks lbd implements.
 //!
 //! Keywords fall in three sets: those lbd implements (read into the tree), those keepalived knows
 //! but lbd does not implement yet (an error naming the keyword, or with
@@ -896,31 +896,6 @@ impl Reader<'_> {
     }
 }
 
-/// Parses keepalived.conf syntax. Lexical and brace errors are fatal (`Err`); errors in single
-/// statements go to `errors` and the statement is left out, so validation can still report the
-/// rest. Warnings (skipped unimplemented keywords) go to `warnings`.
-pub fn parse(
-    file: &str,
-    text: &str,
-    unimplemented: Unimplemented,
-    warnings: &mut Vec<ConfigError>,
-    errors: &mut Vec<ConfigError>,
-) -> Result<Spec, Vec<ConfigError>> {
-    let pre = super::preprocess::Preprocessed {
-        files: vec![file.to_owned()],
-        lines: text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| super::preprocess::Line {
-                file: 0,
-                line: i as u32 + 1,
-                text: l.to_owned(),
-            })
-            .collect(),
-    };
-    parse_lines(&pre, unimplemented, warnings, errors)
-}
-
 /// Lexes preprocessed lines, keeping each token's file and line.
 pub fn lex_lines(pre: &super::preprocess::Preprocessed) -> Result<Vec<At<Token>>, ConfigError> {
     let mut tokens = Vec::new();
@@ -941,7 +916,10 @@ pub fn lex_lines(pre: &super::preprocess::Preprocessed) -> Result<Vec<At<Token>>
     Ok(tokens)
 }
 
-/// [`parse`] of lines already preprocessed (includes, conditionals, parameters, generators).
+/// Parses keepalived.conf lines already preprocessed (includes, conditionals, parameters,
+/// generators). Lexical and brace errors are fatal (`Err`); errors in single statements go to
+/// `errors` and the statement is left out, so validation can still report the rest. Warnings
+/// (skipped unimplemented keywords) go to `warnings`.
 pub fn parse_lines(
     pre: &super::preprocess::Preprocessed,
     unimplemented: Unimplemented,

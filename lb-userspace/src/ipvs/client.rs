@@ -4,7 +4,7 @@
 use neli::{
     consts::{nl::NlmF, socket::NlFamily},
     err::RouterError,
-    genl::{Genlmsghdr, GenlmsghdrBuilder, Nlattr},
+    genl::{GenlAttrHandle, Genlmsghdr, GenlmsghdrBuilder, Nlattr},
     nl::{NlPayload, Nlmsghdr},
     router::synchronous::NlRouter,
     types::{Buffer, GenlBuffer},
@@ -150,18 +150,27 @@ impl IpvsClient {
         replies.map(|r| r.map_err(netlink(op))).collect()
     }
 
-    /// `IPVS_CMD_GET_INFO`: version and connection table size.
-    pub fn info(&self) -> Result<IpvsInfo, IpvsError> {
-        const OP: &str = "IPVS_CMD_GET_INFO";
-        let replies = self.request(OP, IpvsCmd::GetInfo, NlmF::empty(), Vec::new())?;
+    /// A GET command with a single answer, read by `read`.
+    fn query<T>(
+        &self,
+        op: &'static str,
+        cmd: IpvsCmd,
+        read: impl FnOnce(&GenlAttrHandle<'_, IpvsCmdAttr>) -> Result<T, neli::err::DeError>,
+    ) -> Result<T, IpvsError> {
+        let replies = self.request(op, cmd, NlmF::empty(), Vec::new())?;
         let reply = replies
             .iter()
             .find_map(|r| r.get_payload())
             .ok_or(IpvsError::Netlink {
-                op: OP,
+                op,
                 message: "no reply".to_owned(),
             })?;
-        parse_info(&reply.attrs().get_attr_handle()).map_err(de(OP))
+        read(&reply.attrs().get_attr_handle()).map_err(de(op))
+    }
+
+    /// `IPVS_CMD_GET_INFO`: version and connection table size.
+    pub fn info(&self) -> Result<IpvsInfo, IpvsError> {
+        self.query("IPVS_CMD_GET_INFO", IpvsCmd::GetInfo, parse_info)
     }
 
     /// `IPVS_CMD_NEW_SERVICE`.
@@ -246,22 +255,14 @@ impl IpvsClient {
 
     /// `IPVS_CMD_GET_CONFIG`: the connection timeouts (tcp, tcpfin, udp) in seconds.
     pub fn timeouts(&self) -> Result<(u32, u32, u32), IpvsError> {
-        const OP: &str = "IPVS_CMD_GET_CONFIG";
-        let replies = self.request(OP, IpvsCmd::GetConfig, NlmF::empty(), Vec::new())?;
-        let reply = replies
-            .iter()
-            .find_map(|r| r.get_payload())
-            .ok_or(IpvsError::Netlink {
-                op: OP,
-                message: "no reply".to_owned(),
-            })?;
-        let attrs = reply.attrs().get_attr_handle();
-        let get = |a| attrs.get_attr_payload_as::<u32>(a).map_err(de(OP));
-        Ok((
-            get(IpvsCmdAttr::TimeoutTcp)?,
-            get(IpvsCmdAttr::TimeoutTcpFin)?,
-            get(IpvsCmdAttr::TimeoutUdp)?,
-        ))
+        self.query("IPVS_CMD_GET_CONFIG", IpvsCmd::GetConfig, |attrs| {
+            let get = |a| attrs.get_attr_payload_as::<u32>(a);
+            Ok((
+                get(IpvsCmdAttr::TimeoutTcp)?,
+                get(IpvsCmdAttr::TimeoutTcpFin)?,
+                get(IpvsCmdAttr::TimeoutUdp)?,
+            ))
+        })
     }
 
     /// `IPVS_CMD_NEW_DAEMON`: starts a connection-sync daemon.
