@@ -1,13 +1,21 @@
-//! lbd's XDP program.
+//! lbd's XDP program: a Katran-style L4 forwarder.
 //!
-//! `lb_xdp` parses Ethernet (with at most one VLAN tag), IPv4 or IPv6, and TCP or UDP, looks the
-//! destination up in `LB_VIPS` (exact port first, then the port-0 wildcard) and counts the packet
-//! per VIP and per reason (`lb_common::Counter`). At this stage it forwards nothing: every packet
-//! is passed on to the kernel (`XDP_PASS`), so attaching it can never break a director.
+//! `lb_xdp` parses Ethernet (with at most one VLAN tag), IPv4 or IPv6, and TCP or UDP, and looks
+//! the destination up in `LB_VIPS` (exact port first, then the port-0 wildcard). A VIP packet
+//! goes to a real server chosen by the connection table `LB_FLOWS` (an established flow keeps
+//! its real server when the set changes; a TCP SYN always hashes afresh) or else by the VIP's
+//! Maglev table in `LB_RINGS`, computed by lbd from the live real servers. It is forwarded by
+//! direct routing (new destination MAC) or encapsulated in IPIP / IP6IP6, out of the interface
+//! it came in on (`XDP_TX`) or redirected to the real server's. Everything else, and anything
+//! the program does not understand (fragments, IPv4 options, IPv6 extension headers, truncated
+//! headers, a VIP with no live real server), is passed to the kernel, where IPVS is the
+//! fallback. Each packet is counted once by outcome (`lb_common::Counter`), per VIP and per
+//! real server.
 //!
-//! Packet access goes through one bounds-checked [`ptr_at`]; anything the program does not
-//! understand (fragments, IPv4 options, IPv6 extension headers, truncated headers) is counted and
-//! passed up, never guessed at.
+//! Packet access goes through one bounds-checked [`ptr_at`]. Header offsets are const generic
+//! parameters (a VLAN tag moves them by four bytes), so the verifier sees constant offsets.
+//!
+//! `lb_vrrp_tc` records VRRP adverts for the VRRP driver (see its docs).
 #![no_std]
 #![no_main]
 #![expect(
@@ -16,19 +24,23 @@
 )]
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, bpf_timer, xdp_action},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, TC_ACT_OK, bpf_timer, xdp_action},
     btf_maps,
     helpers::{
         bpf_ktime_get_ns,
-        generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
+        generated::{
+            bpf_redirect, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
+            bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+        },
     },
     macros::{btf_map, classifier, map, xdp},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use lb_common::{
-    Counter, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP, MAX_VIPS, MAX_VRRP_ROUTERS, VipInfo, VipKey,
-    VipStats, VrrpKey, VrrpSeen, VrrpWatched,
+    Counter, DEFAULT_RING_SIZE, FlowKey, FlowValue, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP,
+    MAX_FLOWS, MAX_REALS, MAX_VIPS, MAX_VRRP_ROUTERS, RealInfo, Settings, VIP_F_ENCAP, VipInfo,
+    VipKey, VipStats, VrrpKey, VrrpSeen, VrrpWatched, flow_hash,
 };
 
 #[map(name = "LB_VIPS")]
@@ -39,6 +51,26 @@ static LB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_V
 
 #[map(name = "LB_COUNTERS")]
 static LB_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+#[map(name = "LB_REALS")]
+static LB_REALS: Array<RealInfo> = Array::with_max_entries(MAX_REALS, 0);
+
+#[map(name = "LB_REAL_STATS")]
+static LB_REAL_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_REALS, 0);
+
+/// Every VIP's Maglev table back to back. lbd sizes it at load (VIP capacity x ring size) and
+/// writes it through a memory mapping.
+#[map(name = "LB_RINGS")]
+static LB_RINGS: Array<u32> =
+    Array::with_max_entries(MAX_VIPS * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
+
+/// Per-CPU LRU lists, as Katran's per-CPU LRU maps: no lock shared between CPUs.
+#[map(name = "LB_FLOWS")]
+static LB_FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(MAX_FLOWS, BPF_F_NO_COMMON_LRU);
+
+#[map(name = "LB_SETTINGS")]
+static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 #[map(name = "LB_VRRP_SEEN")]
 static LB_VRRP_SEEN: HashMap<VrrpKey, VrrpSeen> = HashMap::with_max_entries(MAX_VRRP_ROUTERS, 0);
@@ -121,19 +153,34 @@ const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
 /// IPv4 flags/fragment-offset field: MF bit and offset mask (DF is fine).
 const IPV4_MF_OR_OFFSET: u16 = 0x3fff;
+/// IPv4 don't-fragment bit.
+const IPV4_DF: u16 = 0x4000;
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6: u8 = 41;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_ACK: u8 = 0x10;
+/// TTL / hop limit of the packets the program builds (outer headers, ICMP errors).
+const DEFAULT_TTL: u8 = 64;
+/// An ICMP error quotes the offending IPv4 header and 8 bytes of its payload (RFC 792).
+const ICMP4_QUOTE: usize = IPV4_HLEN + 8;
+/// An ICMPv6 packet-too-big quotes the IPv6 header and 8 bytes of its payload (as Katran; the
+/// real server's reply path never needs more to find the socket).
+const ICMP6_QUOTE: usize = IPV6_HLEN + 8;
 
-/// Why a packet could not be parsed to a VIP lookup: the counter slot to bump.
-type Verdict = Result<(), Counter>;
+/// Why a packet is passed on: the counter slot to bump.
+type Verdict = Result<u32, Counter>;
 
 /// A bounds-checked pointer to a `T` at `offset` from the start of the packet.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Counter> {
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
         return Err(Counter::Truncated);
     }
-    Ok((start + offset) as *const T)
+    Ok((start + offset) as *mut T)
 }
 
 /// Reads a big-endian u16 at `offset`.
@@ -146,6 +193,21 @@ fn be16_at(ctx: &XdpContext, offset: usize) -> Result<u16, Counter> {
     }))
 }
 
+/// Copies `N` bytes out of the packet at `offset`.
+#[inline(always)]
+fn read<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], Counter> {
+    // SAFETY: ptr_at checked the `N` bytes are inside the packet.
+    Ok(unsafe { core::ptr::read_unaligned(ptr_at::<[u8; N]>(ctx, offset)?) })
+}
+
+/// Writes `bytes` into the packet at `offset`.
+#[inline(always)]
+fn write<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &[u8; N]) -> Result<(), Counter> {
+    // SAFETY: ptr_at checked the `N` bytes are inside the packet.
+    unsafe { core::ptr::write_unaligned(ptr_at::<[u8; N]>(ctx, offset)?, *bytes) };
+    Ok(())
+}
+
 #[inline(always)]
 fn bump(counter: Counter) {
     if let Some(slot) = LB_COUNTERS.get_ptr_mut(counter as u32) {
@@ -154,43 +216,134 @@ fn bump(counter: Counter) {
     }
 }
 
-/// Counts every packet and passes it to the kernel.
+#[inline(always)]
+fn add_traffic(stats: Option<*mut VipStats>, bytes: u64) {
+    if let Some(stats) = stats {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += bytes;
+        }
+    }
+}
+
+/// Forwards VIP traffic; passes the rest to the kernel.
 #[xdp]
 fn lb_xdp(ctx: XdpContext) -> u32 {
     bump(Counter::Seen);
     match try_lb_xdp(&ctx) {
-        Ok(()) => bump(Counter::VipHit),
-        Err(counter) => bump(counter),
+        Ok(action) => action,
+        Err(counter) => {
+            bump(counter);
+            xdp_action::XDP_PASS
+        }
     }
-    xdp_action::XDP_PASS
 }
 
 #[inline(always)]
 fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
-    let mut l3 = ETH_HLEN;
-    let mut ethertype = be16_at(ctx, 12)?;
+    let ethertype = be16_at(ctx, 12)?;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        ethertype = be16_at(ctx, ETH_HLEN + 2)?;
-        l3 += VLAN_HLEN;
+        const L3: usize = ETH_HLEN + VLAN_HLEN;
+        return match be16_at(ctx, ETH_HLEN + 2)? {
+            ETH_P_IP => ipv4::<L3, { L3 + IPV4_HLEN }>(ctx),
+            ETH_P_IPV6 => ipv6::<L3, { L3 + IPV6_HLEN }>(ctx),
+            _ => Err(Counter::NotIp),
+        };
     }
-    let mut key = VipKey::default();
-    let l4 = match ethertype {
-        ETH_P_IP => parse_ipv4(ctx, l3, &mut key)?,
-        ETH_P_IPV6 => parse_ipv6(ctx, l3, &mut key)?,
-        _ => return Err(Counter::NotIp),
+    match ethertype {
+        ETH_P_IP => ipv4::<ETH_HLEN, { ETH_HLEN + IPV4_HLEN }>(ctx),
+        ETH_P_IPV6 => ipv6::<ETH_HLEN, { ETH_HLEN + IPV6_HLEN }>(ctx),
+        _ => Err(Counter::NotIp),
+    }
+}
+
+/// An IPv4 packet whose header starts at `L3` (and, without options, ends at `L4`).
+///
+/// Not inlined, nor is [`ipv6`]: each of the four header layouts is its own BPF function
+/// with its own stack frame (inlined, they exceed the 512-byte stack together).
+#[inline(never)]
+fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
+    // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
+    let hdr = unsafe { &*ptr_at::<[u8; IPV4_HLEN]>(ctx, L3)? };
+    if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
+        return Err(Counter::BadHeader);
+    }
+    if hdr[0] & 0x0f != 5 {
+        return Err(Counter::Ipv4Options);
+    }
+    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
+    if frag & IPV4_MF_OR_OFFSET != 0 {
+        return Err(Counter::Ipv4Fragment);
+    }
+    let proto = hdr[9];
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(Counter::NotTcpUdp);
+    }
+    let ip_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    if ip_len < IPV4_HLEN || ctx.data() + L3 + ip_len > ctx.data_end() {
+        return Err(Counter::BadHeader);
+    }
+    // IPv4-mapped: ::ffff:a.b.c.d.
+    let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
+    let (src, dst) = unsafe {
+        let addrs = ptr_at::<[u32; 2]>(ctx, L3 + 12)?;
+        (
+            core::ptr::read_unaligned(addrs.cast::<u32>()),
+            core::ptr::read_unaligned(addrs.cast::<u32>().add(1)),
+        )
     };
-    // TCP and UDP both carry the destination port at offset 2 of their header.
-    key.port_be = u16::to_be(be16_at(ctx, l4 + 2)?);
-    let info = lookup_vip(&mut key).ok_or(Counter::NotVip)?;
-    if let Some(stats) = LB_VIP_STATS.get_ptr_mut(info.index) {
-        let len = (ctx.data_end() - ctx.data()) as u64;
-        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
-        unsafe {
-            (*stats).packets += 1;
-            (*stats).bytes += len;
-        }
+    let flow = FlowKey {
+        src: [0, 0, mapped, src],
+        dst: [0, 0, mapped, dst],
+        proto,
+        ..FlowKey::default()
+    };
+    vip_packet::<L3, L4, false>(ctx, flow, ip_len, frag & IPV4_DF != 0)
+}
+
+/// An IPv6 packet whose header starts at `L3` (and, without extension headers, ends at `L4`).
+#[inline(never)]
+fn ipv6<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
+    // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
+    let hdr = unsafe { &*ptr_at::<[u8; IPV6_HLEN]>(ctx, L3)? };
+    if hdr[0] >> 4 != 6 {
+        return Err(Counter::BadHeader);
     }
-    Ok(())
+    let next = hdr[6];
+    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+        return Err(if is_ipv6_ext_header(next) {
+            Counter::Ipv6ExtHeader
+        } else {
+            Counter::NotTcpUdp
+        });
+    }
+    let ip_len = IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    if ctx.data() + L3 + ip_len > ctx.data_end() {
+        return Err(Counter::BadHeader);
+    }
+    // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
+    let (src, dst) = unsafe {
+        (
+            core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 8)?),
+            core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 24)?),
+        )
+    };
+    let flow = FlowKey {
+        src,
+        dst,
+        proto: next,
+        ..FlowKey::default()
+    };
+    // IPv6 routers never fragment: a packet too big is always answered.
+    vip_packet::<L3, L4, true>(ctx, flow, ip_len, true)
+}
+
+/// Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
+#[inline(always)]
+fn is_ipv6_ext_header(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
 }
 
 /// Exact (address, port, protocol) first, then the port-0 wildcard.
@@ -205,58 +358,351 @@ fn lookup_vip(key: &mut VipKey) -> Option<VipInfo> {
     unsafe { LB_VIPS.get(&*key) }.copied()
 }
 
-/// Fills the address and protocol of `key`; returns the L4 header offset.
+/// The VIP-map form of a flow's destination.
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize, key: &mut VipKey) -> Result<usize, Counter> {
-    let hdr: *const [u8; IPV4_HLEN] = ptr_at(ctx, l3)?;
-    // SAFETY: ptr_at checked the whole fixed header is inside the packet.
-    let hdr = unsafe { &*hdr };
-    if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
-        return Err(Counter::BadHeader);
+fn vip_addr(words: &[u32; 4]) -> [u8; 16] {
+    let mut addr = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        addr[4 * i] = b[0];
+        addr[4 * i + 1] = b[1];
+        addr[4 * i + 2] = b[2];
+        addr[4 * i + 3] = b[3];
+        i += 1;
     }
-    if hdr[0] & 0x0f != 5 {
-        return Err(Counter::Ipv4Options);
-    }
-    if u16::from_be_bytes([hdr[6], hdr[7]]) & IPV4_MF_OR_OFFSET != 0 {
-        return Err(Counter::Ipv4Fragment);
-    }
-    let proto = hdr[9];
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        return Err(Counter::NotTcpUdp);
-    }
-    key.addr[10] = 0xff;
-    key.addr[11] = 0xff;
-    key.addr[12..16].copy_from_slice(&hdr[16..20]);
-    key.proto = proto;
-    Ok(l3 + IPV4_HLEN)
+    addr
 }
 
-/// Fills the address and protocol of `key`; returns the L4 header offset.
+/// The real server `id` if the id is in use.
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize, key: &mut VipKey) -> Result<usize, Counter> {
-    let hdr: *const [u8; IPV6_HLEN] = ptr_at(ctx, l3)?;
-    // SAFETY: ptr_at checked the whole fixed header is inside the packet.
-    let hdr = unsafe { &*hdr };
-    if hdr[0] >> 4 != 6 {
-        return Err(Counter::BadHeader);
-    }
-    let next = hdr[6];
-    if next != IPPROTO_TCP && next != IPPROTO_UDP {
-        return Err(if is_ipv6_ext_header(next) {
-            Counter::Ipv6ExtHeader
-        } else {
-            Counter::NotTcpUdp
-        });
-    }
-    key.addr.copy_from_slice(&hdr[24..40]);
-    key.proto = next;
-    Ok(l3 + IPV6_HLEN)
+fn real(id: u32) -> Option<RealInfo> {
+    LB_REALS.get(id).copied().filter(|r| r.family != 0)
 }
 
-/// Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
+/// A TCP or UDP packet with its addresses in `flow`: forwarded if it is addressed to a VIP
+/// with a live real server.
 #[inline(always)]
-fn is_ipv6_ext_header(next: u8) -> bool {
-    matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
+fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
+    ctx: &XdpContext,
+    mut flow: FlowKey,
+    ip_len: usize,
+    dont_fragment: bool,
+) -> Verdict {
+    // TCP and UDP both start with the two ports.
+    let ports: [u8; 4] = read(ctx, L4)?;
+    flow.sport_be = u16::from_ne_bytes([ports[0], ports[1]]);
+    flow.dport_be = u16::from_ne_bytes([ports[2], ports[3]]);
+    let mut starts_flow = false;
+    if flow.proto == IPPROTO_TCP {
+        let flags: [u8; 1] = read(ctx, L4 + 13)?;
+        starts_flow = flags[0] & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+    }
+    let mut key = VipKey {
+        addr: vip_addr(&flow.dst),
+        port_be: flow.dport_be,
+        proto: flow.proto,
+        _pad: 0,
+    };
+    let vip = lookup_vip(&mut key).ok_or(Counter::NotVip)?;
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    add_traffic(LB_VIP_STATS.get_ptr_mut(vip.index), frame_len);
+    let settings = *LB_SETTINGS.get(0).ok_or(Counter::NoRealServer)?;
+
+    // An established flow keeps its real server while that id is in use.
+    let mut chosen = None;
+    if !starts_flow {
+        // SAFETY: the value is copied out at once.
+        if let Some(known) = unsafe { LB_FLOWS.get(&flow) } {
+            chosen = real(known.real).map(|r| (known.real, r));
+        }
+    }
+    let hash = flow_hash(&flow);
+    let counter = if chosen.is_some() {
+        Counter::FlowHit
+    } else {
+        Counter::FlowNew
+    };
+    let (id, real) = match chosen {
+        Some(found) => found,
+        None => {
+            let ring = settings.ring_size;
+            if ring == 0 {
+                return Err(Counter::NoRealServer);
+            }
+            let slot = vip.index.wrapping_mul(ring).wrapping_add(hash % ring);
+            let id = *LB_RINGS.get(slot).ok_or(Counter::NoRealServer)?;
+            let real = real(id).ok_or(Counter::NoRealServer)?;
+            let value = FlowValue { real: id, _pad: 0 };
+            // A full table evicts its least recently used flow; an error only means this
+            // flow is hashed again on its next packet.
+            let _ignored = LB_FLOWS.insert(&flow, &value, 0);
+            (id, real)
+        }
+    };
+    let family = if V6 { 6 } else { 4 };
+    if real.family != family {
+        return Err(Counter::NoRealServer);
+    }
+    let action = if vip.flags & VIP_F_ENCAP != 0 {
+        let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
+        if ip_len + outer > settings.mtu as usize {
+            if !dont_fragment {
+                return Err(Counter::TooBigPassed);
+            }
+            let action = if V6 {
+                packet_too_big_v6::<L3>(ctx, settings.mtu)?
+            } else {
+                fragmentation_needed_v4::<L3>(ctx, settings.mtu)?
+            };
+            bump(Counter::TooBig);
+            return Ok(action);
+        }
+        let source = encap_source::<V6>(&settings, hash);
+        encapsulate::<L3, V6>(ctx, &real, &source, ip_len)?
+    } else {
+        write(ctx, 0, &macs(&real))?;
+        bump(Counter::ForwardedDr);
+        out_of(ctx, &real)
+    };
+    bump(counter);
+    add_traffic(LB_REAL_STATS.get_ptr_mut(id), frame_len);
+    Ok(action)
+}
+
+/// Destination then source MAC of a frame to `real`.
+#[inline(always)]
+fn macs(real: &RealInfo) -> [u8; 12] {
+    let mut m = [0u8; 12];
+    m[..6].copy_from_slice(&real.mac);
+    m[6..].copy_from_slice(&real.src_mac);
+    m
+}
+
+/// `XDP_TX` when the real server is reached through the interface the packet came in on, else
+/// a redirect to its interface.
+#[inline(always)]
+fn out_of(ctx: &XdpContext, real: &RealInfo) -> u32 {
+    if real.ifindex as usize == ctx.ingress_ifindex() {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: helper call with plain integers; it returns XDP_REDIRECT or XDP_ABORTED.
+    unsafe { bpf_redirect(real.ifindex, 0) as u32 }
+}
+
+/// The outer source address of an encapsulated flow (IPv4-mapped for IPv4): the configured
+/// one, with the configured bits taken from the flow's hash.
+#[inline(always)]
+fn encap_source<const V6: bool>(settings: &Settings, hash: u32) -> [u8; 16] {
+    let spread = hash.to_ne_bytes();
+    let mut source = [0u8; 16];
+    let (base, mask) = if V6 {
+        source[..12].copy_from_slice(&settings.encap_src_v6[..12]);
+        let mut base = [0u8; 4];
+        base.copy_from_slice(&settings.encap_src_v6[12..]);
+        (base, settings.encap_src_v6_hash_mask)
+    } else {
+        (settings.encap_src_v4, settings.encap_src_v4_hash_mask)
+    };
+    let mut i = 0;
+    while i < 4 {
+        source[12 + i] = base[i] | (spread[i] & mask[i]);
+        i += 1;
+    }
+    source
+}
+
+/// Prepends an outer IPv4 (IPIP) or IPv6 (IP6IP6) header from `source` to `real` (the caller
+/// checked the result fits the MTU).
+#[inline(never)]
+fn encapsulate<const L3: usize, const V6: bool>(
+    ctx: &XdpContext,
+    real: &RealInfo,
+    source: &[u8; 16],
+    ip_len: usize,
+) -> Verdict {
+    let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
+    // The inner header's first bytes, read before the frame moves.
+    let inner: [u8; 4] = read(ctx, L3)?;
+    // The EtherType, or the VLAN tag and the EtherType: they move to the new front (the outer
+    // header has the inner one's family, so the EtherType stays).
+    let link: [u8; 6] = read(ctx, ETH_HLEN - 2)?;
+    // SAFETY: helper call on this program's own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer as i32)) } != 0 {
+        return Err(Counter::AdjustFailed);
+    }
+    write(ctx, 0, &macs(real))?;
+    if L3 > ETH_HLEN {
+        write(ctx, ETH_HLEN - 2, &link)?;
+    } else {
+        write(ctx, ETH_HLEN - 2, &[link[0], link[1]])?;
+    }
+    if V6 {
+        let mut h = [0u8; IPV6_HLEN];
+        // Version 6; the inner traffic class and flow label carry over.
+        h[0] = inner[0];
+        h[1] = inner[1];
+        h[2] = inner[2];
+        h[3] = inner[3];
+        h[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        h[6] = IPPROTO_IPV6;
+        h[7] = DEFAULT_TTL;
+        h[8..24].copy_from_slice(source);
+        h[24..40].copy_from_slice(&real.addr);
+        write(ctx, L3, &h)?;
+    } else {
+        let mut h = [0u8; IPV4_HLEN];
+        h[0] = 0x45;
+        h[1] = inner[1];
+        h[2..4].copy_from_slice(&((ip_len + IPV4_HLEN) as u16).to_be_bytes());
+        h[8] = DEFAULT_TTL;
+        h[9] = IPPROTO_IPIP;
+        h[12..16].copy_from_slice(&source[12..]);
+        h[16..20].copy_from_slice(&real.addr[12..16]);
+        let sum = checksum(&h, 0);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        write(ctx, L3, &h)?;
+    }
+    bump(Counter::ForwardedEncap);
+    Ok(out_of(ctx, real))
+}
+
+/// The Internet checksum of `bytes` (even length) on top of the partial sum `sum`.
+#[inline(always)]
+fn checksum<const N: usize>(bytes: &[u8; N], sum: u32) -> u16 {
+    fold(sum + sum16(bytes))
+}
+
+/// The one's-complement sum of `bytes` (even length) as 16-bit words, unfolded.
+#[inline(always)]
+fn sum16<const N: usize>(bytes: &[u8; N]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < N {
+        sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// Folds a 32-bit sum to the 16-bit checksum.
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// The unfolded 16-bit-word sum of `N` packet bytes at `offset`, read in place.
+#[inline(always)]
+fn sum_packet<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<u32, Counter> {
+    let start = ptr_at::<[u8; N]>(ctx, offset)?.cast::<u8>();
+    let mut sum = 0u32;
+    let mut i = 0;
+    // One 16-bit load and add per word: the sum stays in a register.
+    while i + 1 < N {
+        // SAFETY: ptr_at checked the `N` bytes are inside the packet; i + 1 < N.
+        let word = unsafe { core::ptr::read_unaligned(start.add(i).cast::<u16>()) };
+        sum += u32::from(u16::from_be(word));
+        i += 2;
+    }
+    Ok(sum)
+}
+
+/// Copies `N` bytes inside the packet from `from` to `to` (regions that do not overlap).
+#[inline(always)]
+fn move_within<const N: usize>(ctx: &XdpContext, from: usize, to: usize) -> Result<(), Counter> {
+    let src = ptr_at::<[u8; N]>(ctx, from)?;
+    let dst = ptr_at::<[u8; N]>(ctx, to)?;
+    // SAFETY: both ranges were bounds-checked; the callers' offsets never overlap.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, 1) };
+    Ok(())
+}
+
+/// Grows the frame by `grow` bytes in front and cuts it to `keep` bytes: the room for the
+/// headers of an ICMP error in front of the part of the original it quotes.
+#[inline(always)]
+fn make_room(ctx: &XdpContext, grow: usize, keep: usize) -> Result<(), Counter> {
+    // SAFETY: helper call on this program's own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(grow as i32)) } != 0 {
+        return Err(Counter::AdjustFailed);
+    }
+    let len = ctx.data_end() - ctx.data();
+    if len < keep {
+        return Err(Counter::Truncated);
+    }
+    // SAFETY: helper call on this program's own context.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((len - keep) as i32)) } != 0 {
+        return Err(Counter::AdjustFailed);
+    }
+    Ok(())
+}
+
+/// Turns the frame into an ICMP fragmentation-needed error back to its sender (RFC 1191),
+/// quoting its IPv4 header and first 8 payload bytes; `XDP_TX`.
+#[inline(never)]
+fn fragmentation_needed_v4<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Verdict {
+    const NEW_HDRS: usize = IPV4_HLEN + 8;
+    make_room(ctx, NEW_HDRS, L3 + NEW_HDRS + ICMP4_QUOTE)?;
+    // The original frame now starts at NEW_HDRS, its IPv4 header (the quote) at
+    // L3 + NEW_HDRS, right where an ICMP error carries it: answer from its destination to
+    // its source.
+    reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IP)?;
+    let quote = L3 + NEW_HDRS;
+    write(ctx, L3, &[0x45, 0, 0, 0, 0, 0, 0, 0, DEFAULT_TTL, IPPROTO_ICMP, 0, 0])?;
+    write(ctx, L3 + 2, &((NEW_HDRS + ICMP4_QUOTE) as u16).to_be_bytes())?;
+    move_within::<4>(ctx, quote + 16, L3 + 12)?;
+    move_within::<4>(ctx, quote + 12, L3 + 16)?;
+    let sum = fold(sum_packet::<IPV4_HLEN>(ctx, L3)?);
+    write(ctx, L3 + 10, &sum.to_be_bytes())?;
+    // Destination unreachable, fragmentation needed and DF set, the next-hop MTU the sender
+    // must fit: the inner packet's room.
+    let room = (mtu.wrapping_sub(IPV4_HLEN as u32) as u16).to_be_bytes();
+    write(ctx, L3 + IPV4_HLEN, &[3, 4, 0, 0, 0, 0, room[0], room[1]])?;
+    let sum = fold(sum_packet::<{ 8 + ICMP4_QUOTE }>(ctx, L3 + IPV4_HLEN)?);
+    write(ctx, L3 + IPV4_HLEN + 2, &sum.to_be_bytes())?;
+    Ok(xdp_action::XDP_TX)
+}
+
+/// Turns the frame into an ICMPv6 packet-too-big error back to its sender (RFC 4443 §3.2),
+/// quoting its IPv6 header and first 8 payload bytes; `XDP_TX`.
+#[inline(never)]
+fn packet_too_big_v6<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Verdict {
+    const NEW_HDRS: usize = IPV6_HLEN + 8;
+    const PAYLOAD: u16 = (8 + ICMP6_QUOTE) as u16;
+    make_room(ctx, NEW_HDRS, L3 + NEW_HDRS + ICMP6_QUOTE)?;
+    reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IPV6)?;
+    let quote = L3 + NEW_HDRS;
+    let len = PAYLOAD.to_be_bytes();
+    write(ctx, L3, &[0x60, 0, 0, 0, len[0], len[1], IPPROTO_ICMPV6, DEFAULT_TTL])?;
+    move_within::<16>(ctx, quote + 24, L3 + 8)?;
+    move_within::<16>(ctx, quote + 8, L3 + 24)?;
+    let room = mtu.wrapping_sub(IPV6_HLEN as u32).to_be_bytes();
+    write(ctx, L3 + IPV6_HLEN, &[2, 0, 0, 0, room[0], room[1], room[2], room[3]])?;
+    // Over the pseudo-header (source, destination, upper-layer length, next header) and the
+    // message.
+    let sum = sum_packet::<32>(ctx, L3 + 8)?
+        + u32::from(PAYLOAD)
+        + u32::from(IPPROTO_ICMPV6)
+        + sum_packet::<{ 8 + ICMP6_QUOTE }>(ctx, L3 + IPV6_HLEN)?;
+    write(ctx, L3 + IPV6_HLEN + 2, &fold(sum).to_be_bytes())?;
+    Ok(xdp_action::XDP_TX)
+}
+
+/// Writes the Ethernet header (and VLAN tag) of a reply to the frame whose own Ethernet
+/// header now starts at `old`: MACs swapped, EtherType `ethertype`.
+#[inline(always)]
+fn reply_ethernet<const L3: usize>(
+    ctx: &XdpContext,
+    old: usize,
+    ethertype: u16,
+) -> Result<(), Counter> {
+    move_within::<6>(ctx, old + 6, 0)?;
+    move_within::<6>(ctx, old, 6)?;
+    if L3 > ETH_HLEN {
+        move_within::<4>(ctx, old + ETH_HLEN - 2, ETH_HLEN - 2)?;
+    }
+    write(ctx, L3 - 2, &ethertype.to_be_bytes())
 }
 
 /// Records every VRRP advert arriving on the interface in `LB_VRRP_SEEN`, as it arrives,
@@ -386,10 +832,20 @@ fn try_lb_vrrp_tc(ctx: &TcContext) -> Option<()> {
     Some(())
 }
 
-/// The benchmark floor: returns `XDP_PASS` without touching the packet.
+/// The benchmark floor: swaps the MACs and returns `XDP_TX` (the least a forwarder does);
+/// passes what is shorter than an Ethernet header.
 #[xdp]
-fn lb_xdp_floor(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+fn lb_xdp_floor(ctx: XdpContext) -> u32 {
+    let Ok(macs) = read::<12>(&ctx, 0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    if write(&ctx, 0, &swapped).is_err() {
+        return xdp_action::XDP_PASS;
+    }
+    xdp_action::XDP_TX
 }
 
 #[cfg(not(test))]

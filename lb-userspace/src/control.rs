@@ -291,6 +291,12 @@ pub struct RealServerStatus {
     pub alive: Option<bool>,
     /// Its checkers.
     pub checkers: Vec<crate::health::CheckerView>,
+    /// Packets the XDP path forwarded to it (every VIP), when XDP runs.
+    #[serde(default)]
+    pub xdp_packets: Option<u64>,
+    /// Their bytes.
+    #[serde(default)]
+    pub xdp_bytes: Option<u64>,
 }
 
 /// Errors of the client side.

@@ -30,10 +30,10 @@ use crate::{
     },
     dataplane::{
         BpfObject,
-        xdp::{XdpDataplane, vip_key},
+        xdp::XdpDataplane,
     },
     ipvs::{IpvsClient, IpvsError},
-    model::{Dataplane, Model, Protocol, ServiceKey},
+    model::{Dataplane, Model, ServiceKey},
 };
 
 /// How the daemon was started.
@@ -86,26 +86,18 @@ struct State {
     options: RunOptions,
     started: tokio::time::Instant,
     xdp: Option<XdpDataplane>,
+    /// The maps the XDP backend writes, until it takes them.
+    xdp_maps: Option<crate::dataplane::xdp::XdpMaps>,
+    /// Where the XDP backend put VIPs and real servers.
+    xdp_view: Option<watch::Receiver<crate::reconcile::xdp::XdpView>>,
     xdp_error: Option<String>,
     ipvs: Option<IpvsStatus>,
 }
 
-/// XDP-capable VIP keys of the model, in virtual-server order; SCTP is left to IPVS.
-fn xdp_vips(model: &Model) -> Vec<lb_common::VipKey> {
-    model
-        .virtual_servers
-        .iter()
-        .flat_map(|vs| &vs.services)
-        .filter_map(|key| match key {
-            ServiceKey::Addr { addr, protocol } if *protocol != Protocol::Sctp => {
-                Some(vip_key(addr.ip(), addr.port(), *protocol))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn start_xdp(model: &Model, object: &BpfObject) -> Result<Option<XdpDataplane>, String> {
+fn start_xdp(
+    model: &Model,
+    object: &BpfObject,
+) -> Result<Option<(XdpDataplane, crate::dataplane::xdp::XdpMaps)>, String> {
     let Some(settings) = model.dataplane.xdp() else {
         return Ok(None);
     };
@@ -116,13 +108,17 @@ fn start_xdp(model: &Model, object: &BpfObject) -> Result<Option<XdpDataplane>, 
             "this lbd was built without its BPF object (run `cargo xtask build-ebpf`) and no --bpf-object was given"
                 .to_owned()
         })?;
-    let mut xdp = XdpDataplane::load(&bytes).map_err(|e| e.to_string())?;
-    xdp.set_vips(&xdp_vips(model)).map_err(|e| e.to_string())?;
+    let capacity = crate::dataplane::xdp::Capacity {
+        vips: settings.max_vips,
+        ring_size: settings.ring_size,
+    };
+    let mut xdp = XdpDataplane::load(&bytes, capacity).map_err(|e| e.to_string())?;
+    let maps = xdp.take_maps().map_err(|e| e.to_string())?;
     let mode = xdp
         .attach(&settings.interface, settings.attach)
         .map_err(|e| e.to_string())?;
-    info!(interface = %settings.interface, mode = mode.name(), vips = xdp_vips(model).len(), "XDP program attached");
-    Ok(Some(xdp))
+    info!(interface = %settings.interface, mode = mode.name(), ring_size = capacity.ring_size, max_vips = capacity.vips, "XDP program attached");
+    Ok(Some((xdp, maps)))
 }
 
 fn probe_ipvs() -> IpvsStatus {
@@ -154,11 +150,12 @@ fn probe_ipvs() -> IpvsStatus {
 
 impl State {
     fn new(model: Model, options: RunOptions) -> Self {
-        let (xdp, xdp_error) = match start_xdp(&model, &options.bpf_object) {
-            Ok(xdp) => (xdp, None),
+        let (xdp, xdp_maps, xdp_error) = match start_xdp(&model, &options.bpf_object) {
+            Ok(Some((xdp, maps))) => (Some(xdp), Some(maps), None),
+            Ok(None) => (None, None, None),
             Err(e) => {
                 error!(error = %e, "XDP unavailable: running IPVS-only");
-                (None, Some(e))
+                (None, None, Some(e))
             }
         };
         let uses_ipvs = model.dataplane.uses_ipvs() || xdp_error.is_some();
@@ -171,6 +168,8 @@ impl State {
             options,
             started: tokio::time::Instant::now(),
             xdp,
+            xdp_maps,
+            xdp_view: None,
             xdp_error,
             ipvs,
         }
@@ -238,21 +237,24 @@ impl State {
                 counters,
             })
         });
-        let mut slot = 0u32;
+        let view = self.xdp_view.as_ref().map(|v| v.borrow().clone());
         let virtual_servers = self
             .model
             .virtual_servers
             .iter()
             .enumerate()
             .map(|(vs_index, vs)| {
-                let stats = match (&self.xdp, vs.protocol) {
-                    (Some(x), Protocol::Tcp | Protocol::Udp) => {
-                        let s = x.vip_stats(slot).ok();
-                        slot += 1;
-                        s
-                    }
-                    _ => None,
-                };
+                // Summed over the virtual server's services that XDP forwards.
+                let stats = self.xdp.as_ref().zip(view.as_ref()).and_then(|(x, view)| {
+                    vs.services
+                        .iter()
+                        .filter_map(|k| view.vips.get(k))
+                        .filter_map(|slot| x.vip_stats(*slot).ok())
+                        .reduce(|a, b| lb_common::VipStats {
+                            packets: a.packets + b.packets,
+                            bytes: a.bytes + b.bytes,
+                        })
+                });
                 let health = health.get(vs_index);
                 VirtualServerStatus {
                     quorum_up: health.map(|h| h.quorum_up),
@@ -273,7 +275,12 @@ impl State {
                         .enumerate()
                         .map(|(i, r)| {
                             let live = health.and_then(|h| h.reals.get(i));
+                            let forwarded = self.xdp.as_ref().zip(view.as_ref()).and_then(|(x, view)| {
+                                x.real_stats(*view.reals.get(&r.addr.ip())?).ok()
+                            });
                             RealServerStatus {
+                                xdp_packets: forwarded.map(|s| s.packets),
+                                xdp_bytes: forwarded.map(|s| s.bytes),
                                 address: r.addr.to_string(),
                                 weight: live.map_or(r.weight.get(), |l| l.weight),
                                 alive: live.map(|l| l.alive),
@@ -520,6 +527,8 @@ struct Lvs {
     backend: &'static str,
     stats: watch::Receiver<crate::reconcile::ReconcileStats>,
     reconciler: tokio::task::JoinHandle<()>,
+    /// The XDP backend's reconciler, next to the IPVS (or check-only) one.
+    xdp_reconciler: Option<tokio::task::JoinHandle<()>>,
     notifier: std::sync::Arc<crate::scripts::Notifier>,
     servers: Vec<crate::model::VirtualServer>,
 }
@@ -532,6 +541,13 @@ impl Lvs {
             .is_err()
         {
             error!("the reconciler did not finish within 10 s");
+        }
+        if let Some(xdp) = self.xdp_reconciler
+            && tokio::time::timeout(Duration::from_secs(10), xdp)
+                .await
+                .is_err()
+        {
+            error!("the XDP reconciler did not finish within 10 s");
         }
         let view = self.health.view();
         for vs in &self.servers {
@@ -565,7 +581,7 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// Starts health checks and the reconciler for the model's virtual servers: IPVS when the
 /// data plane uses it and the kernel has it, otherwise check-only (scripts and FIFO only),
 /// which keepalived cannot do (its checker exits without IPVS).
-fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
+fn start_lvs(state: &mut State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
     let model = &state.model;
     if model.virtual_servers.is_empty() {
         return None;
@@ -581,6 +597,36 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
         notifier.clone(),
     ));
     let (stats_tx, stats) = watch::channel(crate::reconcile::ReconcileStats::default());
+    let xdp_reconciler = state.xdp_maps.take().and_then(|maps| {
+        let (backend, view) = match xdp_backend(maps, &state.model) {
+            Ok(b) => b,
+            Err(e) => {
+                error!(error = %e, "the XDP backend could not start: XDP forwards nothing");
+                return None;
+            }
+        };
+        state.xdp_view = Some(view);
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _stopped = stopped.wait_for(|s| *s).await;
+        };
+        // At stop the maps stay as they are: the program forwards until it is detached.
+        let policy = crate::reconcile::Policy {
+            flush_at_start: false,
+            on_stop: crate::model::OnStop::Keep,
+        };
+        let (xdp_stats, _) = watch::channel(crate::reconcile::ReconcileStats::default());
+        Some(tokio::spawn(crate::reconcile::run(
+            backend,
+            health.desired.clone(),
+            RESYNC,
+            policy,
+            xdp_stats,
+            None,
+            stop,
+        )))
+    });
+    let model = &state.model;
     let stop = async move {
         // Either a stop or a dropped sender ends the reconciler.
         let _stopped = stopped.wait_for(|s| *s).await;
@@ -625,6 +671,8 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
                 warn!(
                     "the kernel has no IPVS: real servers are checked and notified, not programmed"
                 );
+            } else if xdp_reconciler.is_some() {
+                info!("XDP programs the real servers; IPVS is not used");
             } else {
                 info!(
                     mode = state.effective_mode(),
@@ -651,6 +699,7 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
         backend,
         stats,
         reconciler,
+        xdp_reconciler,
         notifier,
         // Only what `omega` needs at stop: usually nothing.
         servers: model
@@ -660,6 +709,37 @@ fn start_lvs(state: &State, mut stopped: watch::Receiver<bool>) -> Option<Lvs> {
             .cloned()
             .collect(),
     })
+}
+
+/// The XDP backend for `model`'s XDP settings, resolving next hops through the kernel.
+fn xdp_backend(
+    maps: crate::dataplane::xdp::XdpMaps,
+    model: &Model,
+) -> Result<
+    (
+        crate::reconcile::xdp::XdpBackend<crate::dataplane::neighbour::KernelNextHops>,
+        watch::Receiver<crate::reconcile::xdp::XdpView>,
+    ),
+    String,
+> {
+    let x = model
+        .dataplane
+        .xdp()
+        .ok_or_else(|| "no XDP settings".to_owned())?;
+    let next_hops = crate::dataplane::neighbour::KernelNextHops::connect()
+        .map_err(|e| format!("opening rtnetlink: {e}"))?;
+    // Without a configured prefix the outer source is the interface's own address.
+    let (own_v4, own_v6) = crate::dataplane::neighbour::interface_addresses(&x.interface)
+        .map_err(|e| format!("addresses of {}: {e}", x.interface))?;
+    let settings = crate::reconcile::xdp::settings(
+        x.mtu,
+        x.encap_source_v4.or(own_v4.map(|a| (a, 32))),
+        x.encap_source_v6.or(own_v6.map(|a| (a, 128))),
+    );
+    let backend = crate::reconcile::xdp::XdpBackend::new(maps, next_hops, &settings)
+        .map_err(|e| e.to_string())?;
+    let view = backend.view();
+    Ok((backend, view))
 }
 
 /// Every driver's instance statuses; a driver that does not answer within a second is skipped.
@@ -711,10 +791,10 @@ pub async fn run(
             vrrp_shutdown.subscribe(),
         ))
     });
-    let state = State::new(model, options);
+    let mut state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
-    let lvs = start_lvs(&state, lvs_stopped);
+    let lvs = start_lvs(&mut state, lvs_stopped);
     let lvs_view = lvs.as_ref().map(|l| l.health.clone());
     crate::sys::release_free_memory();
     let desired = lvs.as_ref().map(|l| l.health.desired.clone());

@@ -1,7 +1,7 @@
 //! The unsafe edges of lbd's user space, each with its argument for why it is sound.
 #![expect(
     unsafe_code,
-    reason = "tokio fd registration and sockaddr_ll have no safe constructors"
+    reason = "tokio fd registration, sockaddr_ll and mmap of BPF maps have no safe constructors"
 )]
 
 use std::io;
@@ -74,5 +74,78 @@ pub(crate) fn release_free_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap bookkeeping; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// A BPF array map created with `BPF_F_MMAPABLE`, mapped into lbd's memory: writes land in
+/// the kernel's copy at once, with no system call per slot. The kernel stores every array
+/// element in 8 bytes (the value size rounded up), so the mapping is a slice of `u64`, a
+/// `u32` value in the low half of its element.
+#[derive(Debug)]
+pub(crate) struct MappedArray {
+    ptr: std::ptr::NonNull<u64>,
+    len: usize,
+    map_len: usize,
+    // Keeps the map's descriptor (and so the map) alive as long as the mapping.
+    _map: aya::maps::MapData,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; moving it between threads
+// is as safe as moving a Vec<u32>.
+unsafe impl Send for MappedArray {}
+
+impl MappedArray {
+    /// Maps the `len` elements of `map` (its max_entries) read-write.
+    pub(crate) fn new(map: aya::maps::MapData, len: usize) -> io::Result<Self> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let page = 4096;
+        let map_len = (len * size_of::<u64>()).div_ceil(page) * page;
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a fresh shared mapping of the map's own memory, at an address the kernel
+        // picks; the kernel checks the length against the map's size and fails otherwise.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u64>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Self {
+            ptr,
+            len,
+            map_len,
+            _map: map,
+        })
+    }
+
+    /// The elements.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u64] {
+        // SAFETY: the mapping holds `len` 8-byte elements (page-aligned, so aligned) and lives
+        // as long as self; &mut self makes this the only slice of it in lbd (the BPF program
+        // reads it concurrently, and aligned stores are atomic for it).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The elements, read-only.
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        // SAFETY: as above, shared.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedArray {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in new; no slice of it outlives self.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.map_len);
+        }
     }
 }

@@ -169,3 +169,29 @@ pub fn arp_request() -> Vec<u8> {
     a.resize(46, 0);
     ethernet(ETH_P_ARP, None, &a)
 }
+
+/// The Internet checksum of `bytes` (RFC 1071).
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    checksum(bytes)
+}
+
+/// The ICMPv6 checksum of `message` from `src` to `dst` (RFC 4443 §2.3: over the pseudo-header).
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+    let mut data = Vec::with_capacity(40 + message.len());
+    data.extend_from_slice(&src.octets());
+    data.extend_from_slice(&dst.octets());
+    data.extend_from_slice(&u32::try_from(message.len()).expect("fits").to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, 58]);
+    data.extend_from_slice(message);
+    checksum(&data)
+}
+
+/// Replaces the destination and source MACs of `frame`.
+pub fn with_macs(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    frame[..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
+}
+
+/// The MACs every fixture frame is sent with (destination, source).
+pub const FIXTURE_MACS: ([u8; 6], [u8; 6]) = (DST_MAC, SRC_MAC);

@@ -343,10 +343,7 @@ virtual_server 2001:db8::10 53 { protocol "UDP" }
         );
         assert_eq!(
             toml.dataplane,
-            Dataplane::XdpIpvs(XdpSettings {
-                interface: "eth0".into(),
-                attach: XdpAttach::Generic
-            })
+            Dataplane::XdpIpvs(XdpSettings::new("eth0", XdpAttach::Generic))
         );
         assert_eq!(
             keepalived.dataplane,

@@ -154,6 +154,16 @@ pub struct DataplaneSpec {
     pub xdp_interface: Option<At<String>>,
     /// `auto`, `native` or `generic`.
     pub xdp_attach: Option<At<String>>,
+    /// Slots of each VIP's Maglev table.
+    pub xdp_ring_size: Option<At<i64>>,
+    /// VIPs the XDP maps hold.
+    pub xdp_max_vips: Option<At<i64>>,
+    /// Largest encapsulated packet.
+    pub xdp_mtu: Option<At<i64>>,
+    /// Outer IPv4 source prefix of encapsulated packets.
+    pub xdp_encap_source: Option<At<String>>,
+    /// Outer IPv6 source prefix of encapsulated packets.
+    pub xdp_encap_source6: Option<At<String>>,
 }
 
 /// A statement: a keyword, its arguments, and its block if it has one.

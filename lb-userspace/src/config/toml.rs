@@ -5,6 +5,11 @@
 //! mode = "xdp"              # none | ipvs (default) | xdp | xdp+ipvs
 //! xdp_interface = "eth0"
 //! xdp_attach = "auto"       # auto (default) | native | generic
+//! xdp_ring_size = 65537     # Maglev table slots per VIP, a prime (default 65537)
+//! xdp_max_vips = 512        # VIPs the XDP maps hold (default 512)
+//! xdp_mtu = 1500            # largest encapsulated packet (default 1500)
+//! xdp_encap_source = "198.51.100.0/24"   # outer IPv4 sources of IPIP (default: the interface's)
+//! xdp_encap_source6 = "2001:db8::/96"    # outer IPv6 sources of IP6IP6
 //!
 //! [[virtual_server]]
 //! address = "203.0.113.10"
@@ -206,6 +211,11 @@ struct DataplaneDto {
     mode: Option<Spanned<String>>,
     xdp_interface: Option<Spanned<String>>,
     xdp_attach: Option<Spanned<String>>,
+    xdp_ring_size: Option<Spanned<i64>>,
+    xdp_max_vips: Option<Spanned<i64>>,
+    xdp_mtu: Option<Spanned<i64>>,
+    xdp_encap_source: Option<Spanned<String>>,
+    xdp_encap_source6: Option<Spanned<String>>,
 }
 
 /// Parses lbd's TOML format.
@@ -274,6 +284,11 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
             mode: d.mode.as_ref().map(at),
             xdp_interface: d.xdp_interface.as_ref().map(at),
             xdp_attach: d.xdp_attach.as_ref().map(at),
+            xdp_ring_size: d.xdp_ring_size.as_ref().map(at_int),
+            xdp_max_vips: d.xdp_max_vips.as_ref().map(at_int),
+            xdp_mtu: d.xdp_mtu.as_ref().map(at_int),
+            xdp_encap_source: d.xdp_encap_source.as_ref().map(at),
+            xdp_encap_source6: d.xdp_encap_source6.as_ref().map(at),
         }
     });
     let vrrp_instances = dto

@@ -139,6 +139,75 @@ pub fn validate(
     }
 }
 
+/// The XDP settings beyond interface and attach mode, each checked.
+fn xdp_settings(
+    spec: &DataplaneSpec,
+    interface: &str,
+    attach: XdpAttach,
+    errors: &mut Errors<'_>,
+) -> XdpSettings {
+    let mut x = XdpSettings::new(interface, attach);
+    if let Some(At { value, pos }) = &spec.xdp_ring_size {
+        match u32::try_from(*value) {
+            Ok(n) if crate::dataplane::maglev::is_prime(n) && (2..=1_000_003).contains(&n) => {
+                x.ring_size = n;
+            }
+            _ => errors.push(
+                *pos,
+                format!("xdp_ring_size {value} must be a prime up to 1000003 (default 65537)"),
+            ),
+        }
+    }
+    if let Some(At { value, pos }) = &spec.xdp_max_vips {
+        match u32::try_from(*value) {
+            Ok(n) if (1..=lb_common::MAX_VIPS).contains(&n) => x.max_vips = n,
+            _ => errors.push(
+                *pos,
+                format!("xdp_max_vips {value} is out of range 1-{}", lb_common::MAX_VIPS),
+            ),
+        }
+    }
+    if let Some(At { value, pos }) = &spec.xdp_mtu {
+        match u32::try_from(*value) {
+            Ok(n) if (1280..=65_535).contains(&n) => x.mtu = n,
+            _ => errors.push(*pos, format!("xdp_mtu {value} is out of range 1280-65535")),
+        }
+    }
+    if let Some(At { value, pos }) = &spec.xdp_encap_source {
+        match parse_prefix(value) {
+            Some((IpAddr::V4(a), len)) if len <= 32 => x.encap_source_v4 = Some((a, len)),
+            _ => errors.push(
+                *pos,
+                format!("xdp_encap_source {value:?} is not an IPv4 prefix (address/length)"),
+            ),
+        }
+    }
+    if let Some(At { value, pos }) = &spec.xdp_encap_source6 {
+        match parse_prefix(value) {
+            Some((IpAddr::V6(a), len)) if len <= 128 => {
+                x.encap_source_v6 = Some((a, len));
+            }
+            _ => errors.push(
+                *pos,
+                format!("xdp_encap_source6 {value:?} is not an IPv6 prefix (address/length)"),
+            ),
+        }
+    }
+    x
+}
+
+/// `address/length`, or a bare address (a full-length prefix).
+fn parse_prefix(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a.parse().ok()?, l.parse().ok()?),
+        None => {
+            let a: IpAddr = text.parse().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    Some((addr, len))
+}
+
 fn dataplane(spec: Option<&DataplaneSpec>, errors: &mut Errors<'_>) -> Option<Dataplane> {
     let Some(spec) = spec else {
         // No [dataplane] table: keepalived's model, IPVS only.
@@ -165,10 +234,7 @@ fn dataplane(spec: Option<&DataplaneSpec>, errors: &mut Errors<'_>) -> Option<Da
             errors.push(*pos, format!("{value:?} is not an interface name"));
             None
         }
-        Some(iface) => Some(XdpSettings {
-            interface: iface.value.clone(),
-            attach,
-        }),
+        Some(iface) => Some(xdp_settings(spec, &iface.value, attach, errors)),
         None => {
             let pos = spec.mode.as_ref().map_or(spec.pos, |m| m.pos);
             errors.push(pos, format!("dataplane mode {mode:?} needs xdp_interface"));

@@ -6,6 +6,8 @@
 //! one given with `--bpf-object`, the one embedded at build time (after `cargo xtask build-ebpf`),
 //! or none, in which case lbd runs IPVS-only.
 
+pub mod maglev;
+pub mod neighbour;
 pub mod vrrp_watch;
 pub mod xdp;
 

@@ -1,18 +1,20 @@
-//! lbd's XDP program in the kernel: load, attach, VIP map, counters, test runs.
+//! lbd's XDP program in the kernel: load, attach, the forwarding maps, counters, test runs.
 //!
-//! The only module that touches BPF. It owns the loaded [`aya::Ebpf`]; dropping an
-//! [`XdpDataplane`] detaches the program (hitless restart with pinned programs comes with the
-//! XDP fast-path issue).
+//! With `vrrp_watch`, the only module that touches BPF. [`XdpDataplane`] owns the loaded
+//! [`aya::Ebpf`] (programs and statistics); [`XdpDataplane::take_maps`] hands the maps lbd
+//! writes (VIPs, real servers, Maglev tables, settings) to their one writer, the XDP backend of
+//! the reconciler, as [`XdpMaps`]. The Maglev tables are written through a memory mapping.
 
 use std::{net::IpAddr, time::Duration};
 
 use aya::{
-    Ebpf, TestRun as _, TestRunOptions,
-    maps::{HashMap, MapError, PerCpuArray},
+    Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    Counter, MAP_COUNTERS, MAP_VIP_STATS, MAP_VIPS, MAX_VIPS, PROG_XDP, PROG_XDP_FLOOR, VipInfo,
+    Counter, DEFAULT_RING_SIZE, MAP_COUNTERS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_SETTINGS,
+    MAP_VIP_STATS, MAP_VIPS, MAX_VIPS, PROG_XDP, PROG_XDP_FLOOR, RealInfo, Settings, VipInfo,
     VipKey, VipStats,
 };
 
@@ -79,12 +81,15 @@ pub enum XdpError {
         #[source]
         source: MapError,
     },
-    /// More VIPs than the map holds.
-    #[error("{count} VIPs configured, the XDP VIP map holds {MAX_VIPS}")]
-    TooManyVips {
-        /// How many were asked for.
-        count: usize,
-    },
+    /// A map's type is not the one lbd expects, or it was already taken.
+    #[error("map {0} has an unexpected type or was already taken")]
+    MapType(&'static str),
+    /// Mapping the Maglev tables into memory failed.
+    #[error("mmap of map {MAP_RINGS}: {0}")]
+    Mmap(#[source] std::io::Error),
+    /// The capacity asked for is not one lbd can load.
+    #[error("XDP capacity: {0}")]
+    Capacity(String),
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN of {name}: {source}")]
     TestRun {
@@ -116,12 +121,33 @@ impl AttachedMode {
 }
 
 /// One BPF_PROG_TEST_RUN outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TestRunOutcome {
     /// The program's return value (an `xdp_action`).
     pub verdict: u32,
     /// Kernel-measured mean time per repetition.
     pub duration: Duration,
+    /// The frame as the program left it.
+    pub output: Vec<u8>,
+}
+
+/// How much the forwarding maps hold: fixed when the program is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// VIPs (each with its own Maglev table).
+    pub vips: u32,
+    /// Slots of each VIP's Maglev table: a prime.
+    pub ring_size: u32,
+}
+
+impl Default for Capacity {
+    /// Katran's defaults: 512 VIPs, 65,537 slots each (128 MiB of tables).
+    fn default() -> Self {
+        Self {
+            vips: MAX_VIPS,
+            ring_size: DEFAULT_RING_SIZE,
+        }
+    }
 }
 
 /// The VIP-map key for a virtual service.
@@ -132,18 +158,40 @@ pub fn vip_key(ip: IpAddr, port: u16, protocol: Protocol) -> VipKey {
     }
 }
 
-/// lbd's XDP program, loaded into the kernel, and its maps.
+/// lbd's XDP program, loaded into the kernel, and its statistics maps.
 #[derive(Debug)]
 pub struct XdpDataplane {
     ebpf: Ebpf,
     attached: Option<(String, AttachedMode, XdpLinkId)>,
-    vips: Vec<VipKey>,
+    capacity: Capacity,
 }
 
 impl XdpDataplane {
-    /// Parses `object`, creates its maps and loads both programs (the verifier runs here).
-    pub fn load(object: &[u8]) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(object).map_err(|e| XdpError::Object(Box::new(e)))?;
+    /// Parses `object`, creates its maps sized for `capacity` and loads both programs (the
+    /// verifier runs here).
+    pub fn load(object: &[u8], capacity: Capacity) -> Result<Self, XdpError> {
+        if capacity.vips == 0 || capacity.vips > MAX_VIPS {
+            return Err(XdpError::Capacity(format!(
+                "{} VIPs asked for, 1 to {MAX_VIPS} possible",
+                capacity.vips
+            )));
+        }
+        if !super::maglev::is_prime(capacity.ring_size) {
+            return Err(XdpError::Capacity(format!(
+                "the Maglev table size {} is not a prime",
+                capacity.ring_size
+            )));
+        }
+        let slots = capacity
+            .vips
+            .checked_mul(capacity.ring_size)
+            .ok_or_else(|| XdpError::Capacity("VIPs x table size overflows".to_owned()))?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_VIPS, capacity.vips)
+            .map_max_entries(MAP_VIP_STATS, capacity.vips)
+            .map_max_entries(MAP_RINGS, slots)
+            .load(object)
+            .map_err(|e| XdpError::Object(Box::new(e)))?;
         for name in [PROG_XDP, PROG_XDP_FLOOR] {
             Self::program_mut(&mut ebpf, name)?
                 .load()
@@ -152,7 +200,41 @@ impl XdpDataplane {
         Ok(Self {
             ebpf,
             attached: None,
-            vips: Vec::new(),
+            capacity,
+        })
+    }
+
+    /// The capacity the maps were created with.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// Hands over the maps lbd writes; `None` the second time.
+    pub fn take_maps(&mut self) -> Result<XdpMaps, XdpError> {
+        let mut take = |name: &'static str| -> Result<MapData, XdpError> {
+            match self.ebpf.take_map(name) {
+                Some(Map::HashMap(m) | Map::Array(m)) => Ok(m),
+                _ => Err(XdpError::MapType(name)),
+            }
+        };
+        let open = |name: &'static str, source: MapError| XdpError::Map {
+            op: "open",
+            map: name,
+            source,
+        };
+        let vips = HashMap::try_from(Map::HashMap(take(MAP_VIPS)?)).map_err(|e| open(MAP_VIPS, e))?;
+        let reals = Array::try_from(Map::Array(take(MAP_REALS)?)).map_err(|e| open(MAP_REALS, e))?;
+        let settings =
+            Array::try_from(Map::Array(take(MAP_SETTINGS)?)).map_err(|e| open(MAP_SETTINGS, e))?;
+        let slots = (self.capacity.vips as usize) * (self.capacity.ring_size as usize);
+        let rings =
+            crate::sys::MappedArray::new(take(MAP_RINGS)?, slots).map_err(XdpError::Mmap)?;
+        Ok(XdpMaps {
+            vips,
+            reals,
+            settings,
+            rings,
+            capacity: self.capacity,
         })
     }
 
@@ -212,58 +294,27 @@ impl XdpDataplane {
         self.attached.as_ref().map(|(i, m, _)| (i.as_str(), *m))
     }
 
-    /// Makes the VIP map hold exactly `vips`; VIP `i` counts into slot `i`.
-    pub fn set_vips(&mut self, vips: &[VipKey]) -> Result<(), XdpError> {
-        if vips.len() > MAX_VIPS as usize {
-            return Err(XdpError::TooManyVips { count: vips.len() });
-        }
-        let map = self
-            .ebpf
-            .map_mut(MAP_VIPS)
-            .ok_or(XdpError::MissingMap(MAP_VIPS))?;
-        let mut map: HashMap<_, VipKey, VipInfo> =
-            HashMap::try_from(map).map_err(|source| XdpError::Map {
-                op: "open",
-                map: MAP_VIPS,
-                source,
-            })?;
-        for old in self.vips.iter().filter(|k| !vips.contains(k)) {
-            map.remove(old).map_err(|source| XdpError::Map {
-                op: "remove",
-                map: MAP_VIPS,
-                source,
-            })?;
-        }
-        for (index, key) in vips.iter().enumerate() {
-            let info = VipInfo {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                flags: 0,
-            };
-            map.insert(key, info, 0).map_err(|source| XdpError::Map {
-                op: "insert",
-                map: MAP_VIPS,
-                source,
-            })?;
-        }
-        self.vips = vips.to_vec();
-        Ok(())
-    }
-
     /// Packets and bytes counted for VIP slot `index`, summed over CPUs.
     pub fn vip_stats(&self, index: u32) -> Result<VipStats, XdpError> {
-        let map = self
-            .ebpf
-            .map(MAP_VIP_STATS)
-            .ok_or(XdpError::MissingMap(MAP_VIP_STATS))?;
+        self.traffic(MAP_VIP_STATS, index)
+    }
+
+    /// Packets and bytes forwarded to real server `id`, summed over CPUs.
+    pub fn real_stats(&self, id: u32) -> Result<VipStats, XdpError> {
+        self.traffic(MAP_REAL_STATS, id)
+    }
+
+    fn traffic(&self, name: &'static str, index: u32) -> Result<VipStats, XdpError> {
+        let map = self.ebpf.map(name).ok_or(XdpError::MissingMap(name))?;
         let array: PerCpuArray<_, VipStats> =
             PerCpuArray::try_from(map).map_err(|source| XdpError::Map {
                 op: "open",
-                map: MAP_VIP_STATS,
+                map: name,
                 source,
             })?;
         let values = array.get(&index, 0).map_err(|source| XdpError::Map {
             op: "lookup",
-            map: MAP_VIP_STATS,
+            map: name,
             source,
         })?;
         Ok(values.iter().fold(VipStats::default(), |sum, v| VipStats {
@@ -298,24 +349,149 @@ impl XdpDataplane {
     }
 
     /// Runs `program` (`lb_common::PROG_XDP` or `PROG_XDP_FLOOR`) on `packet` `repeat` times
-    /// through BPF_PROG_TEST_RUN.
+    /// through BPF_PROG_TEST_RUN, as if it arrived on interface `ingress_ifindex` (0: none).
     pub fn test_run(
         &self,
         name: &'static str,
         packet: &[u8],
+        ingress_ifindex: u32,
         repeat: u32,
     ) -> Result<TestRunOutcome, XdpError> {
+        // Room for the largest growth the program makes (an outer IPv6 header).
+        let mut output = vec![0u8; packet.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex; the kernel takes the interface from it.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&u32::try_from(packet.len()).unwrap_or(u32::MAX).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
         let result = self
             .program(name)?
             .test_run(TestRunOptions {
                 data_in: Some(packet),
+                data_out: Some(&mut output),
+                ctx_in: (ingress_ifindex != 0).then_some(&ctx[..]),
                 repeat,
                 ..TestRunOptions::default()
             })
             .map_err(|source| XdpError::TestRun { name, source })?;
+        output.truncate(result.data_size_out as usize);
         Ok(TestRunOutcome {
             verdict: result.return_value,
             duration: result.duration,
+            output,
         })
+    }
+}
+
+/// The maps lbd writes, held by their one writer (the reconciler's XDP backend).
+pub struct XdpMaps {
+    vips: HashMap<MapData, VipKey, VipInfo>,
+    reals: Array<MapData, RealInfo>,
+    settings: Array<MapData, Settings>,
+    rings: crate::sys::MappedArray,
+    capacity: Capacity,
+}
+
+impl std::fmt::Debug for XdpMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpMaps")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpMaps {
+    /// The capacity the maps were created with.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// Writes the settings entry (`ring_size` is always the capacity's).
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<(), XdpError> {
+        let settings = Settings {
+            ring_size: self.capacity.ring_size,
+            ..*settings
+        };
+        self.settings
+            .set(0, settings, 0)
+            .map_err(|source| XdpError::Map {
+                op: "update",
+                map: MAP_SETTINGS,
+                source,
+            })
+    }
+
+    /// Adds or changes a VIP.
+    pub fn set_vip(&mut self, key: &VipKey, info: VipInfo) -> Result<(), XdpError> {
+        self.vips
+            .insert(key, info, 0)
+            .map_err(|source| XdpError::Map {
+                op: "insert",
+                map: MAP_VIPS,
+                source,
+            })
+    }
+
+    /// Removes a VIP (absent already is fine).
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), XdpError> {
+        match self.vips.remove(key) {
+            Ok(()) => Ok(()),
+            Err(MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                op: "remove",
+                map: MAP_VIPS,
+                source,
+            }),
+        }
+    }
+
+    /// Every VIP in the map.
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipInfo)>, XdpError> {
+        self.vips
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(|source| XdpError::Map {
+                op: "iterate",
+                map: MAP_VIPS,
+                source,
+            })
+    }
+
+    /// Writes real server `id` (`family` 0 frees the id).
+    pub fn set_real(&mut self, id: u32, real: &RealInfo) -> Result<(), XdpError> {
+        self.reals
+            .set(id, real, 0)
+            .map_err(|source| XdpError::Map {
+                op: "update",
+                map: MAP_REALS,
+                source,
+            })
+    }
+
+    /// Real server `id` as the map holds it.
+    pub fn real(&self, id: u32) -> Result<RealInfo, XdpError> {
+        self.reals.get(&id, 0).map_err(|source| XdpError::Map {
+            op: "lookup",
+            map: MAP_REALS,
+            source,
+        })
+    }
+
+    /// The Maglev table of VIP slot `index`, as the program reads it (one 8-byte element a
+    /// slot, the real-server id in its low half).
+    pub fn ring(&self, index: u32) -> &[u64] {
+        let size = self.capacity.ring_size as usize;
+        let start = (index as usize) * size;
+        self.rings.as_slice().get(start..start + size).unwrap_or(&[])
+    }
+
+    /// The Maglev table of VIP slot `index`, to write.
+    pub fn ring_mut(&mut self, index: u32) -> &mut [u64] {
+        let size = self.capacity.ring_size as usize;
+        let start = (index as usize) * size;
+        self.rings
+            .as_mut_slice()
+            .get_mut(start..start + size)
+            .unwrap_or(&mut [])
     }
 }

@@ -204,6 +204,32 @@ pub struct XdpSettings {
     pub interface: String,
     /// Attach mode.
     pub attach: XdpAttach,
+    /// Slots of each VIP's Maglev table (a prime; default 65,537).
+    pub ring_size: u32,
+    /// VIPs the maps hold (default 512).
+    pub max_vips: u32,
+    /// Largest packet the encapsulating path sends (outer header included; default 1500).
+    pub mtu: u32,
+    /// Outer IPv4 source of encapsulated packets and its prefix length: the host bits come
+    /// from the flow's hash. `None`: the interface's own address.
+    pub encap_source_v4: Option<(std::net::Ipv4Addr, u8)>,
+    /// Outer IPv6 source and prefix length, likewise.
+    pub encap_source_v6: Option<(std::net::Ipv6Addr, u8)>,
+}
+
+impl XdpSettings {
+    /// `interface` in `attach` mode with every other setting at its default.
+    pub fn new(interface: impl Into<String>, attach: XdpAttach) -> Self {
+        Self {
+            interface: interface.into(),
+            attach,
+            ring_size: lb_common::DEFAULT_RING_SIZE,
+            max_vips: lb_common::MAX_VIPS,
+            mtu: 1500,
+            encap_source_v4: None,
+            encap_source_v6: None,
+        }
+    }
 }
 
 /// XDP attach mode.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use super::{Backend, BackendError, Op, ServiceState, Table};
+use super::{Backend, BackendError, Op, Table};
 use crate::model::ServiceKey;
 
 /// Operations the log keeps (it runs for the daemon's life in check-only mode).
@@ -48,13 +48,6 @@ impl FakeBackend {
     pub fn flush(&mut self) {
         self.table.clear();
     }
-
-    fn missing(op: &Op, what: &str) -> BackendError {
-        BackendError {
-            op: format!("{op:?}"),
-            message: format!("{what} does not exist"),
-        }
-    }
 }
 
 impl Backend for FakeBackend {
@@ -68,76 +61,13 @@ impl Backend for FakeBackend {
     }
 
     async fn apply(&mut self, op: &Op) -> Result<(), BackendError> {
-        let key = match op {
-            Op::AddService(k, _)
-            | Op::EditService(k, _)
-            | Op::AddDest(k, ..)
-            | Op::EditDest(k, ..)
-            | Op::DelDest(k, _)
-            | Op::DelService(k) => *k,
-        };
-        if self.failing.contains(&key) {
+        if self.failing.contains(&op.service()) {
             return Err(BackendError {
                 op: format!("{op:?}"),
                 message: "refused (test)".to_owned(),
             });
         }
-        match op {
-            Op::AddService(k, s) => {
-                if self.table.contains_key(k) {
-                    return Err(BackendError {
-                        op: format!("{op:?}"),
-                        message: "exists".to_owned(),
-                    });
-                }
-                self.table.insert(
-                    *k,
-                    std::sync::Arc::new(ServiceState {
-                        settings: s.0.clone(),
-                        dests: Default::default(),
-                    }),
-                );
-            }
-            Op::EditService(k, s) => {
-                std::sync::Arc::make_mut(
-                    self.table
-                        .get_mut(k)
-                        .ok_or_else(|| Self::missing(op, "service"))?,
-                )
-                .settings = s.0.clone();
-            }
-            Op::AddDest(k, addr, d) | Op::EditDest(k, addr, d) => {
-                let svc = std::sync::Arc::make_mut(
-                    self.table
-                        .get_mut(k)
-                        .ok_or_else(|| Self::missing(op, "service"))?,
-                );
-                let exists = svc.dests.contains_key(addr);
-                if exists == matches!(op, Op::AddDest(..)) {
-                    return Err(BackendError {
-                        op: format!("{op:?}"),
-                        message: if exists {
-                            "exists"
-                        } else {
-                            "no such destination"
-                        }
-                        .to_owned(),
-                    });
-                }
-                svc.dests.insert(*addr, d.0.clone());
-            }
-            Op::DelDest(k, addr) => {
-                self.table
-                    .get_mut(k)
-                    .and_then(|s| std::sync::Arc::make_mut(s).dests.remove(addr))
-                    .ok_or_else(|| Self::missing(op, "destination"))?;
-            }
-            Op::DelService(k) => {
-                self.table
-                    .remove(k)
-                    .ok_or_else(|| Self::missing(op, "service"))?;
-            }
-        }
+        op.apply_to(&mut self.table)?;
         if self.log.len() == LOG_LEN {
             self.log.pop_front();
         }

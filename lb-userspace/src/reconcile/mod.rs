@@ -13,6 +13,7 @@
 pub mod fake;
 pub mod ipvs;
 pub mod sync_daemon;
+pub mod xdp;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -137,6 +138,70 @@ pub enum Op {
     DelService(ServiceKey),
 }
 
+impl Op {
+    /// The service it changes.
+    pub fn service(&self) -> ServiceKey {
+        match self {
+            Op::AddService(k, _)
+            | Op::EditService(k, _)
+            | Op::AddDest(k, ..)
+            | Op::EditDest(k, ..)
+            | Op::DelDest(k, _)
+            | Op::DelService(k) => *k,
+        }
+    }
+
+    /// Applies it to an in-memory table, failing as the kernel would (adding what exists,
+    /// changing or removing what does not).
+    pub fn apply_to(&self, table: &mut Table) -> Result<(), BackendError> {
+        let fail = |message: &str| BackendError {
+            op: format!("{self:?}"),
+            message: message.to_owned(),
+        };
+        match self {
+            Op::AddService(k, s) => {
+                if table.contains_key(k) {
+                    return Err(fail("exists"));
+                }
+                table.insert(
+                    *k,
+                    std::sync::Arc::new(ServiceState {
+                        settings: s.0.clone(),
+                        dests: BTreeMap::new(),
+                    }),
+                );
+            }
+            Op::EditService(k, s) => {
+                let svc = table.get_mut(k).ok_or_else(|| fail("no such service"))?;
+                std::sync::Arc::make_mut(svc).settings = s.0.clone();
+            }
+            Op::AddDest(k, addr, d) | Op::EditDest(k, addr, d) => {
+                let svc = table.get_mut(k).ok_or_else(|| fail("no such service"))?;
+                let svc = std::sync::Arc::make_mut(svc);
+                let exists = svc.dests.contains_key(addr);
+                if exists == matches!(self, Op::AddDest(..)) {
+                    return Err(fail(if exists {
+                        "exists"
+                    } else {
+                        "no such destination"
+                    }));
+                }
+                svc.dests.insert(*addr, d.0.clone());
+            }
+            Op::DelDest(k, addr) => {
+                table
+                    .get_mut(k)
+                    .and_then(|s| std::sync::Arc::make_mut(s).dests.remove(addr))
+                    .ok_or_else(|| fail("no such destination"))?;
+            }
+            Op::DelService(k) => {
+                table.remove(k).ok_or_else(|| fail("no such service"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// [`ServiceSettings`] in an [`Op`] (ordered by nothing: ops sort by kind and key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrdSettings(pub ServiceSettings);
@@ -225,6 +290,11 @@ pub trait Backend: Send {
     fn observe(&mut self) -> impl Future<Output = Result<Table, BackendError>> + Send;
     /// Applies one operation.
     fn apply(&mut self, op: &Op) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Called after each batch of operations: a backend that programs a whole service at once
+    /// (the XDP backend's Maglev tables) does it here, once per batch.
+    fn finish(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// What the reconciler has done, for status and metrics.
@@ -292,6 +362,13 @@ pub async fn apply_ops<B: Backend>(
                 stats.last_error = Some(e.to_string());
             }
         }
+    }
+    if !done.is_empty()
+        && let Err(e) = backend.finish().await
+    {
+        warn!(backend = backend.name(), error = %e, "data-plane update failed");
+        stats.errors += 1;
+        stats.last_error = Some(e.to_string());
     }
     done
 }

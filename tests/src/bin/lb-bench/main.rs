@@ -21,21 +21,11 @@ mod checks;
 mod failover;
 mod ipvs;
 mod watchdog;
+mod xdp;
 
-use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    process::ExitCode,
-};
+use std::process::ExitCode;
 
-use lb_tests::packet::{
-    ETH_P_IP, ETH_P_IPV6, TCP_SYN, arp_request, ethernet, ipv4, ipv6, tcp, udp,
-};
-use lbd::{
-    dataplane::xdp::{XdpDataplane, vip_key},
-    model::Protocol,
-};
-
-fn arg(args: &[String], name: &str, default: u32) -> u32 {
+pub(crate) fn arg(args: &[String], name: &str, default: u32) -> u32 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -45,113 +35,15 @@ fn arg(args: &[String], name: &str, default: u32) -> u32 {
         })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-fn bench_xdp(args: &[String]) -> ExitCode {
-    lb_tests::require_root();
-    let repeat = arg(args, "--repeat", 1_000_000);
-    let rounds = arg(args, "--rounds", 7);
-    let vip4 = Ipv4Addr::new(203, 0, 113, 10);
-    let vip6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
-    let client = Ipv4Addr::new(192, 0, 2, 1);
-    let client6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-    let mut xdp = XdpDataplane::load(lb_tests::bpf_object()).expect("loading the XDP program");
-    // A realistic map: 512 VIPs (the map's capacity), the benchmarked ones among them.
-    let mut vips = vec![
-        vip_key(vip4.into(), 80, Protocol::Tcp),
-        vip_key(vip6.into(), 443, Protocol::Tcp),
-    ];
-    vips.extend((0..510u16).map(|i| {
-        vip_key(
-            Ipv4Addr::new(198, 51, 100, (i % 250) as u8).into(),
-            1000 + i,
-            Protocol::Udp,
-        )
-    }));
-    xdp.set_vips(&vips).expect("filling the VIP map");
-    let frames = [
-        (
-            "IPv4 TCP SYN to a VIP",
-            ethernet(
-                ETH_P_IP,
-                None,
-                &ipv4(6, client, vip4, &[], 0, &tcp(40000, 80, TCP_SYN)),
-            ),
-        ),
-        (
-            "IPv6 TCP SYN to a VIP",
-            ethernet(
-                ETH_P_IPV6,
-                None,
-                &ipv6(6, client6, vip6, &tcp(40000, 443, TCP_SYN)),
-            ),
-        ),
-        (
-            "IPv4 UDP to one of 512 VIPs",
-            ethernet(
-                ETH_P_IP,
-                None,
-                &ipv4(
-                    17,
-                    client,
-                    Ipv4Addr::new(198, 51, 100, 7),
-                    &[],
-                    0,
-                    &udp(40000, 1007, &[0; 18]),
-                ),
-            ),
-        ),
-        (
-            "IPv4 TCP, not a VIP (two lookups)",
-            ethernet(
-                ETH_P_IP,
-                None,
-                &ipv4(6, client, client, &[], 0, &tcp(40000, 22, TCP_SYN)),
-            ),
-        ),
-        ("ARP (not IP)", arp_request()),
-    ];
-    println!(
-        "BPF_PROG_TEST_RUN, {repeat} repetitions x {rounds} rounds, median of rounds, kernel ns/packet"
-    );
-    println!(
-        "{:<42} {:>10} {:>10} {:>10} {:>8}",
-        "path", "lb_xdp", "floor", "program", "ratio"
-    );
-    for (name, frame) in &frames {
-        let mut ours = Vec::new();
-        let mut floor = Vec::new();
-        // Interleave the two programs so drift on a shared machine hits both alike.
-        for _ in 0..rounds {
-            let run = |prog| {
-                xdp.test_run(prog, frame, repeat)
-                    .expect("BPF_PROG_TEST_RUN")
-                    .duration
-                    .as_nanos() as f64
-            };
-            ours.push(run(lb_common::PROG_XDP));
-            floor.push(run(lb_common::PROG_XDP_FLOOR));
-        }
-        let (ours, floor) = (median(ours), median(floor));
-        println!(
-            "{name:<42} {ours:>10.1} {floor:>10.1} {:>10.1} {:>8.2}",
-            ours - floor,
-            ours / floor
-        );
-    }
-    println!(
-        "(program = lb_xdp - floor: the program's own cost; floor = an empty XDP program on the same frame)"
-    );
-    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("xdp") => bench_xdp(&args[1..]),
+        Some("xdp") => xdp::bench_xdp(&args[1..]),
         Some("failover") => failover::bench_failover(&args[1..]),
         Some("watchdog") => watchdog::bench_watchdog(&args[1..]),
         Some("checks") => checks::bench_checks(&args[1..]),

@@ -1,0 +1,213 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016), weighted as Katran does: pure.
+//!
+//! [`table`] fills a lookup table of a prime size with real-server ids so that each live real
+//! server owns a share of the slots proportional to its weight, and when one of N real servers
+//! leaves or joins about 1/N of the slots change owner. Each real server's permutation of the
+//! slots comes from [`endpoint_hash`] of its address alone, so the table depends only on the
+//! set (not on the order it is given in). [`write_delta`] writes a new table over the old one
+//! slot by slot, touching only the slots that changed (Katran's delta update).
+
+use std::net::IpAddr;
+
+/// A real server as the table sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The id written into its slots (never 0: 0 marks "no real server").
+    pub id: u32,
+    /// Its weight; 0 gets no slot.
+    pub weight: u32,
+    /// [`endpoint_hash`] of its address: where its permutation starts and its stride.
+    pub hash: u64,
+}
+
+/// A stable 64-bit hash of a real server's address (FNV-1a, then a finaliser): the same
+/// address gets the same permutation in every lbd, across restarts and versions.
+pub fn endpoint_hash(addr: IpAddr) -> u64 {
+    let bytes = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    splitmix(h)
+}
+
+/// SplitMix64's finaliser: spreads every input bit over the output.
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Whether `n` is prime (table sizes must be, for every stride to visit every slot).
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let n = u64::from(n);
+    (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+/// The lookup table of `size` slots (a prime) for `endpoints`; all zeros when none has weight.
+pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
+    let mut live: Vec<Endpoint> = endpoints.iter().copied().filter(|e| e.weight > 0).collect();
+    let mut slots = vec![0u32; size as usize];
+    if live.is_empty() || size == 0 {
+        return slots;
+    }
+    // Independent of the caller's order: ties in the hash are broken by id.
+    live.sort_unstable_by_key(|e| (e.hash, e.id));
+    let m = u64::from(size);
+    let mut position: Vec<u64> = live.iter().map(|e| e.hash % m).collect();
+    let skip: Vec<u64> = live
+        .iter()
+        .map(|e| if m > 1 { splitmix(e.hash) % (m - 1) + 1 } else { 1 })
+        .collect();
+    let max_weight = live.iter().map(|e| u64::from(e.weight)).max().unwrap_or(1);
+    let mut credit = vec![0u64; live.len()];
+    let mut filled = 0usize;
+    loop {
+        for (i, endpoint) in live.iter().enumerate() {
+            // A real server takes a turn each time its weight has built up a full credit, so
+            // the heaviest one takes one every round and the others in proportion.
+            credit[i] += u64::from(endpoint.weight);
+            if credit[i] < max_weight {
+                continue;
+            }
+            credit[i] -= max_weight;
+            // Its next slot in its permutation that nobody owns yet.
+            loop {
+                let slot = position[i] as usize;
+                // position < m and skip < m: one subtraction replaces a division.
+                position[i] += skip[i];
+                if position[i] >= m {
+                    position[i] -= m;
+                }
+                if slots[slot] == 0 {
+                    slots[slot] = endpoint.id;
+                    filled += 1;
+                    break;
+                }
+            }
+            if filled == slots.len() {
+                return slots;
+            }
+        }
+    }
+}
+
+/// Writes `new` over `current` where they differ; returns how many slots changed. `current`
+/// is the table as the kernel holds it: one 8-byte array element a slot (BPF array maps round
+/// their values up to 8 bytes), the id in its low half.
+pub fn write_delta(current: &mut [u64], new: &[u32]) -> usize {
+    let mut changed = 0;
+    for (slot, &id) in current.iter_mut().zip(new) {
+        if *slot != u64::from(id) {
+            *slot = u64::from(id);
+            changed += 1;
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn endpoints(n: u32) -> Vec<Endpoint> {
+        (1..=n)
+            .map(|id| Endpoint {
+                id,
+                weight: 1,
+                hash: endpoint_hash(IpAddr::from([198, 51, 100, id as u8])),
+            })
+            .collect()
+    }
+
+    fn shares(t: &[u32]) -> HashMap<u32, usize> {
+        let mut counts = HashMap::new();
+        for &id in t {
+            *counts.entry(id).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn every_slot_is_owned_and_shares_are_even() {
+        let t = table(&endpoints(10), 65_537);
+        let counts = shares(&t);
+        assert_eq!(counts.len(), 10);
+        assert!(!counts.contains_key(&0));
+        for (&id, &n) in &counts {
+            // Maglev's balance: within a few percent of 1/N.
+            assert!((6_200..=6_900).contains(&n), "real {id} owns {n} slots");
+        }
+    }
+
+    #[test]
+    fn weights_set_the_shares() {
+        let mut e = endpoints(3);
+        e[0].weight = 3;
+        e[1].weight = 2;
+        e[2].weight = 1;
+        let counts = shares(&table(&e, 65_537));
+        let total = 65_537.0;
+        for (id, want) in [(1u32, 0.5), (2, 1.0 / 3.0), (3, 1.0 / 6.0)] {
+            let got = counts[&id] as f64 / total;
+            assert!((got - want).abs() < 0.01, "real {id}: {got:.3} of the slots, want {want:.3}");
+        }
+    }
+
+    #[test]
+    fn one_of_n_leaving_moves_about_one_nth_of_the_slots() {
+        let all = endpoints(10);
+        let before = table(&all, 65_537);
+        let after = table(&all[..9], 65_537);
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        // The leaving real's tenth, plus Maglev's small disruption of the others.
+        let tenth = 65_537 / 10;
+        assert!(moved >= tenth, "moved {moved}");
+        assert!(moved <= tenth * 13 / 10, "moved {moved}, over 1.3 x 1/N");
+        // Slots of the real that stayed kept their owner unless they had to move.
+        let kept = before
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| **a != 10 && a == b)
+            .count();
+        assert!(kept >= (65_537 - tenth) * 9 / 10);
+    }
+
+    #[test]
+    fn order_of_the_endpoints_does_not_matter() {
+        let mut e = endpoints(7);
+        let a = table(&e, 251);
+        e.reverse();
+        assert_eq!(a, table(&e, 251));
+    }
+
+    #[test]
+    fn no_live_endpoint_gives_an_empty_table() {
+        let mut e = endpoints(2);
+        e.iter_mut().for_each(|e| e.weight = 0);
+        assert!(table(&e, 13).iter().all(|&id| id == 0));
+        assert!(table(&[], 13).iter().all(|&id| id == 0));
+    }
+
+    #[test]
+    fn delta_writes_only_changed_slots() {
+        let mut current = vec![1u64, 2, 3, 4];
+        assert_eq!(write_delta(&mut current, &[1, 5, 3, 6]), 2);
+        assert_eq!(current, [1, 5, 3, 6]);
+    }
+
+    #[test]
+    fn primes() {
+        assert!(is_prime(65_537) && is_prime(13) && is_prime(2));
+        assert!(!is_prime(65_536) && !is_prime(1) && !is_prime(0) && !is_prime(91));
+    }
+}
