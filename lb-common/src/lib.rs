@@ -298,7 +298,10 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
 /// One round of MurmurHash3's body.
 #[inline(always)]
 const fn mix(h: u32) -> u32 {
-    let k = h.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
+    let k = h
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
     k.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
 }
 

@@ -61,8 +61,7 @@ static LB_REAL_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_
 /// Every VIP's Maglev table back to back. lbd sizes it at load (VIP capacity x ring size) and
 /// writes it through a memory mapping.
 #[map(name = "LB_RINGS")]
-static LB_RINGS: Array<u32> =
-    Array::with_max_entries(MAX_VIPS * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
+static LB_RINGS: Array<u32> = Array::with_max_entries(MAX_VIPS * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 
 /// Per-CPU LRU lists, as Katran's per-CPU LRU maps: no lock shared between CPUs.
 #[map(name = "LB_FLOWS")]
@@ -649,8 +648,16 @@ fn fragmentation_needed_v4<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Verdi
     // its source.
     reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IP)?;
     let quote = L3 + NEW_HDRS;
-    write(ctx, L3, &[0x45, 0, 0, 0, 0, 0, 0, 0, DEFAULT_TTL, IPPROTO_ICMP, 0, 0])?;
-    write(ctx, L3 + 2, &((NEW_HDRS + ICMP4_QUOTE) as u16).to_be_bytes())?;
+    write(
+        ctx,
+        L3,
+        &[0x45, 0, 0, 0, 0, 0, 0, 0, DEFAULT_TTL, IPPROTO_ICMP, 0, 0],
+    )?;
+    write(
+        ctx,
+        L3 + 2,
+        &((NEW_HDRS + ICMP4_QUOTE) as u16).to_be_bytes(),
+    )?;
     move_within::<4>(ctx, quote + 16, L3 + 12)?;
     move_within::<4>(ctx, quote + 12, L3 + 16)?;
     let sum = fold(sum_packet::<IPV4_HLEN>(ctx, L3)?);
@@ -674,11 +681,19 @@ fn packet_too_big_v6<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Verdict {
     reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IPV6)?;
     let quote = L3 + NEW_HDRS;
     let len = PAYLOAD.to_be_bytes();
-    write(ctx, L3, &[0x60, 0, 0, 0, len[0], len[1], IPPROTO_ICMPV6, DEFAULT_TTL])?;
+    write(
+        ctx,
+        L3,
+        &[0x60, 0, 0, 0, len[0], len[1], IPPROTO_ICMPV6, DEFAULT_TTL],
+    )?;
     move_within::<16>(ctx, quote + 24, L3 + 8)?;
     move_within::<16>(ctx, quote + 8, L3 + 24)?;
     let room = mtu.wrapping_sub(IPV6_HLEN as u32).to_be_bytes();
-    write(ctx, L3 + IPV6_HLEN, &[2, 0, 0, 0, room[0], room[1], room[2], room[3]])?;
+    write(
+        ctx,
+        L3 + IPV6_HLEN,
+        &[2, 0, 0, 0, room[0], room[1], room[2], room[3]],
+    )?;
     // Over the pseudo-header (source, destination, upper-layer length, next header) and the
     // message.
     let sum = sum_packet::<32>(ctx, L3 + 8)?

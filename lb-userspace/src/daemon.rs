@@ -28,10 +28,7 @@ use crate::{
         DataplaneStatus, IpvsStatus, RealServerStatus, Request, Response, Status,
         VirtualServerStatus, XdpStatus,
     },
-    dataplane::{
-        BpfObject,
-        xdp::XdpDataplane,
-    },
+    dataplane::{BpfObject, xdp::XdpDataplane},
     ipvs::{IpvsClient, IpvsError},
     model::{Dataplane, Model, ServiceKey},
 };
@@ -275,9 +272,10 @@ impl State {
                         .enumerate()
                         .map(|(i, r)| {
                             let live = health.and_then(|h| h.reals.get(i));
-                            let forwarded = self.xdp.as_ref().zip(view.as_ref()).and_then(|(x, view)| {
-                                x.real_stats(*view.reals.get(&r.addr.ip())?).ok()
-                            });
+                            let forwarded =
+                                self.xdp.as_ref().zip(view.as_ref()).and_then(|(x, view)| {
+                                    x.real_stats(*view.reals.get(&r.addr.ip())?).ok()
+                                });
                             RealServerStatus {
                                 xdp_packets: forwarded.map(|s| s.packets),
                                 xdp_bytes: forwarded.map(|s| s.bytes),

@@ -380,3 +380,71 @@ impl Drop for TcpServer {
         self.kill();
     }
 }
+
+/// A TCP server that greets each connection with its name and then echoes what it reads, each
+/// connection on its own thread; it can stop listening while its connections carry on.
+#[derive(Debug)]
+pub struct NamedServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl NamedServer {
+    /// Listens on `addr` inside `ns`, greeting with `name`; returns once it is bound.
+    pub fn start(ns: &Netns, addr: &str, name: &str) -> Self {
+        use std::{
+            io::{Read as _, Write as _},
+            sync::{Arc, atomic::AtomicBool},
+        };
+        let addr: std::net::SocketAddr = addr.parse().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let greeting = format!("{name}\n");
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let thread = ns.spawn_within(move || {
+            let listener = std::net::TcpListener::bind(addr).expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            bound_tx.send(()).expect("report bound");
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let greeting = greeting.clone();
+                        thread::spawn(move || {
+                            conn.set_nonblocking(false).ok();
+                            conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
+                            if conn.write_all(greeting.as_bytes()).is_err() {
+                                return;
+                            }
+                            let mut buf = [0u8; 256];
+                            while let Ok(n) = conn.read(&mut buf) {
+                                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        bound_rx.recv().expect("server bound");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops accepting (new connections are refused); established ones carry on.
+    pub fn stop_listening(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for NamedServer {
+    fn drop(&mut self) {
+        self.stop_listening();
+    }
+}

@@ -89,21 +89,60 @@ fn dataplane() -> (XdpDataplane, XdpMaps) {
     maps.set_settings(&settings(MTU, Some(ENCAP4), Some(ENCAP6)))
         .expect("settings");
     let reals = [
-        (ID_REAL4, real(REAL4.to_ipv6_mapped().octets(), 4, REAL_MAC, INGRESS)),
+        (
+            ID_REAL4,
+            real(REAL4.to_ipv6_mapped().octets(), 4, REAL_MAC, INGRESS),
+        ),
         (ID_REAL6, real(REAL6.octets(), 6, REAL_MAC, INGRESS)),
-        (ID_ELSEWHERE, real(REAL4.to_ipv6_mapped().octets(), 4, REAL_MAC, INGRESS + 1)),
-        (ID_REAL4_B, real(REAL4_B.to_ipv6_mapped().octets(), 4, REAL_B_MAC, INGRESS)),
+        (
+            ID_ELSEWHERE,
+            real(REAL4.to_ipv6_mapped().octets(), 4, REAL_MAC, INGRESS + 1),
+        ),
+        (
+            ID_REAL4_B,
+            real(REAL4_B.to_ipv6_mapped().octets(), 4, REAL_B_MAC, INGRESS),
+        ),
     ];
     for (id, info) in reals {
         maps.set_real(id, &info).expect("real server");
     }
     let vips = [
-        (vip_key(VIP4.into(), 80, Protocol::Tcp), SLOT_DR_TCP80, 0, ID_REAL4),
-        (vip_key(VIP4.into(), 53, Protocol::Udp), SLOT_ENCAP_UDP53, VIP_F_ENCAP, ID_REAL4),
-        (vip_key(VIP6.into(), 443, Protocol::Tcp), SLOT_ENCAP6_TCP443, VIP_F_ENCAP, ID_REAL6),
-        (vip_key(WILDCARD4.into(), 0, Protocol::Udp), SLOT_WILDCARD_UDP, 0, ID_REAL4),
-        (vip_key(VIP4.into(), 8080, Protocol::Tcp), SLOT_EMPTY_TCP8080, 0, 0),
-        (vip_key(VIP4.into(), 81, Protocol::Tcp), SLOT_ELSEWHERE_TCP81, 0, ID_ELSEWHERE),
+        (
+            vip_key(VIP4.into(), 80, Protocol::Tcp),
+            SLOT_DR_TCP80,
+            0,
+            ID_REAL4,
+        ),
+        (
+            vip_key(VIP4.into(), 53, Protocol::Udp),
+            SLOT_ENCAP_UDP53,
+            VIP_F_ENCAP,
+            ID_REAL4,
+        ),
+        (
+            vip_key(VIP6.into(), 443, Protocol::Tcp),
+            SLOT_ENCAP6_TCP443,
+            VIP_F_ENCAP,
+            ID_REAL6,
+        ),
+        (
+            vip_key(WILDCARD4.into(), 0, Protocol::Udp),
+            SLOT_WILDCARD_UDP,
+            0,
+            ID_REAL4,
+        ),
+        (
+            vip_key(VIP4.into(), 8080, Protocol::Tcp),
+            SLOT_EMPTY_TCP8080,
+            0,
+            0,
+        ),
+        (
+            vip_key(VIP4.into(), 81, Protocol::Tcp),
+            SLOT_ELSEWHERE_TCP81,
+            0,
+            ID_ELSEWHERE,
+        ),
     ];
     for (key, index, flags, id) in vips {
         maps.set_vip(&key, VipInfo { index, flags }).expect("VIP");
@@ -214,7 +253,11 @@ fn cases() -> Vec<Case> {
         proto: 6,
         _pad: [0; 3],
     };
-    let ip6ip6 = ethernet(ETH_P_IPV6, None, &ipv6(41, encap_source6(&flow6), REAL6, &inner6));
+    let ip6ip6 = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(41, encap_source6(&flow6), REAL6, &inner6),
+    );
 
     // 1472 bytes of payload: 1500 as an IPv4 packet, 1520 encapsulated.
     let big = udp(40003, 53, &[0x5a; 1472 - 8]);
@@ -227,7 +270,12 @@ fn cases() -> Vec<Case> {
         icmp[2..4].copy_from_slice(&sum.to_be_bytes());
         ethernet(ETH_P_IP, None, &ipv4(1, VIP4, CLIENT4, &[], 0, &icmp))
     };
-    let big6 = ipv6(6, CLIENT6, VIP6, &[tcp(40004, 443, TCP_SYN), vec![0x5a; 1440]].concat());
+    let big6 = ipv6(
+        6,
+        CLIENT6,
+        VIP6,
+        &[tcp(40004, 443, TCP_SYN), vec![0x5a; 1440]].concat(),
+    );
     let too_big6 = {
         let mut icmp = vec![2u8, 0, 0, 0];
         icmp.extend_from_slice(&(MTU - 40).to_be_bytes());
@@ -391,10 +439,18 @@ fn cases() -> Vec<Case> {
         ),
         pass(
             "IPv4 with options",
-            ethernet(ETH_P_IP, None, &ipv4(6, CLIENT4, VIP4, &[1, 1, 1, 0], 0, &syn80)),
+            ethernet(
+                ETH_P_IP,
+                None,
+                &ipv4(6, CLIENT4, VIP4, &[1, 1, 1, 0], 0, &syn80),
+            ),
             &[Counter::Ipv4Options],
         ),
-        pass("IPv4 with IHL 4", ethernet(ETH_P_IP, None, &bad_ihl), &[Counter::BadHeader]),
+        pass(
+            "IPv4 with IHL 4",
+            ethernet(ETH_P_IP, None, &bad_ihl),
+            &[Counter::BadHeader],
+        ),
         pass(
             "version 6 in an IPv4 frame",
             ethernet(ETH_P_IP, None, &bad_version),
@@ -405,7 +461,11 @@ fn cases() -> Vec<Case> {
             ethernet(ETH_P_IP, None, &long_total),
             &[Counter::BadHeader],
         ),
-        pass("IPv6 with a hop-by-hop header", hop_by_hop, &[Counter::Ipv6ExtHeader]),
+        pass(
+            "IPv6 with a hop-by-hop header",
+            hop_by_hop,
+            &[Counter::Ipv6ExtHeader],
+        ),
         pass(
             "IPv4 header cut short",
             ethernet(ETH_P_IP, None, &[0x45; 10]),
@@ -413,12 +473,20 @@ fn cases() -> Vec<Case> {
         ),
         pass(
             "TCP header cut short",
-            ethernet(ETH_P_IP, None, &ipv4(6, CLIENT4, VIP4, &[], 0, &[0x9c, 0x40])),
+            ethernet(
+                ETH_P_IP,
+                None,
+                &ipv4(6, CLIENT4, VIP4, &[], 0, &[0x9c, 0x40]),
+            ),
             &[Counter::Truncated],
         ),
         pass(
             "TCP header without its flags",
-            ethernet(ETH_P_IP, None, &ipv4(6, CLIENT4, VIP4, &[], 0, &syn80[..12])),
+            ethernet(
+                ETH_P_IP,
+                None,
+                &ipv4(6, CLIENT4, VIP4, &[], 0, &syn80[..12]),
+            ),
             &[Counter::Truncated],
         ),
         pass(
@@ -478,7 +546,11 @@ fn every_fixture_gives_its_verdict_bytes_and_counters() {
             .filter(|c| after.counters[**c as usize] != before.counters[**c as usize])
             .map(|c| c.name())
             .collect();
-        assert_eq!(run.verdict, case.verdict, "{}: verdict (counters moved: {moved:?})", case.name);
+        assert_eq!(
+            run.verdict, case.verdict,
+            "{}: verdict (counters moved: {moved:?})",
+            case.name
+        );
         match &case.output {
             Output::Unchanged => assert_eq!(run.output, case.frame, "{}: output", case.name),
             Output::Bytes(want) => {
@@ -498,7 +570,11 @@ fn every_fixture_gives_its_verdict_bytes_and_counters() {
         }
         let len = case.frame.len() as u64;
         for slot in 0..SLOTS {
-            let want = if case.vip_slot == Some(slot) { (1, len) } else { (0, 0) };
+            let want = if case.vip_slot == Some(slot) {
+                (1, len)
+            } else {
+                (0, 0)
+            };
             assert_eq!(
                 traffic_delta(&after.vips, &before.vips, slot as usize),
                 want,
@@ -509,7 +585,11 @@ fn every_fixture_gives_its_verdict_bytes_and_counters() {
         // A packet answered with ICMP or passed is counted for the VIP, not for a real server.
         let forwarded = case.verdict != XDP_PASS && !case.counters.contains(&Counter::TooBig);
         for id in 0..=ID_REAL4_B {
-            let want = if forwarded && case.real == Some(id) { (1, len) } else { (0, 0) };
+            let want = if forwarded && case.real == Some(id) {
+                (1, len)
+            } else {
+                (0, 0)
+            };
             assert_eq!(
                 traffic_delta(&after.reals, &before.reals, id as usize),
                 want,
@@ -544,7 +624,8 @@ fn established_flows_keep_their_real_server_and_a_syn_hashes_afresh() {
     let stray = v4(6, VIP4, &tcp(41001, 80, TCP_ACK));
     assert_eq!(chosen_mac(&xdp, &stray), REAL_B_MAC);
     // A freed id (family 0) is never forwarded to: its flows are hashed again.
-    maps.set_real(ID_REAL4_B, &RealInfo::default()).expect("freeing");
+    maps.set_real(ID_REAL4_B, &RealInfo::default())
+        .expect("freeing");
     maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4));
     assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC);
 }
@@ -560,12 +641,19 @@ fn flows_spread_over_the_table_by_their_hash() {
     let mut seen = [0usize; 2];
     for sport in 42000..42064u16 {
         let slot = flow_hash(&flow4(6, VIP4, sport, 80)) % RING;
-        let want = if ring[slot as usize] == ID_REAL4 { REAL_MAC } else { REAL_B_MAC };
+        let want = if ring[slot as usize] == ID_REAL4 {
+            REAL_MAC
+        } else {
+            REAL_B_MAC
+        };
         let got = chosen_mac(&xdp, &v4(6, VIP4, &tcp(sport, 80, TCP_SYN)));
         assert_eq!(got, want, "source port {sport}");
         seen[usize::from(got == REAL_B_MAC)] += 1;
     }
-    assert!(seen[0] > 10 && seen[1] > 10, "64 flows over two real servers: {seen:?}");
+    assert!(
+        seen[0] > 10 && seen[1] > 10,
+        "64 flows over two real servers: {seen:?}"
+    );
 }
 
 #[test]

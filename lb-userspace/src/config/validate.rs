@@ -163,7 +163,10 @@ fn xdp_settings(
             Ok(n) if (1..=lb_common::MAX_VIPS).contains(&n) => x.max_vips = n,
             _ => errors.push(
                 *pos,
-                format!("xdp_max_vips {value} is out of range 1-{}", lb_common::MAX_VIPS),
+                format!(
+                    "xdp_max_vips {value} is out of range 1-{}",
+                    lb_common::MAX_VIPS
+                ),
             ),
         }
     }

@@ -64,7 +64,13 @@ pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
     let mut position: Vec<u64> = live.iter().map(|e| e.hash % m).collect();
     let skip: Vec<u64> = live
         .iter()
-        .map(|e| if m > 1 { splitmix(e.hash) % (m - 1) + 1 } else { 1 })
+        .map(|e| {
+            if m > 1 {
+                splitmix(e.hash) % (m - 1) + 1
+            } else {
+                1
+            }
+        })
         .collect();
     let max_weight = live.iter().map(|e| u64::from(e.weight)).max().unwrap_or(1);
     let mut credit = vec![0u64; live.len()];
@@ -159,7 +165,10 @@ mod tests {
         let total = 65_537.0;
         for (id, want) in [(1u32, 0.5), (2, 1.0 / 3.0), (3, 1.0 / 6.0)] {
             let got = counts[&id] as f64 / total;
-            assert!((got - want).abs() < 0.01, "real {id}: {got:.3} of the slots, want {want:.3}");
+            assert!(
+                (got - want).abs() < 0.01,
+                "real {id}: {got:.3} of the slots, want {want:.3}"
+            );
         }
     }
 

@@ -222,8 +222,10 @@ impl XdpDataplane {
             map: name,
             source,
         };
-        let vips = HashMap::try_from(Map::HashMap(take(MAP_VIPS)?)).map_err(|e| open(MAP_VIPS, e))?;
-        let reals = Array::try_from(Map::Array(take(MAP_REALS)?)).map_err(|e| open(MAP_REALS, e))?;
+        let vips =
+            HashMap::try_from(Map::HashMap(take(MAP_VIPS)?)).map_err(|e| open(MAP_VIPS, e))?;
+        let reals =
+            Array::try_from(Map::Array(take(MAP_REALS)?)).map_err(|e| open(MAP_REALS, e))?;
         let settings =
             Array::try_from(Map::Array(take(MAP_SETTINGS)?)).map_err(|e| open(MAP_SETTINGS, e))?;
         let slots = (self.capacity.vips as usize) * (self.capacity.ring_size as usize);
@@ -362,7 +364,11 @@ impl XdpDataplane {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex; the kernel takes the interface from it.
         let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&u32::try_from(packet.len()).unwrap_or(u32::MAX).to_ne_bytes());
+        ctx[4..8].copy_from_slice(
+            &u32::try_from(packet.len())
+                .unwrap_or(u32::MAX)
+                .to_ne_bytes(),
+        );
         ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
         let result = self
             .program(name)?
@@ -459,13 +465,11 @@ impl XdpMaps {
 
     /// Writes real server `id` (`family` 0 frees the id).
     pub fn set_real(&mut self, id: u32, real: &RealInfo) -> Result<(), XdpError> {
-        self.reals
-            .set(id, real, 0)
-            .map_err(|source| XdpError::Map {
-                op: "update",
-                map: MAP_REALS,
-                source,
-            })
+        self.reals.set(id, real, 0).map_err(|source| XdpError::Map {
+            op: "update",
+            map: MAP_REALS,
+            source,
+        })
     }
 
     /// Real server `id` as the map holds it.
@@ -482,7 +486,10 @@ impl XdpMaps {
     pub fn ring(&self, index: u32) -> &[u64] {
         let size = self.capacity.ring_size as usize;
         let start = (index as usize) * size;
-        self.rings.as_slice().get(start..start + size).unwrap_or(&[])
+        self.rings
+            .as_slice()
+            .get(start..start + size)
+            .unwrap_or(&[])
     }
 
     /// The Maglev table of VIP slot `index`, to write.

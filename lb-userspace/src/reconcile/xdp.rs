@@ -87,7 +87,7 @@ fn method(key: &ServiceKey, state: &ServiceState) -> Result<Method, &'static str
 pub struct XdpView {
     /// VIP slot of each service XDP forwards.
     pub vips: BTreeMap<ServiceKey, u32>,
-    /// Id of each real server.
+    /// Id of each real server (also of those no VIP uses while their id is not reused).
     pub reals: BTreeMap<IpAddr, u32>,
     /// Services left to IPVS, and why.
     pub passed_up: BTreeMap<ServiceKey, &'static str>,
@@ -140,6 +140,10 @@ pub struct XdpBackend<N> {
     free_vips: BTreeSet<u32>,
     reals: BTreeMap<IpAddr, RealSlot>,
     free_reals: VecDeque<u32>,
+    /// Real servers no VIP uses whose ids (and `LB_REALS` entries) are not reused yet: their
+    /// flows still reach them, their counters still count, and they get the id back if they
+    /// return.
+    retired: BTreeMap<IpAddr, u32>,
     passed_up: BTreeMap<ServiceKey, &'static str>,
     view: tokio::sync::watch::Sender<XdpView>,
 }
@@ -168,6 +172,7 @@ impl<N: NextHops> XdpBackend<N> {
             free_vips: (0..capacity.vips).collect(),
             reals: BTreeMap::new(),
             free_reals: (1..MAX_REALS).collect(),
+            retired: BTreeMap::new(),
             passed_up: BTreeMap::new(),
             view: tokio::sync::watch::Sender::new(XdpView::default()),
         })
@@ -195,10 +200,20 @@ impl<N: NextHops> XdpBackend<N> {
         let slot = match self.reals.get(&addr) {
             Some(slot) => *slot,
             None => {
-                let id = self
-                    .free_reals
-                    .pop_front()
-                    .ok_or_else(|| Self::error("adding a real server", "all ids in use"))?;
+                let id = match self.retired.remove(&addr) {
+                    Some(id) => {
+                        self.free_reals.retain(|&free| free != id);
+                        id
+                    }
+                    None => {
+                        let id = self
+                            .free_reals
+                            .pop_front()
+                            .ok_or_else(|| Self::error("adding a real server", "all ids in use"))?;
+                        self.retired.retain(|_, retired| *retired != id);
+                        id
+                    }
+                };
                 RealSlot {
                     id,
                     info: None,
@@ -351,6 +366,7 @@ impl<N: NextHops> XdpBackend<N> {
         for addr in unused {
             if let Some(slot) = self.reals.remove(&addr) {
                 self.free_reals.push_back(slot.id);
+                self.retired.insert(addr, slot.id);
             }
         }
     }
@@ -402,7 +418,12 @@ impl<N: NextHops> Backend for XdpBackend<N> {
         self.free_unused_reals();
         self.view.send_replace(XdpView {
             vips: self.vips.iter().map(|(k, (slot, _))| (*k, *slot)).collect(),
-            reals: self.reals.iter().map(|(a, r)| (*a, r.id)).collect(),
+            reals: self
+                .reals
+                .iter()
+                .map(|(a, r)| (*a, r.id))
+                .chain(self.retired.iter().map(|(a, id)| (*a, *id)))
+                .collect(),
             passed_up: self.passed_up.clone(),
         });
         first_error.map_or(Ok(()), Err)
@@ -423,9 +444,18 @@ mod tests {
         assert_eq!(s.mtu, 1500);
         assert_eq!(s.encap_src_v4, [198, 51, 100, 0]);
         assert_eq!(s.encap_src_v4_hash_mask, [0, 0, 0, 255]);
-        assert_eq!(s.encap_src_v6[..14], "2001:db8::1:0".parse::<std::net::Ipv6Addr>().unwrap().octets()[..14]);
+        assert_eq!(
+            s.encap_src_v6[..14],
+            "2001:db8::1:0"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()[..14]
+        );
         assert_eq!(s.encap_src_v6_hash_mask, [0, 0, 255, 255]);
         let single = settings(1500, Some(([192, 0, 2, 1].into(), 32)), None);
-        assert_eq!((single.encap_src_v4, single.encap_src_v4_hash_mask), ([192, 0, 2, 1], [0; 4]));
+        assert_eq!(
+            (single.encap_src_v4, single.encap_src_v4_hash_mask),
+            ([192, 0, 2, 1], [0; 4])
+        );
     }
 }

@@ -86,13 +86,24 @@ fn fill(maps: &mut XdpMaps) {
     ];
     vips.extend((0..509u16).map(|i| {
         (
-            vip_key(Ipv4Addr::new(198, 51, 100, (i % 250) as u8).into(), 1000 + i, Protocol::Udp),
+            vip_key(
+                Ipv4Addr::new(198, 51, 100, (i % 250) as u8).into(),
+                1000 + i,
+                Protocol::Udp,
+            ),
             0,
         )
     }));
     for (index, (key, flags)) in vips.iter().enumerate() {
         let index = index as u32;
-        maps.set_vip(key, VipInfo { index, flags: *flags }).expect("VIP");
+        maps.set_vip(
+            key,
+            VipInfo {
+                index,
+                flags: *flags,
+            },
+        )
+        .expect("VIP");
         maglev::write_delta(maps.ring_mut(index), &table);
     }
     let v6 = 511;
@@ -128,18 +139,35 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
         .expect("loading the XDP program");
     let mut maps = xdp.take_maps().expect("maps");
     fill(&mut maps);
-    let syn = ethernet(ETH_P_IP, None, &ipv4(6, CLIENT4, VIP4, &[], 0, &tcp(40000, 80, TCP_SYN)));
-    let ack = ethernet(ETH_P_IP, None, &ipv4(6, CLIENT4, VIP4, &[], 0, &tcp(40000, 80, TCP_ACK)));
+    let syn = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(6, CLIENT4, VIP4, &[], 0, &tcp(40000, 80, TCP_SYN)),
+    );
+    let ack = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(6, CLIENT4, VIP4, &[], 0, &tcp(40000, 80, TCP_ACK)),
+    );
     let query = ethernet(
         ETH_P_IP,
         None,
         &ipv4(17, CLIENT4, VIP4, &[], 0, &udp(40001, 53, &[0; 18])),
     );
-    let syn6 = ethernet(ETH_P_IPV6, None, &ipv6(6, CLIENT6, VIP6, &tcp(40002, 443, TCP_SYN)));
-    let other = ethernet(ETH_P_IP, None, &ipv4(6, CLIENT4, CLIENT4, &[], 0, &tcp(40000, 22, TCP_SYN)));
+    let syn6 = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(6, CLIENT6, VIP6, &tcp(40002, 443, TCP_SYN)),
+    );
+    let other = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(6, CLIENT4, CLIENT4, &[], 0, &tcp(40000, 22, TCP_SYN)),
+    );
     // Seed the connection table for the established paths.
     for f in [&ack, &query] {
-        xdp.test_run(lb_common::PROG_XDP, f, INGRESS, 1).expect("seed");
+        xdp.test_run(lb_common::PROG_XDP, f, INGRESS, 1)
+            .expect("seed");
     }
     let paths: [(&str, &[u8], bool); 5] = [
         ("new TCP flow (SYN) to a DR VIP", &syn, true),
