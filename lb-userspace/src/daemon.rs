@@ -595,35 +595,41 @@ fn start_lvs(state: &mut State, mut stopped: watch::Receiver<bool>) -> Option<Lv
         notifier.clone(),
     ));
     let (stats_tx, stats) = watch::channel(crate::reconcile::ReconcileStats::default());
-    let xdp_reconciler = state.xdp_maps.take().and_then(|maps| {
-        let (backend, view) = match xdp_backend(maps, &state.model) {
-            Ok(b) => b,
+    let xdp = state
+        .xdp_maps
+        .take()
+        .and_then(|maps| match xdp_backend(maps, &state.model) {
+            Ok((backend, view)) => {
+                state.xdp_view = Some(view);
+                Some(backend)
+            }
             Err(e) => {
                 error!(error = %e, "the XDP backend could not start: XDP forwards nothing");
-                return None;
+                None
             }
-        };
-        state.xdp_view = Some(view);
-        let mut stopped = stopped.clone();
+        });
+    // The XDP reconciler: at stop the maps stay as they are (the program forwards until it is
+    // detached).
+    let xdp_stopped = stopped.clone();
+    let spawn_xdp = |backend, stats: watch::Sender<crate::reconcile::ReconcileStats>| {
+        let mut stopped = xdp_stopped;
         let stop = async move {
             let _stopped = stopped.wait_for(|s| *s).await;
         };
-        // At stop the maps stay as they are: the program forwards until it is detached.
         let policy = crate::reconcile::Policy {
             flush_at_start: false,
             on_stop: crate::model::OnStop::Keep,
         };
-        let (xdp_stats, _) = watch::channel(crate::reconcile::ReconcileStats::default());
-        Some(tokio::spawn(crate::reconcile::run(
+        tokio::spawn(crate::reconcile::run(
             backend,
             health.desired.clone(),
             RESYNC,
             policy,
-            xdp_stats,
+            stats,
             None,
             stop,
-        )))
-    });
+        ))
+    };
     let model = &state.model;
     let stop = async move {
         // Either a stop or a dropped sender ends the reconciler.
@@ -657,20 +663,29 @@ fn start_lvs(state: &mut State, mut stopped: watch::Receiver<bool>) -> Option<Lv
             model.ipvs.on_stop
         },
     };
-    let (backend, reconciler) = match ipvs {
-        Some(b) => (
-            "ipvs",
-            tokio::spawn(crate::reconcile::run(
-                b, desired, RESYNC, policy, stats_tx, None, stop,
-            )),
-        ),
-        None => {
+    let mut xdp_reconciler = None;
+    let (backend, reconciler) = match (ipvs, xdp) {
+        (Some(b), xdp) => {
+            // IPVS behind XDP: its stats are the ones status shows.
+            xdp_reconciler = xdp.map(|x| spawn_xdp(x, watch::channel(Default::default()).0));
+            (
+                "ipvs",
+                tokio::spawn(crate::reconcile::run(
+                    b, desired, RESYNC, policy, stats_tx, None, stop,
+                )),
+            )
+        }
+        (None, Some(x)) => {
+            if wants_ipvs {
+                warn!("the kernel has no IPVS: XDP alone programs the real servers");
+            }
+            ("xdp", spawn_xdp(x, stats_tx))
+        }
+        (None, None) => {
             if wants_ipvs {
                 warn!(
                     "the kernel has no IPVS: real servers are checked and notified, not programmed"
                 );
-            } else if xdp_reconciler.is_some() {
-                info!("XDP programs the real servers; IPVS is not used");
             } else {
                 info!(
                     mode = state.effective_mode(),

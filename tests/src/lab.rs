@@ -381,8 +381,9 @@ impl Drop for TcpServer {
     }
 }
 
-/// A TCP server that greets each connection with its name and then echoes what it reads, each
-/// connection on its own thread; it can stop listening while its connections carry on.
+/// A TCP server whose connections each run on their own thread: it greets with its name and
+/// echoes ([`NamedServer::start`]), or answers HTTP requests with its name
+/// ([`NamedServer::http`]); it can stop listening while its connections carry on.
 #[derive(Debug)]
 pub struct NamedServer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -390,16 +391,53 @@ pub struct NamedServer {
 }
 
 impl NamedServer {
-    /// Listens on `addr` inside `ns`, greeting with `name`; returns once it is bound.
+    /// Listens on `addr` inside `ns`; each connection is greeted with `name` and echoed.
     pub fn start(ns: &Netns, addr: &str, name: &str) -> Self {
-        use std::{
-            io::{Read as _, Write as _},
-            sync::{Arc, atomic::AtomicBool},
-        };
+        use std::io::{Read as _, Write as _};
+        let greeting = format!("{name}\n");
+        Self::serve(ns, addr, move |mut conn| {
+            if conn.write_all(greeting.as_bytes()).is_err() {
+                return;
+            }
+            let mut buf = [0u8; 256];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Listens on `addr` inside `ns`; answers each HTTP request `200 OK` with body `name`.
+    pub fn http(ns: &Netns, addr: &str, name: &str) -> Self {
+        use std::io::{Read as _, Write as _};
+        let body = format!("{name}\n");
+        Self::serve(ns, addr, move |mut conn| {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let answer = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _sent = conn.write_all(answer.as_bytes());
+        })
+    }
+
+    fn serve(
+        ns: &Netns,
+        addr: &str,
+        handle: impl Fn(std::net::TcpStream) + Clone + Send + 'static,
+    ) -> Self {
+        use std::sync::{Arc, atomic::AtomicBool};
         let addr: std::net::SocketAddr = addr.parse().expect("address");
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let greeting = format!("{name}\n");
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let thread = ns.spawn_within(move || {
             let listener = std::net::TcpListener::bind(addr).expect("bind");
@@ -407,20 +445,12 @@ impl NamedServer {
             bound_tx.send(()).expect("report bound");
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut conn, _)) => {
-                        let greeting = greeting.clone();
+                    Ok((conn, _)) => {
+                        let handle = handle.clone();
                         thread::spawn(move || {
                             conn.set_nonblocking(false).ok();
                             conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
-                            if conn.write_all(greeting.as_bytes()).is_err() {
-                                return;
-                            }
-                            let mut buf = [0u8; 256];
-                            while let Ok(n) = conn.read(&mut buf) {
-                                if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
+                            handle(conn);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),

@@ -129,7 +129,14 @@ fn print_status(s: &Status) {
                 Some(false) => "DOWN",
                 None => "-",
             };
-            println!("  -> {:<24} {:<4} weight {}", rs.address, health, rs.weight);
+            let forwarded = match (rs.xdp_packets, rs.xdp_bytes) {
+                (Some(p), Some(b)) => format!("  XDP {p} packets, {b} bytes"),
+                _ => String::new(),
+            };
+            println!(
+                "  -> {:<24} {:<4} weight {}{forwarded}",
+                rs.address, health, rs.weight
+            );
             for c in &rs.checkers {
                 let latency = c
                     .last_latency_us

@@ -1,27 +1,32 @@
 //! `cargo xtask demo`: lbd in a namespace lab, explained as it runs.
 //!
-//! A client and a director, each a network namespace, joined by a veth pair. lbd runs in the
-//! director on an embedded configuration (tests/demo/lbd-demo.toml) with its XDP program on the
-//! director's veth. The client sends HTTP requests and DNS-style datagrams to the VIP, and pings
-//! it; `lbctl status` shows what the XDP program counted. The lab is removed at the end, on a
-//! failure, and on Ctrl-C. `--ci` makes a wrong outcome fail the run (exit 1).
+//! A LAN (a bridge in its own namespace) joins a client, a director and three real servers,
+//! each a network namespace. lbd runs in the director on an embedded configuration
+//! (tests/demo/lbd-demo.toml): HTTP checks of the three real servers and its XDP program
+//! forwarding the VIP's connections to the live ones by direct routing. The client sends HTTP
+//! requests to the VIP and sees which real server answered; one real server is then stopped,
+//! lbd's check notices, and the next requests go to the other two. `lbctl status` shows what
+//! lbd saw and counted. The lab is removed at the end, on a failure, and on Ctrl-C. `--ci`
+//! makes a wrong outcome fail the run (exit 1).
 #![expect(
     unused_crate_dependencies,
     reason = "each target of lb-tests uses part of the package's dependencies; cargo cannot scope them"
 )]
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::TcpStream,
     path::Path,
     process::{Command, ExitCode},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use lb_tests::lab::{Lab, wait_for_path, wait_until};
+use lb_tests::lab::{Lab, NamedServer, Netns, sysctl, wait_for_path, wait_until};
 
 const CONFIG: &str = include_str!("../../demo/lbd-demo.toml");
 const VIP: &str = "203.0.113.10";
+const REQUESTS: usize = 30;
 
 fn say(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
@@ -42,6 +47,44 @@ fn lbctl(socket: &Path, json: bool) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+fn status(socket: &Path) -> serde_json::Value {
+    serde_json::from_str(&lbctl(socket, true)).expect("status JSON")
+}
+
+fn alive(status: &serde_json::Value) -> usize {
+    status["virtual_servers"][0]["real_servers"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["alive"] == true).count())
+}
+
+/// `REQUESTS` HTTP requests from the client to the VIP, each on a new connection; the count
+/// of answers per real server (a failed request counts under "no answer").
+fn requests(client: &Netns) -> BTreeMap<String, usize> {
+    client.within(|| {
+        let mut answers = BTreeMap::new();
+        for i in 0..REQUESTS {
+            let answer = (|| -> std::io::Result<String> {
+                let addr = format!("{VIP}:80").parse().expect("address");
+                let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+                conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+                conn.write_all(format!("GET /{i} HTTP/1.0\r\nHost: {VIP}\r\n\r\n").as_bytes())?;
+                let mut text = String::new();
+                conn.read_to_string(&mut text)?;
+                Ok(text.lines().last().unwrap_or_default().to_owned())
+            })()
+            .unwrap_or_else(|_| "no answer".to_owned());
+            *answers.entry(answer).or_default() += 1;
+        }
+        answers
+    })
+}
+
+fn show(answers: &BTreeMap<String, usize>) {
+    for (server, n) in answers {
+        println!("    {server:<10} {n:>3} {}", "#".repeat(*n));
+    }
+}
+
 fn main() -> ExitCode {
     let ci = std::env::args().any(|a| a == "--ci");
     if !lb_tests::lab::is_root() {
@@ -54,7 +97,7 @@ fn main() -> ExitCode {
     let dir_for_handler = dir.clone();
     // Ctrl-C reaches lbd too (same process group), which stops on SIGINT; the lab goes here.
     ctrlc::set_handler(move || {
-        for host in ["client", "director"] {
+        for host in ["switch", "client", "director", "rs1", "rs2", "rs3"] {
             let _deleted = Command::new("ip")
                 .args(["netns", "del", &format!("{tag}-{host}")])
                 .status();
@@ -65,19 +108,30 @@ fn main() -> ExitCode {
     })
     .expect("installing the Ctrl-C handler");
 
-    say("Building the lab: two network namespaces joined by a veth pair");
-    let client = lab.netns("client");
-    let director = lab.netns("director");
-    lab.veth(&client, "c0", &director, "d0");
-    client.ip(&["addr", "add", "192.0.2.1/24", "dev", "c0"]);
-    director.ip(&["addr", "add", "192.0.2.2/24", "dev", "d0"]);
-    director.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-    client.ip(&["route", "add", "203.0.113.0/24", "via", "192.0.2.2"]);
-    println!("    client   {}: 192.0.2.1 on c0", client.name);
-    println!(
-        "    director {}: 192.0.2.2 on d0, VIP {VIP} on lo",
-        director.name
-    );
+    say("Building the lab: a LAN with a client, a director and three real servers");
+    let (_switch, hosts) = lab.lan(&["client", "director", "rs1", "rs2", "rs3"]);
+    let mut hosts = hosts.into_iter();
+    let client = hosts.next().expect("client");
+    let director = hosts.next().expect("director");
+    client.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    client.ip(&["route", "add", &format!("{VIP}/32"), "via", "192.0.2.2"]);
+    director.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    println!("    client    192.0.2.1, reaches the VIP {VIP} through the director");
+    println!("    director  192.0.2.2, runs lbd");
+    let mut servers: Vec<NamedServer> = hosts
+        .enumerate()
+        .map(|(i, rs)| {
+            let addr = format!("192.0.2.{}", 11 + i);
+            rs.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            // Direct routing: each real server holds the VIP but never answers ARP for it.
+            rs.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+            sysctl(&rs, "net.ipv4.conf.all.arp_ignore", "1");
+            sysctl(&rs, "net.ipv4.conf.all.arp_announce", "2");
+            let name = format!("rs{}", i + 1);
+            println!("    {name}       {addr}, VIP on lo, an HTTP server answering \"{name}\"");
+            NamedServer::http(&rs, "0.0.0.0:80", &name)
+        })
+        .collect();
 
     let config = dir.join("lbd-demo.toml");
     std::fs::write(&config, CONFIG).expect("writing the config");
@@ -100,117 +154,74 @@ fn main() -> ExitCode {
         .env("RUST_LOG", "info");
     let lbd_pid = lab.spawn("lbd", lbd);
     wait_for_path(&socket, Duration::from_secs(20));
-    wait_until("lbd to log that it runs", Duration::from_secs(20), || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("lbd running"))
+    wait_until("three real servers up", Duration::from_secs(20), || {
+        alive(&status(&socket)) == 3
     });
     println!("    lbd is running (pid {lbd_pid}); its log:");
     for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
         println!("    | {line}");
     }
 
-    say("lbctl status, before any traffic");
+    say("lbctl status: three real servers passed their HTTP check");
     print!("{}", lbctl(&socket, false));
 
-    say(
-        "The director serves HTTP on the VIP; the client sends 10 requests, 5 datagrams and 3 pings",
-    );
-    let listener: TcpListener =
-        director.within(|| TcpListener::bind((VIP, 80)).expect("bind VIP:80"));
-    let server = std::thread::spawn(move || {
-        for _ in 0..10 {
-            let (mut conn, _) = listener.accept().expect("accept");
-            let mut buf = [0u8; 256];
-            let n = conn.read(&mut buf).expect("read");
-            let body = format!("hello from the director, you sent {n} bytes\n");
-            let answer = format!(
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            conn.write_all(answer.as_bytes()).expect("write");
-        }
+    say(&format!(
+        "The client sends {REQUESTS} HTTP requests to the VIP, each on a new connection"
+    ));
+    let before = requests(&client);
+    show(&before);
+    println!("    The XDP program picked a real server for each connection from the VIP's Maglev");
+    println!("    table and forwarded it by direct routing; each real server answered the client");
+    println!("    directly (the director only sees the client's half of the conversation).");
+
+    say("rs2's HTTP server stops; lbd's check notices and takes it out of the table");
+    let stopped = Instant::now();
+    servers[1].stop_listening();
+    wait_until("rs2 down", Duration::from_secs(20), || {
+        alive(&status(&socket)) == 2
     });
-    let first_answer = client.within(|| {
-        let mut first = String::new();
-        for i in 0..10 {
-            let mut conn = TcpStream::connect((VIP, 80)).expect("connect to the VIP");
-            conn.write_all(format!("GET /{i} HTTP/1.0\r\nHost: {VIP}\r\n\r\n").as_bytes())
-                .expect("request");
-            let mut answer = String::new();
-            conn.read_to_string(&mut answer).expect("answer");
-            if i == 0 {
-                first = answer.lines().last().unwrap_or_default().to_owned();
-            }
-        }
-        let udp = UdpSocket::bind("0.0.0.0:0").expect("udp");
-        for i in 0..5u8 {
-            udp.send_to(&[i; 40], (VIP, 53)).expect("datagram");
-        }
-        first
-    });
-    server.join().expect("server");
-    let ping = client.run(
-        "ping",
-        &["-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", VIP],
-    );
-    println!("    first HTTP answer: {first_answer}");
+    let detection = stopped.elapsed();
     println!(
-        "    ping: {}",
-        String::from_utf8_lossy(&ping.stdout)
-            .lines()
-            .find(|l| l.contains("transmitted"))
-            .unwrap_or("?")
+        "    rs2 went down in lbd's view {:.0} ms after it stopped (checks every 0.5 s, no retry)",
+        detection.as_secs_f64() * 1e3
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let after = requests(&client);
+    show(&after);
 
     say("lbctl status, after the traffic");
     print!("{}", lbctl(&socket, false));
-    let status: serde_json::Value =
-        serde_json::from_str(&lbctl(&socket, true)).expect("status JSON");
-    let packets = |vip: &str| {
-        status["virtual_servers"]
-            .as_array()
-            .and_then(|v| v.iter().find(|vs| vs["vip"] == vip))
-            .and_then(|vs| vs["xdp_packets"].as_u64())
-    };
+    let status = status(&socket);
     let counter = |name: &str| {
         status["dataplane"]["xdp"]["counters"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c[0] == name))
             .and_then(|c| c[1].as_u64())
     };
-    let (http, dns, icmp) = (
-        packets(&format!("{VIP}:80")),
-        packets(&format!("{VIP}:53")),
-        counter("not_tcp_udp"),
-    );
     let mode = status["dataplane"]["xdp"]["attach_mode"]
         .as_str()
         .unwrap_or("?")
         .to_owned();
+    let vip_packets = status["virtual_servers"][0]["xdp_packets"].as_u64();
 
     say("What happened");
+    println!("    lbd attached its XDP program to the director's eth0 in {mode} mode.");
     println!(
-        "    lbd attached its XDP program to d0 in {mode} mode; it counts packets per VIP before the kernel's stack."
+        "    It forwarded {} packets to the VIP by direct routing (forwarded_dr {}), {} of them",
+        vip_packets.map_or("?".to_owned(), |n| n.to_string()),
+        counter("forwarded_dr").map_or("?".to_owned(), |n| n.to_string()),
+        counter("flow_new").map_or("?".to_owned(), |n| n.to_string()),
     );
+    println!("    starting a flow and the rest found in its connection table.");
     println!(
-        "    203.0.113.10:80/tcp counted {} packets: the 10 connections' SYNs, requests, ACKs and FINs.",
-        http.map_or("no".to_owned(), |n| n.to_string())
-    );
-    println!(
-        "    203.0.113.10:53/udp counted {} packets: the 5 datagrams.",
-        dns.map_or("no".to_owned(), |n| n.to_string())
-    );
-    println!(
-        "    The pings are not TCP or UDP: passed on and counted as not_tcp_udp ({}).",
-        icmp.map_or("?".to_owned(), |n| n.to_string())
-    );
-    println!(
-        "    Every packet was passed on to the kernel (XDP_PASS): forwarding comes with the XDP fast path."
+        "    Before rs2 stopped: {}; after: {} (rs2 left the table {:.0} ms after it stopped).",
+        summary(&before),
+        summary(&after),
+        detection.as_secs_f64() * 1e3
     );
 
     say("Stopping lbd (SIGTERM): the program is detached, the lab removed");
     let exit = lab.stop(lbd_pid, "TERM");
-    let link = director.run("ip", &["link", "show", "dev", "d0"]);
+    let link = director.run("ip", &["link", "show", "dev", "eth0"]);
     let detached = !String::from_utf8_lossy(&link.stdout).contains("xdp");
     println!(
         "    lbd exited ({}); XDP {}",
@@ -221,16 +232,23 @@ fn main() -> ExitCode {
             "STILL ATTACHED"
         }
     );
+    drop(servers);
     drop(lab);
 
-    let ok =
-        dns == Some(5) && http.is_some_and(|n| n >= 30) && icmp.is_some_and(|n| n >= 3) && detached;
+    let answered = |a: &BTreeMap<String, usize>| !a.contains_key("no answer");
+    let ok = before.len() == 3
+        && answered(&before)
+        && after.len() == 2
+        && !after.contains_key("rs2")
+        && answered(&after)
+        && vip_packets.is_some_and(|n| n > 0)
+        && detached;
     if ok {
         println!("\ndemo OK");
         ExitCode::SUCCESS
     } else {
         println!(
-            "\ndemo: unexpected outcome (http={http:?} dns={dns:?} icmp={icmp:?} detached={detached})"
+            "\ndemo: unexpected outcome (before={before:?} after={after:?} vip_packets={vip_packets:?} detached={detached})"
         );
         if ci {
             ExitCode::FAILURE
@@ -238,4 +256,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn summary(answers: &BTreeMap<String, usize>) -> String {
+    answers
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
