@@ -108,7 +108,7 @@ pub const IPPROTO_UDP: u8 = 17;
 /// `port == 0` is the wildcard VIP: a packet whose exact (address, port, protocol) is not a VIP
 /// matches `(address, 0, protocol)` when that is one.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct VipKey {
     /// IPv6 address, or IPv4-mapped IPv6 address, in network byte order.
     pub addr: [u8; 16],

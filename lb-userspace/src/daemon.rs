@@ -109,7 +109,18 @@ fn start_xdp(
         vips: settings.max_vips,
         ring_size: settings.ring_size,
     };
-    let mut xdp = XdpDataplane::load(&bytes, capacity).map_err(|e| e.to_string())?;
+    let pin_dir = settings
+        .pin_dir
+        .clone()
+        .unwrap_or_else(|| crate::dataplane::xdp::default_pin_dir(&settings.interface));
+    let mut xdp = match XdpDataplane::load_pinned(&bytes, capacity, Some(&pin_dir)) {
+        Ok(x) => x,
+        Err(e @ crate::dataplane::xdp::XdpError::Pin { .. }) => {
+            warn!(error = %e, "XDP runs unpinned: a restart will detach it");
+            XdpDataplane::load(&bytes, capacity).map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let maps = xdp.take_maps().map_err(|e| e.to_string())?;
     let mode = xdp
         .attach(&settings.interface, settings.attach)
@@ -817,7 +828,8 @@ pub async fn run(
 
     let (queries_tx, mut queries_rx) = mpsc::channel::<oneshot::Sender<Status>>(16);
     let vrrp_queries: Vec<_> = vrrp.iter().map(|d| d.queries.clone()).collect();
-    let owner = async move {
+    // Borrows the state, which outlives it: the XDP program is released or kept below.
+    let owner = async {
         while let Some(reply) = queries_rx.recv().await {
             let health = lvs_view.as_ref().map(|h| h.view()).unwrap_or_default();
             let mut status = state.status(&health);
@@ -879,7 +891,14 @@ pub async fn run(
     if let Some(lvs) = lvs {
         lvs.stop().await;
     }
-    // The state (and with it the XDP program) was moved into `owner`, dropped here: detached.
+    // The XDP program: detached and unpinned, or with -I left forwarding for the next lbd.
+    if let Some(xdp) = state.xdp.take() {
+        if state.options.keep_ipvs {
+            xdp.keep();
+        } else {
+            xdp.release();
+        }
+    }
     // VRRP instances send their priority-0 adverts and release their addresses first.
     vrrp_shutdown.send(true).ok();
     if let Some(task) = sync_daemon

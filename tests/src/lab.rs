@@ -123,6 +123,8 @@ pub struct Lab {
     namespaces: Vec<Netns>,
     /// Each process with its description and whether it leads its own process group.
     children: Vec<(String, Child, bool)>,
+    /// Filesystems mounted for the lab, unmounted with it.
+    mounts: Vec<std::path::PathBuf>,
 }
 
 impl Lab {
@@ -140,7 +142,27 @@ impl Lab {
             dir,
             namespaces: Vec::new(),
             children: Vec::new(),
+            mounts: Vec::new(),
         }
+    }
+
+    /// A bpffs of the lab's own, mounted in its directory: pins there outlive the processes
+    /// that made them (inside `ip netns exec`, /sys/fs/bpf is a fresh mount per process).
+    pub fn bpffs(&mut self) -> std::path::PathBuf {
+        let dir = self.dir.join("bpffs");
+        std::fs::create_dir_all(&dir).expect("bpffs mount point");
+        let out = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&dir)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mounting bpffs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.mounts.push(dir.clone());
+        dir
     }
 
     /// The lab's unique tag.
@@ -282,6 +304,9 @@ impl Drop for Lab {
                 .args(["netns", "del", &ns.name])
                 .stderr(Stdio::null())
                 .status();
+        }
+        for mount in self.mounts.drain(..) {
+            let _unmounted = Command::new("umount").arg(&mount).status();
         }
         std::fs::remove_dir_all(&self.dir).ok();
     }

@@ -300,3 +300,177 @@ real_server = [ {}, {}, {} ]
         "XDP detached after lbd stopped"
     );
 }
+
+/// Counts the datagrams arriving on `port` inside `ns` until dropped.
+struct UdpCounter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl UdpCounter {
+    fn start(ns: &Netns, port: u16) -> Self {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let thread = ns.spawn_within(move || {
+            let socket = std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            bound_tx.send(()).expect("bound");
+            let mut count = 0u64;
+            let mut buf = [0u8; 64];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if socket.recv(&mut buf).is_ok() {
+                    count += 1;
+                }
+            }
+            count
+        });
+        bound_rx.recv().expect("counter bound");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("counter thread")
+    }
+}
+
+#[test]
+fn a_restarted_lbd_adopts_the_pinned_program_without_losing_a_packet() {
+    let mut t = dr_lab();
+    let dir = t.lab.dir().to_path_buf();
+    let pins = t.lab.bpffs().join("lbd");
+    let config = dir.join("lbd.toml");
+    let real = |n: u32| {
+        format!(
+            "{{ address = \"192.0.2.{n}\", port = 5353, TCP_CHECK = {{ connect_port = 80, connect_timeout = 0.5 }} }}"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[dataplane]
+mode = "xdp"
+xdp_interface = "eth0"
+xdp_attach = "generic"
+xdp_max_vips = 4
+xdp_pin_dir = "{}"
+
+[[virtual_server]]
+address = "{VIP4}"
+port = 5353
+protocol = "udp"
+forwarding = "dr"
+delay_loop = 0.5
+real_server = [ {}, {}, {} ]
+"#,
+            pins.display(),
+            real(11),
+            real(12),
+            real(13)
+        ),
+    )
+    .expect("writing config");
+    let socket = dir.join("lbd.sock");
+    let start = |t: &mut DrLab| {
+        let mut lbd = t.director.command(lb_tests::workspace_bin("lbd"));
+        // -I: the program stays attached and pinned for the next lbd.
+        lbd.args(["run", "-I", "--config"])
+            .arg(&config)
+            .arg("--control-socket")
+            .arg(&socket);
+        let pid = t.lab.spawn("lbd", lbd);
+        wait_for_path(&socket, Duration::from_secs(20));
+        pid
+    };
+    let counters: Vec<UdpCounter> = t
+        .servers
+        .iter()
+        .map(|(ns, _)| UdpCounter::start(ns, 5353))
+        .collect();
+    let first = start(&mut t);
+    wait_until("the VIP in XDP", Duration::from_secs(10), || {
+        lb_tests::lbctl_status(&socket)["virtual_servers"][0]["xdp_packets"].is_u64()
+    });
+
+    // One flow, a datagram every 0.5 ms, while lbd is stopped and started again.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let sender = t.client.spawn_within(move || {
+        let udp = std::net::UdpSocket::bind("0.0.0.0:40000").expect("udp");
+        let mut sent = 0u64;
+        while done_rx.try_recv().is_err() {
+            udp.send_to(&sent.to_be_bytes(), (VIP4, 5353))
+                .expect("send");
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        sent
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let exit = t.lab.stop(first, "TERM").expect("lbd exit status");
+    assert!(exit.success(), "the first lbd exited with {exit}");
+    let link = t.director.run("ip", &["link", "show", "dev", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "with -I the program stays attached while no lbd runs"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let second = start(&mut t);
+    wait_until("the VIP in XDP", Duration::from_secs(10), || {
+        lb_tests::lbctl_status(&socket)["virtual_servers"][0]["xdp_packets"].is_u64()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    done_tx.send(()).expect("stop sending");
+    let sent = sender.join().expect("sender");
+    std::thread::sleep(Duration::from_millis(200));
+    let received: Vec<u64> = counters.into_iter().map(UdpCounter::finish).collect();
+    eprintln!("restart: {sent} datagrams sent, received per real server {received:?}");
+    assert_eq!(
+        received.iter().sum::<u64>(),
+        sent,
+        "every datagram of the flow reached a real server across the restart: {received:?}"
+    );
+    assert_eq!(
+        received.iter().filter(|&&n| n > 0).count(),
+        1,
+        "the flow kept its real server: {received:?}"
+    );
+    let status = lb_tests::lbctl_status(&socket);
+    assert!(
+        status["virtual_servers"][0]["xdp_packets"].as_u64() >= Some(sent),
+        "the pinned counters carried over: {status}"
+    );
+
+    // A stop without -I detaches and unpins.
+    let exit = t.lab.stop(second, "TERM").expect("lbd exit status");
+    assert!(exit.success(), "the second lbd exited with {exit}");
+    let mut lbd = t.director.command(lb_tests::workspace_bin("lbd"));
+    lbd.args(["run", "--config"])
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(&socket);
+    let third = t.lab.spawn("lbd", lbd);
+    wait_for_path(&socket, Duration::from_secs(20));
+    let exit = t.lab.stop(third, "TERM").expect("lbd exit status");
+    assert!(exit.success(), "the third lbd exited with {exit}");
+    let link = t.director.run("ip", &["link", "show", "dev", "eth0"]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "a plain stop detaches"
+    );
+    let left: Vec<_> = std::fs::read_dir(&pins)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a plain stop unpins everything: {left:?}");
+}

@@ -135,9 +135,9 @@ enum Command {
         /// Keep VRRP in user space: no kernel record of adverts (for comparison).
         #[arg(long)]
         no_vrrp_bpf: bool,
-        /// Leave IPVS as it is at stop (keepalived's -I): a restarted lbd adopts the table
-        /// without touching a connection.
-        #[arg(long, short = 'I')]
+        /// Leave IPVS as it is at stop (keepalived's -I), and the XDP program attached and
+        /// pinned: a restarted or upgraded lbd adopts both without touching a connection.
+        #[arg(long, short = 'I', alias = "keep-dataplane")]
         dont_release_ipvs: bool,
     },
     /// Validate a configuration file: exit 0 when valid, else print every error.
@@ -217,18 +217,23 @@ fn init_logging() {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives while lbd starts up stops it cleanly too.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop lbd with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop lbd with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 
@@ -290,7 +295,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            runtime.block_on(daemon::run(model, options, shutdown_signal()))?;
+            runtime.block_on(async { daemon::run(model, options, shutdown_signal()).await })?;
             Ok(ExitCode::SUCCESS)
         }
     }

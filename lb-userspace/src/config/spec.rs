@@ -164,6 +164,8 @@ pub struct DataplaneSpec {
     pub xdp_encap_source: Option<At<String>>,
     /// Outer IPv6 source prefix of encapsulated packets.
     pub xdp_encap_source6: Option<At<String>>,
+    /// Where the program's link and maps are pinned (on a bpffs).
+    pub xdp_pin_dir: Option<At<String>>,
 }
 
 /// A statement: a keyword, its arguments, and its block if it has one.

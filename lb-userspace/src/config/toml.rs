@@ -10,6 +10,7 @@
 //! xdp_mtu = 1500            # largest encapsulated packet (default 1500)
 //! xdp_encap_source = "198.51.100.0/24"   # outer IPv4 sources of IPIP (default: the interface's)
 //! xdp_encap_source6 = "2001:db8::/96"    # outer IPv6 sources of IP6IP6
+//! xdp_pin_dir = "/sys/fs/bpf/lbd/eth0"   # a bpffs directory (default: per netns and interface)
 //!
 //! [[virtual_server]]
 //! address = "203.0.113.10"
@@ -216,6 +217,7 @@ struct DataplaneDto {
     xdp_mtu: Option<Spanned<i64>>,
     xdp_encap_source: Option<Spanned<String>>,
     xdp_encap_source6: Option<Spanned<String>>,
+    xdp_pin_dir: Option<Spanned<String>>,
 }
 
 /// Parses lbd's TOML format.
@@ -289,6 +291,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
             xdp_mtu: d.xdp_mtu.as_ref().map(at_int),
             xdp_encap_source: d.xdp_encap_source.as_ref().map(at),
             xdp_encap_source6: d.xdp_encap_source6.as_ref().map(at),
+            xdp_pin_dir: d.xdp_pin_dir.as_ref().map(at),
         }
     });
     let vrrp_instances = dto

@@ -185,6 +185,16 @@ fn xdp_settings(
             ),
         }
     }
+    if let Some(At { value, pos }) = &spec.xdp_pin_dir {
+        if value.starts_with('/') {
+            x.pin_dir = Some(value.into());
+        } else {
+            errors.push(
+                *pos,
+                format!("xdp_pin_dir {value:?} is not an absolute path"),
+            );
+        }
+    }
     if let Some(At { value, pos }) = &spec.xdp_encap_source6 {
         match parse_prefix(value) {
             Some((IpAddr::V6(a), len)) if len <= 128 => {

@@ -4,18 +4,33 @@
 //! [`aya::Ebpf`] (programs and statistics); [`XdpDataplane::take_maps`] hands the maps lbd
 //! writes (VIPs, real servers, Maglev tables, settings) to their one writer, the XDP backend of
 //! the reconciler, as [`XdpMaps`]. The Maglev tables are written through a memory mapping.
+//!
+//! Hitless restart: with a pin directory ([`default_pin_dir`]), the maps and the XDP link are
+//! pinned in bpffs. A later lbd finds them, loads its own program on the same maps and swaps it
+//! into the link atomically (`bpf_link_update`): the interface never runs without a program,
+//! and connection table, Maglev tables and counters carry over. [`XdpDataplane::release`]
+//! detaches and unpins (a plain stop); [`XdpDataplane::keep`] leaves everything in place for
+//! the next lbd (`lbd run -I`).
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use lb_common::{
-    Counter, DEFAULT_RING_SIZE, MAP_COUNTERS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_SETTINGS,
-    MAP_VIP_STATS, MAP_VIPS, MAX_VIPS, PROG_XDP, PROG_XDP_FLOOR, RealInfo, Settings, VipInfo,
-    VipKey, VipStats,
+    Counter, DEFAULT_RING_SIZE, MAP_COUNTERS, MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS,
+    MAP_SETTINGS, MAP_VIP_STATS, MAP_VIPS, MAX_VIPS, PROG_XDP, PROG_XDP_FLOOR, RealInfo, Settings,
+    VipInfo, VipKey, VipStats,
 };
 
 use crate::model::{Protocol, XdpAttach};
@@ -90,6 +105,16 @@ pub enum XdpError {
     /// The capacity asked for is not one lbd can load.
     #[error("XDP capacity: {0}")]
     Capacity(String),
+    /// Pinning or adopting pinned objects failed.
+    #[error("{op} {}: {message}", path.display())]
+    Pin {
+        /// What was done.
+        op: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN of {name}: {source}")]
     TestRun {
@@ -158,18 +183,90 @@ pub fn vip_key(ip: IpAddr, port: u16, protocol: Protocol) -> VipKey {
     }
 }
 
+/// The maps pinned for a restarted lbd: every one the XDP program forwards and counts with.
+const PINNED_MAPS: [&str; 8] = [
+    MAP_VIPS,
+    MAP_VIP_STATS,
+    MAP_COUNTERS,
+    MAP_REALS,
+    MAP_REAL_STATS,
+    MAP_RINGS,
+    MAP_FLOWS,
+    MAP_SETTINGS,
+];
+/// The pinned XDP link in the pin directory, named after its attach mode (bpffs holds no
+/// plain files to record it in).
+fn link_pin(dir: &Path, mode: AttachedMode) -> PathBuf {
+    dir.join(format!("link_{}", mode.name()))
+}
+
+/// Where lbd pins the XDP program's link and maps for `interface`: under bpffs, per network
+/// namespace (its inode) and interface, so lbds in different namespaces never meet.
+pub fn default_pin_dir(interface: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+    PathBuf::from(format!("/sys/fs/bpf/lbd/netns-{netns}/{interface}"))
+}
+
+/// Mounts bpffs at /sys/fs/bpf if it is not (systemd mounts it; a bare system may not) when
+/// `dir` is under it, and creates `dir`.
+fn ensure_bpffs(dir: &Path) -> Result<(), XdpError> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let pin = |op, message: String| XdpError::Pin {
+        op,
+        path: dir.to_owned(),
+        message,
+    };
+    let root = Path::new("/sys/fs/bpf");
+    let is_bpffs =
+        nix::sys::statfs::statfs(root).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC);
+    if !is_bpffs && dir.starts_with(root) {
+        nix::mount::mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| pin("mounting bpffs at /sys/fs/bpf for", e.to_string()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| pin("creating", e.to_string()))
+}
+
 /// lbd's XDP program, loaded into the kernel, and its statistics maps.
 #[derive(Debug)]
 pub struct XdpDataplane {
     ebpf: Ebpf,
-    attached: Option<(String, AttachedMode, XdpLinkId)>,
+    attached: Option<(String, AttachedMode, Attachment)>,
     capacity: Capacity,
+    pin_dir: Option<PathBuf>,
+    /// Whether pinned maps of an earlier lbd were found and reused.
+    adopted: bool,
+}
+
+/// How the program is attached.
+#[derive(Debug)]
+enum Attachment {
+    /// A link owned by the program: detached when lbd drops it.
+    Owned(XdpLinkId),
+    /// A link pinned in bpffs: it outlives lbd until unpinned.
+    Pinned,
 }
 
 impl XdpDataplane {
     /// Parses `object`, creates its maps sized for `capacity` and loads both programs (the
-    /// verifier runs here).
+    /// verifier runs here). Nothing is pinned.
     pub fn load(object: &[u8], capacity: Capacity) -> Result<Self, XdpError> {
+        Self::load_pinned(object, capacity, None)
+    }
+
+    /// As [`XdpDataplane::load`], with the maps pinned in `pin_dir`: maps an earlier lbd
+    /// pinned there are reused (unless their capacity differs: then they are replaced).
+    pub fn load_pinned(
+        object: &[u8],
+        capacity: Capacity,
+        pin_dir: Option<&Path>,
+    ) -> Result<Self, XdpError> {
         if capacity.vips == 0 || capacity.vips > MAX_VIPS {
             return Err(XdpError::Capacity(format!(
                 "{} VIPs asked for, 1 to {MAX_VIPS} possible",
@@ -186,10 +283,33 @@ impl XdpDataplane {
             .vips
             .checked_mul(capacity.ring_size)
             .ok_or_else(|| XdpError::Capacity("VIPs x table size overflows".to_owned()))?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(MAP_VIPS, capacity.vips)
             .map_max_entries(MAP_VIP_STATS, capacity.vips)
-            .map_max_entries(MAP_RINGS, slots)
+            .map_max_entries(MAP_RINGS, slots);
+        let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
+            Some(dir) => {
+                ensure_bpffs(dir)?;
+                let rings = dir.join(MAP_RINGS);
+                let fits = MapData::from_pin(&rings)
+                    .and_then(|m| m.info())
+                    .is_ok_and(|info| info.max_entries() == slots);
+                if rings.exists() && !fits {
+                    tracing::warn!(dir = %dir.display(), "the pinned XDP maps have another capacity: replacing them (established flows may move)");
+                    for name in PINNED_MAPS {
+                        std::fs::remove_file(dir.join(name)).ok();
+                    }
+                }
+                PINNED_MAPS.iter().map(|n| (*n, dir.join(n))).collect()
+            }
+            None => Vec::new(),
+        };
+        let adopted = pins.iter().any(|(_, p)| p.exists());
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .load(object)
             .map_err(|e| XdpError::Object(Box::new(e)))?;
         for name in [PROG_XDP, PROG_XDP_FLOOR] {
@@ -201,7 +321,36 @@ impl XdpDataplane {
             ebpf,
             attached: None,
             capacity,
+            pin_dir: pin_dir.map(Path::to_owned),
+            adopted,
         })
+    }
+
+    /// Whether the maps were an earlier lbd's, found pinned.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Leaves the program attached and everything pinned, for the next lbd.
+    pub fn keep(self) {
+        if let Some(dir) = &self.pin_dir {
+            tracing::info!(dir = %dir.display(), "XDP program left attached and pinned for the next lbd");
+        }
+    }
+
+    /// Detaches the program and removes the pins.
+    pub fn release(self) {
+        if let Some(dir) = &self.pin_dir {
+            // The pin is the link's last reference once lbd's descriptors close.
+            for mode in [AttachedMode::Native, AttachedMode::Generic] {
+                std::fs::remove_file(link_pin(dir, mode)).ok();
+            }
+            for name in PINNED_MAPS {
+                std::fs::remove_file(dir.join(name)).ok();
+            }
+            std::fs::remove_dir(dir).ok();
+        }
+        drop(self);
     }
 
     /// The capacity the maps were created with.
@@ -260,8 +409,82 @@ impl XdpDataplane {
             .map_err(|source| XdpError::Program { name, source })
     }
 
-    /// Attaches the counting program to `interface`. `Auto` tries native mode, then generic.
+    /// Attaches the program to `interface`. `Auto` tries native mode, then generic. With a pin
+    /// directory, a link an earlier lbd pinned there gets this program atomically (the
+    /// interface is never without one); otherwise the new link is pinned.
     pub fn attach(&mut self, interface: &str, attach: XdpAttach) -> Result<AttachedMode, XdpError> {
+        if let Some(dir) = self.pin_dir.clone() {
+            for mode in [AttachedMode::Native, AttachedMode::Generic] {
+                let pinned = link_pin(&dir, mode);
+                if pinned.exists() {
+                    return self.adopt_link(interface, mode, &pinned);
+                }
+            }
+            let mode = self.attach_new(interface, attach)?;
+            self.pin_link(&dir, mode)?;
+            return Ok(mode);
+        }
+        self.attach_new(interface, attach)
+    }
+
+    fn adopt_link(
+        &mut self,
+        interface: &str,
+        mode: AttachedMode,
+        link_pin: &Path,
+    ) -> Result<AttachedMode, XdpError> {
+        let pin = |op, e: &dyn std::fmt::Display| XdpError::Pin {
+            op,
+            path: link_pin.to_owned(),
+            message: e.to_string(),
+        };
+        let pinned = PinnedLink::from_pin(link_pin).map_err(|e| pin("opening", &e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin("opening", &e))?;
+        let program = Self::program_mut(&mut self.ebpf, PROG_XDP)?;
+        let id = program
+            .attach_to_link(link)
+            .map_err(|e| pin("replacing the program of", &e))?;
+        // The program owns the link now; the pin keeps it alive when lbd exits.
+        drop(program.take_link(id));
+        tracing::info!(
+            interface,
+            mode = mode.name(),
+            "XDP link adopted: the new program replaced the old one in place"
+        );
+        self.attached = Some((interface.to_owned(), mode, Attachment::Pinned));
+        Ok(mode)
+    }
+
+    fn pin_link(&mut self, dir: &Path, mode: AttachedMode) -> Result<(), XdpError> {
+        let link_pin = link_pin(dir, mode);
+        let pin = |op, e: &dyn std::fmt::Display| XdpError::Pin {
+            op,
+            path: link_pin.clone(),
+            message: e.to_string(),
+        };
+        let Some((interface, _, Attachment::Owned(id))) = self.attached.take() else {
+            return Ok(());
+        };
+        let program = Self::program_mut(&mut self.ebpf, PROG_XDP)?;
+        let link = program
+            .take_link(id)
+            .map_err(|e| pin("taking the link", &e))?;
+        match FdLink::try_from(link) {
+            Ok(fd_link) => {
+                fd_link.pin(&link_pin).map_err(|e| pin("pinning", &e))?;
+                self.attached = Some((interface, mode, Attachment::Pinned));
+            }
+            Err(e) => {
+                // A kernel without XDP links (netlink attach): nothing to pin; the program
+                // stays attached as it is, and a restart has a gap.
+                tracing::warn!(error = %e, "the XDP attachment is not a link: it cannot be pinned");
+                self.attached = Some((interface, mode, Attachment::Pinned));
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_new(&mut self, interface: &str, attach: XdpAttach) -> Result<AttachedMode, XdpError> {
         let tries: &[(XdpMode, AttachedMode)] = match attach {
             XdpAttach::Auto => &[
                 (XdpMode::Driver, AttachedMode::Native),
@@ -274,7 +497,7 @@ impl XdpDataplane {
         for (n, &(mode, attached)) in tries.iter().enumerate() {
             match program.attach(interface, mode) {
                 Ok(link) => {
-                    self.attached = Some((interface.to_owned(), attached, link));
+                    self.attached = Some((interface.to_owned(), attached, Attachment::Owned(link)));
                     return Ok(attached);
                 }
                 // The last mode's error is the one to report.
@@ -470,6 +693,23 @@ impl XdpMaps {
             map: MAP_REALS,
             source,
         })
+    }
+
+    /// Every real-server id in use (family set), with its entry: what an earlier lbd left.
+    pub fn reals(&self) -> Result<Vec<(u32, RealInfo)>, XdpError> {
+        self.reals
+            .iter()
+            .enumerate()
+            .filter_map(|(id, r)| match r {
+                Ok(r) if r.family == 0 => None,
+                Ok(r) => Some(Ok((u32::try_from(id).unwrap_or(u32::MAX), r))),
+                Err(source) => Some(Err(XdpError::Map {
+                    op: "iterate",
+                    map: MAP_REALS,
+                    source,
+                })),
+            })
+            .collect()
     }
 
     /// Real server `id` as the map holds it.

@@ -215,6 +215,9 @@ pub struct XdpSettings {
     pub encap_source_v4: Option<(std::net::Ipv4Addr, u8)>,
     /// Outer IPv6 source and prefix length, likewise.
     pub encap_source_v6: Option<(std::net::Ipv6Addr, u8)>,
+    /// Where the link and maps are pinned for a restarted lbd; `None`: under /sys/fs/bpf, per
+    /// network namespace and interface.
+    pub pin_dir: Option<std::path::PathBuf>,
 }
 
 impl XdpSettings {
@@ -228,6 +231,7 @@ impl XdpSettings {
             mtu: 1500,
             encap_source_v4: None,
             encap_source_v6: None,
+            pin_dir: None,
         }
     }
 }

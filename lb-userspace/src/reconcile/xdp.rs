@@ -18,7 +18,7 @@ use std::{
     net::IpAddr,
 };
 
-use lb_common::{MAX_REALS, RealInfo, Settings, VIP_F_ENCAP, VipInfo};
+use lb_common::{MAX_REALS, RealInfo, Settings, VIP_F_ENCAP, VipInfo, VipKey};
 use tracing::{debug, info, warn};
 
 use super::{Backend, BackendError, Op, ServiceState, Table};
@@ -118,6 +118,15 @@ pub fn settings(
     s
 }
 
+/// The address of a real-server entry.
+fn real_addr(real: &RealInfo) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(real.addr);
+    match (real.family, v6.to_ipv4_mapped()) {
+        (4, Some(v4)) => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    }
+}
+
 /// A real server's id and what the XDP program knows of it.
 #[derive(Clone, Copy, Debug)]
 struct RealSlot {
@@ -146,6 +155,9 @@ pub struct XdpBackend<N> {
     retired: BTreeMap<IpAddr, u32>,
     passed_up: BTreeMap<ServiceKey, &'static str>,
     view: tokio::sync::watch::Sender<XdpView>,
+    /// VIPs found in the maps at start (an earlier lbd's, pinned): each keeps its slot and
+    /// table when the configuration still has it; the rest go after the first batch.
+    adopted_vips: BTreeMap<VipKey, u32>,
 }
 
 impl<N> std::fmt::Debug for XdpBackend<N> {
@@ -159,22 +171,51 @@ impl<N> std::fmt::Debug for XdpBackend<N> {
 }
 
 impl<N: NextHops> XdpBackend<N> {
-    /// Takes over `maps` (every VIP and real server entry is rewritten as the table fills).
+    /// Takes over `maps`. What an earlier lbd left in them (pinned maps) is adopted: its real
+    /// servers keep their ids and its VIPs their slots and tables, so established flows keep
+    /// their real servers and a table that did not change is not rewritten.
     pub fn new(mut maps: XdpMaps, next_hops: N, settings: &Settings) -> Result<Self, XdpError> {
         maps.set_settings(settings)?;
         let capacity = maps.capacity();
+        let adopted_vips: BTreeMap<VipKey, u32> = maps
+            .vips()?
+            .into_iter()
+            .filter(|(_, info)| info.index < capacity.vips)
+            .map(|(key, info)| (key, info.index))
+            .collect();
+        let mut retired = BTreeMap::new();
+        for (id, real) in maps.reals()? {
+            retired.insert(real_addr(&real), id);
+        }
+        let in_use: BTreeSet<u32> = retired.values().copied().collect();
+        // Ids an earlier lbd used are reused last.
+        let free_reals: VecDeque<u32> = (1..MAX_REALS)
+            .filter(|id| !in_use.contains(id))
+            .chain(in_use.iter().copied())
+            .collect();
+        let free_vips = (0..capacity.vips)
+            .filter(|slot| !adopted_vips.values().any(|s| s == slot))
+            .collect();
+        if !adopted_vips.is_empty() || !retired.is_empty() {
+            info!(
+                vips = adopted_vips.len(),
+                real_servers = retired.len(),
+                "XDP maps adopted from the previous lbd"
+            );
+        }
         Ok(Self {
             maps,
             next_hops,
             table: Table::new(),
             dirty: BTreeSet::new(),
             vips: BTreeMap::new(),
-            free_vips: (0..capacity.vips).collect(),
+            free_vips,
             reals: BTreeMap::new(),
-            free_reals: (1..MAX_REALS).collect(),
-            retired: BTreeMap::new(),
+            free_reals,
+            retired,
             passed_up: BTreeMap::new(),
             view: tokio::sync::watch::Sender::new(XdpView::default()),
+            adopted_vips,
         })
     }
 
@@ -291,9 +332,11 @@ impl<N: NextHops> XdpBackend<N> {
         let ServiceKey::Addr { addr, protocol } = key else {
             return Ok(());
         };
-        let slot = match self.vips.get(&key) {
-            Some((slot, _)) => *slot,
-            None => self
+        let vip = vip_key(addr.ip(), addr.port(), protocol);
+        let slot = match (self.vips.get(&key), self.adopted_vips.remove(&vip)) {
+            (Some((slot, _)), _) => *slot,
+            (None, Some(adopted)) => adopted,
+            (None, None) => self
                 .free_vips
                 .pop_first()
                 .ok_or_else(|| Self::error("adding a VIP", "the XDP VIP map is full"))?,
@@ -325,10 +368,7 @@ impl<N: NextHops> XdpBackend<N> {
             0
         };
         self.maps
-            .set_vip(
-                &vip_key(addr.ip(), addr.port(), protocol),
-                VipInfo { index: slot, flags },
-            )
+            .set_vip(&vip, VipInfo { index: slot, flags })
             .map_err(|e| Self::error("writing a VIP", e))?;
         debug!(service = ?key, slot, live = endpoints.len(), changed, "Maglev table written");
         Ok(())
@@ -414,6 +454,14 @@ impl<N: NextHops> Backend for XdpBackend<N> {
                 self.dirty.insert(key);
                 first_error.get_or_insert(e);
             }
+        }
+        // VIPs of the earlier lbd that this configuration does not have.
+        for (vip, slot) in std::mem::take(&mut self.adopted_vips) {
+            if let Err(e) = self.maps.remove_vip(&vip) {
+                first_error.get_or_insert(Self::error("removing an adopted VIP", e));
+            }
+            self.maps.ring_mut(slot).fill(0);
+            self.free_vips.insert(slot);
         }
         self.free_unused_reals();
         self.view.send_replace(XdpView {
