@@ -182,6 +182,15 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
     Ok((start + offset) as *mut T)
 }
 
+/// Whether the frame holds `len` bytes from `offset`. Compared as lengths, never as a packet
+/// pointer plus `len`: `len` comes from a header, and older verifiers (6.1) do not bound the
+/// result of a byte swap, so they refuse pointer arithmetic with it.
+#[inline(always)]
+fn holds(ctx: &XdpContext, offset: usize, len: usize) -> bool {
+    let frame = ctx.data_end() - ctx.data();
+    offset <= frame && len <= frame - offset
+}
+
 /// Reads a big-endian u16 at `offset`.
 #[inline(always)]
 fn be16_at(ctx: &XdpContext, offset: usize) -> Result<u16, Counter> {
@@ -280,7 +289,7 @@ fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
         return Err(Counter::NotTcpUdp);
     }
     let ip_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if ip_len < IPV4_HLEN || ctx.data() + L3 + ip_len > ctx.data_end() {
+    if ip_len < IPV4_HLEN || !holds(ctx, L3, ip_len) {
         return Err(Counter::BadHeader);
     }
     // IPv4-mapped: ::ffff:a.b.c.d.
@@ -319,7 +328,7 @@ fn ipv6<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
         });
     }
     let ip_len = IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    if ctx.data() + L3 + ip_len > ctx.data_end() {
+    if !holds(ctx, L3, ip_len) {
         return Err(Counter::BadHeader);
     }
     // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.

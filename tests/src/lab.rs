@@ -503,3 +503,22 @@ impl Drop for NamedServer {
         self.stop_listening();
     }
 }
+
+/// Connects from `client` to `addr` (a [`NamedServer`] behind it); returns the server's name
+/// and the connection.
+pub fn greet(client: &Netns, addr: &'static str) -> (String, std::net::TcpStream) {
+    client.within(move || {
+        use std::io::BufRead as _;
+        let conn = std::net::TcpStream::connect_timeout(
+            &addr.parse().expect("address"),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut line = String::new();
+        std::io::BufReader::new(conn.try_clone().expect("clone"))
+            .read_line(&mut line)
+            .expect("greeting");
+        (line.trim().to_owned(), conn)
+    })
+}

@@ -1,6 +1,7 @@
 //! IPVS over generic netlink against a real kernel: runs inside the IPVS VM (`cargo xtask test`,
 //! tier "vm", or `cargo xtask vm -- <this test binary>`), each test in a fresh network namespace
-//! (IPVS state is per namespace).
+//! (IPVS state is per namespace). The XDP director's IPIP forwarding is tested here too: real
+//! servers decapsulate with the kernel's ipip module, which the host kernel lacks.
 #![expect(
     unused_crate_dependencies,
     reason = "each target of lb-tests uses part of the package's dependencies; cargo cannot scope them"
@@ -380,84 +381,6 @@ fn flush_timeouts_and_a_restart_that_adopts_the_table() {
     drop((server, socket));
 }
 
-/// A server that greets each connection with its name and echoes lines until the client
-/// closes; killing it closes the listener only, so established connections carry on.
-struct EchoServer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EchoServer {
-    fn start(ns: &Netns, addr: &str, name: &'static str) -> Self {
-        use std::io::{BufRead as _, Write as _};
-        let addr: std::net::SocketAddr = addr.parse().expect("address");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        let (ready_tx, ready) = std::sync::mpsc::channel();
-        let thread = ns.spawn_within(move || {
-            let l = std::net::TcpListener::bind(addr).expect("bind");
-            l.set_nonblocking(true).expect("nonblocking");
-            ready_tx.send(()).ok();
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((mut conn, _)) = l.accept() else {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                    continue;
-                };
-                std::thread::spawn(move || {
-                    conn.set_nonblocking(false).ok();
-                    if conn.write_all(format!("{name}\n").as_bytes()).is_err() {
-                        return;
-                    }
-                    let reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
-                    for line in reader.lines() {
-                        let Ok(line) = line else { return };
-                        if conn.write_all(format!("{line}\n").as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        ready.recv().expect("listening");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("server thread");
-        }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Connects to `vip` from `client` and returns the greeting and the open connection.
-fn greet(client: &Netns, vip: &'static str) -> (String, std::net::TcpStream) {
-    client.within(move || {
-        use std::io::BufRead as _;
-        let conn = std::net::TcpStream::connect_timeout(
-            &vip.parse().expect("vip"),
-            std::time::Duration::from_secs(5),
-        )
-        .unwrap_or_else(|e| panic!("connecting to {vip} through the director: {e}"));
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .ok();
-        let mut line = String::new();
-        std::io::BufReader::new(conn.try_clone().expect("clone"))
-            .read_line(&mut line)
-            .expect("greeting");
-        (line.trim().to_owned(), conn)
-    })
-}
-
 /// Real TCP connections through lbd's IPVS, NAT and DR: both real servers take new
 /// connections; one dies, its check fails, it leaves IPVS, new connections go to the survivor
 /// and a connection established to the survivor before carries on (IPVS drops the packets of
@@ -489,8 +412,8 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
         lb_tests::lab::sysctl(ns, "net.ipv4.conf.all.arp_ignore", "1");
         lb_tests::lab::sysctl(ns, "net.ipv4.conf.all.arp_announce", "2");
     }
-    let mut a = EchoServer::start(&srva, "0.0.0.0:80", "srva");
-    let mut b = EchoServer::start(&srvb, "0.0.0.0:80", "srvb");
+    let mut a = lb_tests::lab::NamedServer::start(&srva, "0.0.0.0:80", "srva");
+    let mut b = lb_tests::lab::NamedServer::start(&srvb, "0.0.0.0:80", "srvb");
     let check = "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }";
     let conf = format!(
         "virtual_server 203.0.113.10 80 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind NAT\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    {check}\n  }}\n}}\nvirtual_server 203.0.113.11 80 {{\n  delay_loop 0.5\n  lb_algo rr\n  lb_kind DR\n  real_server 192.0.2.2 80 {{\n    {check}\n  }}\n  real_server 192.0.2.3 80 {{\n    {check}\n  }}\n}}\n"
@@ -502,8 +425,9 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
         || ipvsadm(&director).matches("-> 192.0.2.").count() == 4,
     );
     for vip in ["203.0.113.10:80", "203.0.113.11:80"] {
-        let names: std::collections::BTreeSet<String> =
-            (0..6).map(|_| greet(&client, vip).0).collect();
+        let names: std::collections::BTreeSet<String> = (0..6)
+            .map(|_| lb_tests::lab::greet(&client, vip).0)
+            .collect();
         assert_eq!(
             names,
             ["srva".to_owned(), "srvb".to_owned()].into(),
@@ -512,12 +436,12 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
     }
     // An established connection to the survivor-to-be, through NAT.
     let mut held = loop {
-        let (name, conn) = greet(&client, "203.0.113.10:80");
+        let (name, conn) = lb_tests::lab::greet(&client, "203.0.113.10:80");
         if name == "srva" {
             break conn;
         }
     };
-    b.kill();
+    b.stop_listening();
     lb_tests::lab::wait_until(
         "srvb leaves IPVS",
         std::time::Duration::from_secs(30),
@@ -526,7 +450,7 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
     for vip in ["203.0.113.10:80", "203.0.113.11:80"] {
         for _ in 0..6 {
             assert_eq!(
-                greet(&client, vip).0,
+                lb_tests::lab::greet(&client, vip).0,
                 "srva",
                 "{vip}: new connections go to the survivor"
             );
@@ -575,7 +499,7 @@ fn nat_and_dr_forward_real_connections_and_follow_health() {
         "{n}"
     );
     lab.stop(pid, "TERM");
-    a.kill();
+    a.stop_listening();
 }
 
 /// `lvs_sync_daemon`: the kernel's sync daemon runs as backup, turns master when the VRRP
@@ -698,4 +622,128 @@ fn lbd_programs_what_keepalived_programs_from_the_same_file() {
     lab.stop(lbd_pid, "TERM");
     lab.stop(ka_pid, "TERM");
     drop(servers);
+}
+
+/// The XDP director encapsulates in IPIP: a client's connections to the VIP reach two real
+/// servers that decapsulate with the kernel's `tunl0` and answer the client directly, balanced
+/// over both; one stops, its check fails, new connections go to the other while an
+/// established one to it carries on.
+#[test]
+fn the_xdp_director_forwards_in_ipip_to_real_servers_that_decapsulate() {
+    in_vm();
+    let mut lab = Lab::new();
+    let (_switch, hosts) = lab.lan(&["client", "director", "srva", "srvb"]);
+    let [client, director, srva, srvb] = [
+        hosts[0].clone(),
+        hosts[1].clone(),
+        hosts[2].clone(),
+        hosts[3].clone(),
+    ];
+    client.ip(&["addr", "add", "192.0.2.100/24", "dev", "eth0"]);
+    client.ip(&["route", "add", "203.0.113.10/32", "via", "192.0.2.1"]);
+    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    // Loads the ipip module if it is not yet: every namespace gets its fallback device tunl0
+    // (an error here only means the module was loaded already).
+    let _probe = director.run(
+        "ip",
+        &[
+            "link",
+            "add",
+            "ipipprobe",
+            "type",
+            "ipip",
+            "remote",
+            "192.0.2.250",
+        ],
+    );
+    let tunl0 = srva.run("ip", &["link", "show", "tunl0"]);
+    assert!(
+        tunl0.status.success(),
+        "the VM kernel's ipip gives every namespace tunl0: {}",
+        String::from_utf8_lossy(&tunl0.stderr)
+    );
+    for (ns, addr) in [(&srva, "192.0.2.2/24"), (&srvb, "192.0.2.3/24")] {
+        ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+        ns.ip(&["link", "set", "tunl0", "up"]);
+        ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+        // The inner source (the client) arrives on tunl0, its route is on eth0.
+        for conf in ["all", "tunl0", "eth0"] {
+            lb_tests::lab::sysctl(ns, &format!("net.ipv4.conf.{conf}.rp_filter"), "0");
+        }
+        lb_tests::lab::sysctl(ns, "net.ipv4.conf.all.arp_ignore", "1");
+    }
+    let _a = lb_tests::lab::NamedServer::start(&srva, "0.0.0.0:80", "srva");
+    let mut b = lb_tests::lab::NamedServer::start(&srvb, "0.0.0.0:80", "srvb");
+    let real = |addr: &str| {
+        format!(
+            "{{ address = \"{addr}\", port = 80, TCP_CHECK = {{ connect_timeout = 1, retry = 0 }} }}"
+        )
+    };
+    let conf = format!(
+        r#"
+[dataplane]
+mode = "xdp"
+xdp_interface = "eth0"
+xdp_attach = "generic"
+xdp_max_vips = 4
+xdp_encap_source = "198.51.100.0/24"
+
+[[virtual_server]]
+address = "203.0.113.10"
+port = 80
+protocol = "tcp"
+forwarding = "tun"
+delay_loop = 0.5
+real_server = [ {}, {} ]
+"#,
+        real("192.0.2.2"),
+        real("192.0.2.3")
+    );
+    let path = lab.dir().join("lbd.toml");
+    std::fs::write(&path, conf).expect("config");
+    let socket = lab.dir().join("lbd.sock");
+    let mut lbd = director.command(lb_tests::workspace_bin("lbd"));
+    lbd.args(["run", "--config"])
+        .arg(&path)
+        .arg("--control-socket")
+        .arg(&socket);
+    lab.spawn("lbd", lbd);
+    lb_tests::lab::wait_for_path(&socket, std::time::Duration::from_secs(30));
+    lb_tests::lab::wait_until("the VIP in XDP", std::time::Duration::from_secs(30), || {
+        lb_tests::lbctl_status(&socket)["virtual_servers"][0]["xdp_packets"].is_u64()
+    });
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut held = None;
+    for _ in 0..20 {
+        let (name, conn) = lb_tests::lab::greet(&client, "203.0.113.10:80");
+        if name == "srvb" && held.is_none() {
+            held = Some(conn);
+        }
+        *seen.entry(name).or_default() += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "both real servers take connections: {seen:?}"
+    );
+    let mut held = held.expect("a connection to srvb");
+    b.stop_listening();
+    lb_tests::lab::wait_until("srvb down", std::time::Duration::from_secs(30), || {
+        lb_tests::lbctl_status(&socket)["virtual_servers"][0]["real_servers"][1]["alive"] == false
+    });
+    for _ in 0..10 {
+        assert_eq!(lb_tests::lab::greet(&client, "203.0.113.10:80").0, "srva");
+    }
+    use std::io::{Read as _, Write as _};
+    held.write_all(b"still there\n").expect("write");
+    let mut back = [0u8; 12];
+    held.read_exact(&mut back)
+        .expect("echo over the established connection");
+    assert_eq!(&back, b"still there\n");
+    let status = lb_tests::lbctl_status(&socket);
+    let encapsulated = status["dataplane"]["xdp"]["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c[0] == "forwarded_encap"))
+        .and_then(|c| c[1].as_u64());
+    assert!(encapsulated.is_some_and(|n| n > 0), "{status}");
 }

@@ -11,7 +11,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    net::TcpStream,
     time::Duration,
 };
 
@@ -22,6 +22,7 @@ use lbd::{
 };
 
 const VIP4: &str = "203.0.113.10";
+const VIP4_80: &str = "203.0.113.10:80";
 
 /// `client` (192.0.2.1) -- veth -- `director` (192.0.2.2).
 struct Topology {
@@ -156,23 +157,6 @@ fn dr_lab() -> DrLab {
     }
 }
 
-/// Connects to the VIP from the client; returns the greeting (the real server's name) and
-/// the connection.
-fn connect_vip(client: &Netns) -> (String, TcpStream) {
-    client.within(|| {
-        use std::io::BufRead as _;
-        let addr: SocketAddr = format!("{VIP4}:80").parse().expect("addr");
-        let conn =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect VIP:80");
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        let mut line = String::new();
-        std::io::BufReader::new(conn.try_clone().expect("clone"))
-            .read_line(&mut line)
-            .expect("greeting");
-        (line.trim().to_owned(), conn)
-    })
-}
-
 fn echo(conn: &mut TcpStream, what: &[u8]) -> Vec<u8> {
     conn.write_all(what).expect("write");
     let mut back = vec![0u8; what.len()];
@@ -236,7 +220,7 @@ real_server = [ {}, {}, {} ]
     let mut per_server = std::collections::BTreeMap::<String, usize>::new();
     let mut held = None;
     for _ in 0..90 {
-        let (name, conn) = connect_vip(&t.client);
+        let (name, conn) = lb_tests::lab::greet(&t.client, VIP4_80);
         *per_server.entry(name.clone()).or_default() += 1;
         if name == "rs2" && held.is_none() {
             held = Some(conn);
@@ -261,7 +245,7 @@ real_server = [ {}, {}, {} ]
     });
     let mut after = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..60 {
-        let (name, _conn) = connect_vip(&t.client);
+        let (name, _conn) = lb_tests::lab::greet(&t.client, VIP4_80);
         *after.entry(name).or_default() += 1;
     }
     assert!(
