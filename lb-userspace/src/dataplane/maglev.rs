@@ -60,49 +60,73 @@ pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
     }
     // Independent of the caller's order: ties in the hash are broken by id.
     live.sort_unstable_by_key(|e| (e.hash, e.id));
-    let m = u64::from(size);
-    let mut position: Vec<u64> = live.iter().map(|e| e.hash % m).collect();
-    let skip: Vec<u64> = live
+    let m = size;
+    let max_weight = live.iter().map(|e| e.weight).max().unwrap_or(1);
+    // One record per real server, walked in order: where its permutation is, its stride, its
+    // weight credit (u32 throughout: the table is smaller than 2^32).
+    let mut walkers: Vec<Walker> = live
         .iter()
-        .map(|e| {
-            if m > 1 {
-                splitmix(e.hash) % (m - 1) + 1
+        .map(|e| Walker {
+            position: (e.hash % u64::from(m)) as u32,
+            skip: if m > 1 {
+                (splitmix(e.hash) % u64::from(m - 1)) as u32 + 1
             } else {
                 1
-            }
+            },
+            weight: e.weight,
+            credit: 0,
+            id: e.id,
         })
         .collect();
-    let max_weight = live.iter().map(|e| u64::from(e.weight)).max().unwrap_or(1);
-    let mut credit = vec![0u64; live.len()];
-    let mut filled = 0usize;
+    let mut left = slots.len();
+    // Which slots are taken, one bit each: the probes hit this (8 KiB for 65,537 slots, in
+    // L1) rather than the table (256 KiB).
+    let mut taken = vec![0u64; slots.len().div_ceil(64)];
     loop {
-        for (i, endpoint) in live.iter().enumerate() {
+        for w in &mut walkers {
             // A real server takes a turn each time its weight has built up a full credit, so
             // the heaviest one takes one every round and the others in proportion.
-            credit[i] += u64::from(endpoint.weight);
-            if credit[i] < max_weight {
+            w.credit += w.weight;
+            if w.credit < max_weight {
                 continue;
             }
-            credit[i] -= max_weight;
+            w.credit -= max_weight;
             // Its next slot in its permutation that nobody owns yet.
+            let mut position = w.position;
             loop {
-                let slot = position[i] as usize;
+                let slot = position as usize;
                 // position < m and skip < m: one subtraction replaces a division.
-                position[i] += skip[i];
-                if position[i] >= m {
-                    position[i] -= m;
+                position += w.skip;
+                if position >= m {
+                    position -= m;
                 }
-                if slots[slot] == 0 {
-                    slots[slot] = endpoint.id;
-                    filled += 1;
+                let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+                if let Some(bits) = taken.get_mut(word)
+                    && *bits & bit == 0
+                {
+                    *bits |= bit;
+                    if let Some(owner) = slots.get_mut(slot) {
+                        *owner = w.id;
+                    }
                     break;
                 }
             }
-            if filled == slots.len() {
+            w.position = position;
+            left -= 1;
+            if left == 0 {
                 return slots;
             }
         }
     }
+}
+
+/// A real server's walk through its permutation of the slots.
+struct Walker {
+    position: u32,
+    skip: u32,
+    weight: u32,
+    credit: u32,
+    id: u32,
 }
 
 /// Writes `new` over `current` where they differ; returns how many slots changed. `current`
