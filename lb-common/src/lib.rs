@@ -317,12 +317,13 @@ const fn fmix(mut h: u32) -> u32 {
 
 /// What the XDP program did with a packet and why: slots of the `LB_COUNTERS` array.
 ///
-/// Every packet bumps [`Counter::Seen`] and exactly one outcome slot (every slot but `Seen`,
-/// `FlowNew` and `FlowHit`); a forwarded packet also bumps one of `FlowNew` / `FlowHit`.
+/// Every packet bumps exactly one outcome slot (every slot but `Seen`, `FlowNew` and
+/// `FlowHit`); a forwarded packet also bumps one of `FlowNew` / `FlowHit`. The program leaves
+/// `Seen` alone: user space reports it as the sum of the outcomes.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Every packet the program ran on.
+    /// Every packet the program ran on (the sum of the outcome slots, added up in user space).
     Seen = 0,
     /// Addressed to a VIP and forwarded by direct routing (MAC rewrite).
     ForwardedDr = 1,

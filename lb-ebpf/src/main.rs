@@ -238,7 +238,8 @@ fn add_traffic(stats: Option<*mut VipStats>, bytes: u64) {
 /// Forwards VIP traffic; passes the rest to the kernel.
 #[xdp]
 fn lb_xdp(ctx: XdpContext) -> u32 {
-    bump(Counter::Seen);
+    // `Counter::Seen` is not bumped: it is the sum of the outcomes, which user space adds up
+    // (one map write fewer per packet).
     match try_lb_xdp(&ctx) {
         Ok(action) => action,
         Err(counter) => {
@@ -425,7 +426,6 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
             chosen = real(known.real).map(|r| (known.real, r));
         }
     }
-    let hash = flow_hash(&flow);
     let counter = if chosen.is_some() {
         Counter::FlowHit
     } else {
@@ -438,7 +438,11 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
             if ring == 0 {
                 return Err(Counter::NoRealServer);
             }
-            let slot = vip.index.wrapping_mul(ring).wrapping_add(hash % ring);
+            // Hashed only here: an established flow needs no hash.
+            let slot = vip
+                .index
+                .wrapping_mul(ring)
+                .wrapping_add(flow_hash(&flow) % ring);
             let id = *LB_RINGS.get(slot).ok_or(Counter::NoRealServer)?;
             let real = real(id).ok_or(Counter::NoRealServer)?;
             let value = FlowValue { real: id, _pad: 0 };
@@ -466,7 +470,7 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
             bump(Counter::TooBig);
             return Ok(action);
         }
-        let source = encap_source::<V6>(&settings, hash);
+        let source = encap_source::<V6>(&settings, flow_hash(&flow));
         encapsulate::<L3, V6>(ctx, &real, &source, ip_len)?
     } else {
         write(ctx, 0, &macs(&real))?;

@@ -5,7 +5,9 @@
 //! - `build-ebpf`: the BPF object, for lbd to embed.
 //! - `vm -- CMD`: CMD as root in a VM with Debian's kernel (IPVS).
 //! - `test`: every test tier, with a summary; `.ci/run` calls it.
-//! - `bench xdp`: BPF_PROG_TEST_RUN figures of the XDP program against an empty one.
+//! - `bench xdp`: the XDP program per packet (BPF_PROG_TEST_RUN) against a floor program, Maglev
+//!   table updates, and packets per second through a director against kernel forwarding and
+//!   nftables DNAT.
 //! - `demo`: lbd in a namespace lab, explained as it runs.
 
 mod ebpf;

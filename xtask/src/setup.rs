@@ -30,6 +30,10 @@ const PACKAGES: &[&str] = &[
     "python3",
     "procps",
     "xz-utils",
+    // `cargo xtask bench xdp`: the packet generator and the nftables DNAT baseline.
+    "netsniff-ng",
+    "nftables",
+    "ethtool",
 ];
 
 /// bpf-linker release known to work with aya 0.14 (LLVM 21-23).

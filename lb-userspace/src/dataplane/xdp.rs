@@ -548,7 +548,7 @@ impl XdpDataplane {
         }))
     }
 
-    /// Every packet counter, summed over CPUs.
+    /// Every packet counter, summed over CPUs (`Seen` as the sum of the outcomes).
     pub fn counters(&self) -> Result<Vec<(Counter, u64)>, XdpError> {
         let map = self
             .ebpf
@@ -570,7 +570,19 @@ impl XdpDataplane {
                 })?;
                 Ok((c, values.iter().sum()))
             })
-            .collect()
+            .collect::<Result<Vec<(Counter, u64)>, XdpError>>()
+            .map(|mut counts| {
+                // The program does not count `Seen`: it is the sum of the outcomes.
+                let seen = counts
+                    .iter()
+                    .filter(|(c, _)| c.is_outcome())
+                    .map(|(_, n)| n)
+                    .sum();
+                if let Some(slot) = counts.iter_mut().find(|(c, _)| *c == Counter::Seen) {
+                    slot.1 = seen;
+                }
+                counts
+            })
     }
 
     /// Runs `program` (`lb_common::PROG_XDP` or `PROG_XDP_FLOOR`) on `packet` `repeat` times
