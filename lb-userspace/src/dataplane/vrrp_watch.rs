@@ -51,7 +51,22 @@ impl VrrpWatch {
     /// Loads `object`'s TC program (the verifier runs here) without attaching it: for
     /// BPF_PROG_TEST_RUN.
     pub fn load(object: &[u8]) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(object).map_err(|e| XdpError::Object(Box::new(e)))?;
+        // The object's forwarding maps are created with it but never used here: the smallest
+        // sizes (the default tables and connection table are hundreds of MB).
+        let mut loader = aya::EbpfLoader::new();
+        for name in [
+            lb_common::MAP_VIPS,
+            lb_common::MAP_VIP_STATS,
+            lb_common::MAP_REALS,
+            lb_common::MAP_REAL_STATS,
+            lb_common::MAP_RINGS,
+            lb_common::MAP_FLOWS,
+        ] {
+            loader.map_max_entries(name, 1);
+        }
+        let mut ebpf = loader
+            .load(object)
+            .map_err(|e| XdpError::Object(Box::new(e)))?;
         let name = PROG_VRRP_TC;
         Self::program_mut(&mut ebpf)?
             .load()
