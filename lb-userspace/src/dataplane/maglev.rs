@@ -62,6 +62,7 @@ pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
     live.sort_unstable_by_key(|e| (e.hash, e.id));
     let m = size;
     let max_weight = live.iter().map(|e| e.weight).max().unwrap_or(1);
+    let equal = live.iter().all(|e| e.weight == max_weight);
     // One record per real server, walked in order: where its permutation is, its stride, its
     // weight credit (u32 throughout: the table is smaller than 2^32).
     let mut walkers: Vec<Walker> = live
@@ -85,12 +86,15 @@ pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
     loop {
         for w in &mut walkers {
             // A real server takes a turn each time its weight has built up a full credit, so
-            // the heaviest one takes one every round and the others in proportion.
-            w.credit += w.weight;
-            if w.credit < max_weight {
-                continue;
+            // the heaviest one takes one every round and the others in proportion (with equal
+            // weights, every one every round).
+            if !equal {
+                w.credit += w.weight;
+                if w.credit < max_weight {
+                    continue;
+                }
+                w.credit -= max_weight;
             }
-            w.credit -= max_weight;
             // Its next slot in its permutation that nobody owns yet.
             let mut position = w.position;
             loop {
