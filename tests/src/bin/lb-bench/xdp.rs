@@ -544,7 +544,20 @@ real_server = [ {} ]
         assert_eq!(mode, attach);
         results[2].push(measure(&mut t, &to_vip, secs));
         let status = lb_tests::lbctl_status(&socket);
-        eprintln!("XDP counters: {}", status["dataplane"]["xdp"]["counters"]);
+        let counter = |name: &str| {
+            status["dataplane"]["xdp"]["counters"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c[0] == name))
+                .and_then(|c| c[1].as_u64())
+                .unwrap_or(0)
+        };
+        println!(
+            "  XDP run: {} forwarded, {} flows started, {} found in the connection table, {} passed",
+            counter("forwarded_dr"),
+            counter("flow_new"),
+            counter("flow_hit"),
+            counter("seen") - counter("forwarded_dr"),
+        );
         t.lab.stop(pid, "TERM");
     }
     println!();
