@@ -22,6 +22,9 @@ pub const DEFAULT_SOCKET: &str = "/run/lbd/lbd.sock";
 pub enum Request {
     /// The state of everything lbd runs.
     Status,
+    /// The metrics in Prometheus' text format (what HTTP `/metrics` serves a scraper that
+    /// does not ask for OpenMetrics).
+    Metrics,
 }
 
 /// The daemon's answer.
@@ -30,6 +33,11 @@ pub enum Request {
 pub enum Response {
     /// Answer to [`Request::Status`] (boxed: it dwarfs the error variant).
     Status(Box<Status>),
+    /// Answer to [`Request::Metrics`].
+    Metrics {
+        /// OpenMetrics text.
+        text: String,
+    },
     /// The request could not be served.
     Error {
         /// Why.

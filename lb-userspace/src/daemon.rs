@@ -49,6 +49,8 @@ pub struct RunOptions {
     /// Leave IPVS as it is at stop (keepalived's `--dont-release-ipvs`), so a restarted lbd
     /// adopts it without a gap.
     pub keep_ipvs: bool,
+    /// Serve `/metrics` and `/status` over HTTP on this address.
+    pub http_address: Option<std::net::SocketAddr>,
 }
 
 /// What stops the daemon from starting or running.
@@ -57,6 +59,15 @@ pub enum DaemonError {
     /// Another lbd answers on the control socket.
     #[error("another lbd is already listening on {0}")]
     AlreadyRunning(PathBuf),
+    /// Binding the HTTP address failed.
+    #[error("HTTP address {address}: {source}")]
+    Http {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Setting up the control socket failed.
     #[error("control socket {path}: {source}")]
     ControlSocket {
@@ -362,20 +373,16 @@ async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sen
     .await;
     let response = match read {
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Status) => {
-                let (tx, rx) = oneshot::channel();
-                match (queries.send(tx).await, rx) {
-                    (Ok(()), rx) => match rx.await {
-                        Ok(status) => Response::Status(Box::new(status)),
-                        Err(_) => Response::Error {
-                            message: "lbd is shutting down".to_owned(),
-                        },
-                    },
-                    (Err(_), _) => Response::Error {
-                        message: "lbd is shutting down".to_owned(),
-                    },
-                }
-            }
+            Ok(Request::Status) => match query_status(&queries).await {
+                Some(status) => Response::Status(Box::new(status)),
+                None => shutting_down(),
+            },
+            Ok(Request::Metrics) => match query_status(&queries).await {
+                Some(status) => Response::Metrics {
+                    text: crate::metrics::to_prometheus_text(&crate::metrics::encode(&status)),
+                },
+                None => shutting_down(),
+            },
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -392,6 +399,99 @@ async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sen
     out.push('\n');
     if let Err(e) = write.write_all(out.as_bytes()).await {
         warn!(error = %e, "writing control answer");
+    }
+}
+
+fn shutting_down() -> Response {
+    Response::Error {
+        message: "lbd is shutting down".to_owned(),
+    }
+}
+
+/// The status from the task that owns the state; `None` once lbd is stopping.
+async fn query_status(queries: &mpsc::Sender<oneshot::Sender<Status>>) -> Option<Status> {
+    let (tx, rx) = oneshot::channel();
+    queries.send(tx).await.ok()?;
+    rx.await.ok()
+}
+
+/// Serves HTTP on `listener`: `GET /metrics` (OpenMetrics) and `GET /status` (the status
+/// JSON, as `lbctl status --json`).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    queries: mpsc::Sender<oneshot::Sender<Status>>,
+) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "accepting an HTTP connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let queries = queries.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let queries = queries.clone();
+                async move { Ok::<_, std::convert::Infallible>(http_answer(request, &queries).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A client that stalls does not hold the task forever.
+            match tokio::time::timeout(Duration::from_secs(30), connection).await {
+                Ok(Ok(())) | Err(_) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "HTTP connection"),
+            }
+        });
+    }
+}
+
+async fn http_answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    queries: &mpsc::Sender<oneshot::Sender<Status>>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let reply = |code: u16, content_type: &str, body: String| {
+        hyper::Response::builder()
+            .status(code)
+            .header("content-type", content_type)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap_or_default()
+    };
+    if request.method() != hyper::Method::GET {
+        return reply(405, "text/plain", "only GET\n".to_owned());
+    }
+    let path = request.uri().path().to_owned();
+    if path != "/metrics" && path != "/status" {
+        return reply(404, "text/plain", "try /metrics or /status\n".to_owned());
+    }
+    let Some(status) = query_status(queries).await else {
+        return reply(503, "text/plain", "lbd is shutting down\n".to_owned());
+    };
+    if path == "/metrics" {
+        // OpenMetrics when the scraper asks for it (Prometheus does), else Prometheus' text.
+        let openmetrics = request
+            .headers()
+            .get_all(hyper::header::ACCEPT)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.contains("application/openmetrics-text"))
+            });
+        let text = crate::metrics::encode(&status);
+        if openmetrics {
+            reply(200, crate::metrics::OPENMETRICS, text)
+        } else {
+            reply(
+                200,
+                crate::metrics::PROMETHEUS_TEXT,
+                crate::metrics::to_prometheus_text(&text),
+            )
+        }
+    } else {
+        let json =
+            serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        reply(200, "application/json", json)
     }
 }
 
@@ -790,6 +890,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let listener = bind_control(&options.control_socket).await?;
+    let http = match options.http_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| DaemonError::Http { address, source })?,
+        ),
+        None => None,
+    };
     if let Some(path) = &options.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
             DaemonError::PidFile {
@@ -868,6 +976,10 @@ pub async fn run(
             reply.send(status).ok();
         }
     };
+    if let Some(http) = http {
+        info!(address = ?http.local_addr().ok(), "serving /metrics and /status over HTTP");
+        tokio::spawn(serve_http(http, queries_tx.clone()));
+    }
     let listen = async move {
         loop {
             match listener.accept().await {

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod health;
 pub mod ipvs;
+pub mod metrics;
 pub mod model;
 pub mod reconcile;
 pub mod scripts;

@@ -206,7 +206,7 @@ real_server = [ {}, {}, {} ]
     .expect("writing config");
     let socket = dir.join("lbd.sock");
     let mut lbd = t.director.command(lb_tests::workspace_bin("lbd"));
-    lbd.args(["run", "--config"])
+    lbd.args(["run", "--http", "--config"])
         .arg(&config)
         .arg("--control-socket")
         .arg(&socket);
@@ -273,6 +273,7 @@ real_server = [ {}, {}, {} ]
     );
     assert!(counter(&status, "forwarded_dr") >= forwarded, "{status}");
     assert_eq!(counter(&status, "no_real_server"), 0, "{status}");
+    check_metrics(&t, &dir, &socket, &status);
 
     // A clean stop detaches the program and removes the socket.
     let exit = t.lab.stop(lbd_pid, "TERM").expect("lbd exit status");
@@ -457,4 +458,100 @@ real_server = [ {}, {}, {} ]
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "a plain stop unpins everything: {left:?}");
+}
+
+/// `/metrics` over HTTP (lbd `--http`: 127.0.0.1:9467 in the director) and `lbctl metrics`:
+/// valid for promtool, and saying what the status says.
+fn check_metrics(
+    t: &DrLab,
+    dir: &std::path::Path,
+    socket: &std::path::Path,
+    status: &serde_json::Value,
+) {
+    let answer = t.director.within(|| {
+        let mut conn = TcpStream::connect("127.0.0.1:9467").expect("connecting to lbd's HTTP");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: lbd\r\n\r\n")
+            .expect("request");
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).expect("answer");
+        answer
+    });
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let path = dir.join("metrics.txt");
+    std::fs::write(&path, body).expect("writing the scrape");
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).expect("scrape"))
+        .output()
+        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
+    assert!(
+        promtool.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+    let sample = |line_start: &str| -> u64 {
+        body.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {line_start} in:\n{body}"))
+    };
+    let vs = "virtual_server=\"[203.0.113.10]:tcp:80\"";
+    assert_eq!(
+        sample(&format!(
+            "lbd_real_server_up{{{vs},real_server=\"192.0.2.12:80\"}}"
+        )),
+        0
+    );
+    assert_eq!(
+        sample(&format!(
+            "lbd_real_server_up{{{vs},real_server=\"192.0.2.11:80\"}}"
+        )),
+        1
+    );
+    assert_eq!(sample(&format!("lbd_virtual_server_quorum_up{{{vs}}}")), 1);
+    // No traffic since the status: the counters are the status's.
+    assert_eq!(
+        Some(sample(&format!("lbd_xdp_vip_packets_total{{{vs}}}"))),
+        status["virtual_servers"][0]["xdp_packets"].as_u64()
+    );
+    assert_eq!(
+        sample("lbd_xdp_packets_total{outcome=\"forwarded_dr\"}"),
+        counter(status, "forwarded_dr")
+    );
+    assert!(
+        body.contains("lbd_check_latency_seconds_bucket{"),
+        "a latency histogram per checker"
+    );
+    let lbctl = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
+        .arg("--control-socket")
+        .arg(socket)
+        .arg("metrics")
+        .output()
+        .expect("lbctl metrics");
+    assert!(lbctl.status.success());
+    let text = String::from_utf8_lossy(&lbctl.stdout);
+    assert!(text.contains("lbd_xdp_vip_packets_total{"), "{text}");
+    // A scraper that asks for OpenMetrics gets it.
+    let answer = t.director.within(|| {
+        let mut conn = TcpStream::connect("127.0.0.1:9467").expect("connecting to lbd's HTTP");
+        conn.write_all(
+            b"GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+        )
+        .expect("request");
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).expect("answer");
+        answer
+    });
+    assert!(answer.contains("application/openmetrics-text"), "{answer}");
+    assert!(
+        answer.ends_with("# EOF\n"),
+        "an OpenMetrics exposition ends with # EOF"
+    );
 }

@@ -34,6 +34,8 @@ const PACKAGES: &[&str] = &[
     "netsniff-ng",
     "nftables",
     "ethtool",
+    // promtool, which checks lbd's /metrics in the privileged tests.
+    "prometheus",
 ];
 
 /// bpf-linker release known to work with aya 0.14 (LLVM 21-23).

@@ -28,6 +28,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The Prometheus / OpenMetrics exposition, as `/metrics` serves it.
+    Metrics,
 }
 
 fn print_status(s: &Status) {
@@ -167,6 +169,18 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
                 Response::Status(status) => print_status(&status),
                 Response::Error { message } => bail!("lbd: {message}"),
+                Response::Metrics { .. } => bail!("lbd answered a status request with metrics"),
+            }
+        }
+        Command::Metrics => {
+            match control::call(
+                &cli.control_socket,
+                &Request::Metrics,
+                Duration::from_secs(5),
+            )? {
+                Response::Metrics { text } => print!("{text}"),
+                Response::Error { message } => bail!("lbd: {message}"),
+                Response::Status(_) => bail!("lbd answered a metrics request with a status"),
             }
         }
     }

@@ -139,6 +139,10 @@ enum Command {
         /// pinned: a restarted or upgraded lbd adopts both without touching a connection.
         #[arg(long, short = 'I', alias = "keep-dataplane")]
         dont_release_ipvs: bool,
+        /// Serve Prometheus `/metrics` and the status JSON at `/status` over HTTP on this
+        /// address (`--http` alone: 127.0.0.1:9467).
+        #[arg(long = "http", value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:9467")]
+        http_address: Option<std::net::SocketAddr>,
     },
     /// Validate a configuration file: exit 0 when valid, else print every error.
     CheckConfig {
@@ -277,6 +281,7 @@ fn main() -> anyhow::Result<ExitCode> {
             bpf_object,
             no_vrrp_bpf,
             dont_release_ipvs,
+            http_address,
         } => {
             init_logging();
             let Some(model) = load(&config, &config_args)? else {
@@ -289,6 +294,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 bpf_object: BpfObject::choose(bpf_object.as_deref()),
                 vrrp_bpf: !no_vrrp_bpf,
                 keep_ipvs: dont_release_ipvs,
+                http_address,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -62,7 +62,21 @@ pub struct CheckerView {
     pub probes: u64,
     /// Probes that failed.
     pub failures: u64,
+    /// How many probes took at most each of [`LATENCY_BUCKETS_US`] (the last: any longer),
+    /// one count per bucket (not cumulative).
+    #[serde(default)]
+    pub latency_buckets: Vec<u64>,
+    /// The sum of every probe's latency, microseconds.
+    #[serde(default)]
+    pub latency_sum_us: u64,
 }
+
+/// Upper bounds of the probe-latency histogram's buckets, microseconds: 0.5 ms to 10 s, then
+/// everything longer.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
 
 /// A real server, as status shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +123,9 @@ struct Counters {
     failures: AtomicU64,
     /// Microseconds; `u64::MAX` before the first probe.
     latency_us: AtomicU64,
+    /// The latency histogram: one slot per bound of [`LATENCY_BUCKETS_US`], and one more.
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
 }
 
 /// The running health checks, on their own thread and runtime (a current-thread tokio
@@ -143,6 +160,12 @@ impl Health {
                     slot.failures = c.failures.load(Ordering::Relaxed);
                     slot.last_latency_us =
                         Some(c.latency_us.load(Ordering::Relaxed)).filter(|&l| l != u64::MAX);
+                    slot.latency_buckets = c
+                        .latency_buckets
+                        .iter()
+                        .map(|b| b.load(Ordering::Relaxed))
+                        .collect();
+                    slot.latency_sum_us = c.latency_sum_us.load(Ordering::Relaxed);
                 }
             }
         }
@@ -248,6 +271,8 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
             last_detail: "not probed yet".to_owned(),
             probes: 0,
             failures: 0,
+            latency_buckets: Vec::new(),
+            latency_sum_us: 0,
         })
         .collect::<Vec<_>>();
     let view = Arc::new(Mutex::new(full_view(&pools, &statuses, &subscribers)));
@@ -431,14 +456,17 @@ impl Scheduler {
     ) -> Duration {
         let c = &self.counters[id];
         c.probes.fetch_add(1, Ordering::Relaxed);
-        c.latency_us.store(
-            started
-                .elapsed()
-                .as_micros()
-                .try_into()
-                .unwrap_or(u64::MAX - 1),
-            Ordering::Relaxed,
-        );
+        let latency_us = started
+            .elapsed()
+            .as_micros()
+            .try_into()
+            .unwrap_or(u64::MAX - 1);
+        c.latency_us.store(latency_us, Ordering::Relaxed);
+        let bucket = LATENCY_BUCKETS_US.partition_point(|&bound| bound < latency_us);
+        if let Some(b) = c.latency_buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        c.latency_sum_us.fetch_add(latency_us, Ordering::Relaxed);
         if !outcome.ok {
             c.failures.fetch_add(1, Ordering::Relaxed);
         }
