@@ -392,7 +392,136 @@ fn detection(kills: u32) {
     }
 }
 
-/// `checks [--window-secs W] [--kills N] [--only load,detection]`
+/// Starts lbd with `--http` on `conf` (keepalived syntax), check-only; returns its pid and
+/// control socket.
+fn start_observed_lbd(
+    lab: &mut Lab,
+    ns: &Netns,
+    name: &str,
+    conf: &str,
+) -> (u32, std::path::PathBuf) {
+    let path = lab.dir().join(format!("{name}.conf"));
+    std::fs::write(&path, conf).expect("config");
+    let socket = lab.dir().join(format!("{name}.sock"));
+    let mut cmd = ns.command(lb_tests::workspace_bin("lbd"));
+    cmd.arg("run")
+        .arg("-f")
+        .arg(&path)
+        .args([
+            "--dataplane",
+            "none",
+            "--http",
+            "127.0.0.1:9467",
+            "--control-socket",
+        ])
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let pid = lab.spawn_group(name, cmd);
+    wait_for_path(&socket, Duration::from_secs(30));
+    (pid, socket)
+}
+
+/// Milliseconds of `n` runs of `f`: median and maximum.
+fn timed(n: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let mut samples: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples[samples.len() - 1])
+}
+
+/// #8's figures: RSS idle and with 10,000 real servers; `/metrics` scrape time and `lbctl
+/// status` latency with 1,000 real servers.
+fn operations() {
+    let mut load = load_lab();
+    let director = load.director.clone();
+    println!();
+    println!("operations (check-only lbd, --http on 127.0.0.1:9467 in the director)");
+    let (pid, _) = start_observed_lbd(&mut load.lab, &director, "idle", "");
+    std::thread::sleep(Duration::from_secs(2));
+    let (idle_rss, ..) = usage_split(pid);
+    load.lab.stop(pid, "TERM");
+    let tcp = config(
+        &tcp_targets(),
+        "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }",
+        100,
+    );
+    let (pid, _) = start_observed_lbd(&mut load.lab, &director, "tcp10k", &tcp);
+    std::thread::sleep(Duration::from_secs(10));
+    let (rss_10k, ..) = usage_split(pid);
+    load.lab.stop(pid, "TERM");
+    let http = config(
+        &http_targets(),
+        "HTTP_GET {\n      url {\n        path /\n      }\n      connect_timeout 1\n      retry 0\n    }",
+        100,
+    );
+    let (pid, socket) = start_observed_lbd(&mut load.lab, &director, "http1k", &http);
+    std::thread::sleep(Duration::from_secs(5));
+    let (rss_1k, ..) = usage_split(pid);
+    let mut size = 0;
+    let scrape = timed(50, || {
+        let body = director.within(|| {
+            use std::io::{Read as _, Write as _};
+            let mut conn = std::net::TcpStream::connect("127.0.0.1:9467").expect("lbd's HTTP");
+            conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+                .expect("request");
+            let mut body = Vec::new();
+            conn.read_to_end(&mut body).expect("answer");
+            body.len()
+        });
+        size = body;
+    });
+    let status = timed(50, || {
+        let answer = lbd::control::call(
+            &socket,
+            &lbd::control::Request::Status,
+            Duration::from_secs(5),
+        )
+        .expect("status");
+        assert!(matches!(answer, lbd::control::Response::Status(_)));
+    });
+    let lbctl = timed(20, || {
+        let out = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
+            .arg("--control-socket")
+            .arg(&socket)
+            .arg("status")
+            .stdout(Stdio::null())
+            .status()
+            .expect("lbctl");
+        assert!(out.success());
+    });
+    load.lab.stop(pid, "TERM");
+    println!(
+        "  lbd RSS idle (no virtual server): {:.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "  lbd RSS with 10,000 real servers (TCP_CHECK, 10 s in): {:.1} MiB",
+        rss_10k as f64 / 1024.0
+    );
+    println!(
+        "  lbd RSS with 1,000 real servers (HTTP_GET): {:.1} MiB",
+        rss_1k as f64 / 1024.0
+    );
+    println!(
+        "  /metrics with 1,000 real servers ({} KiB): median {:.2} ms, max {:.2} ms of 50 scrapes",
+        size / 1024,
+        scrape.0,
+        scrape.1
+    );
+    println!(
+        "  status over the control socket: median {:.2} ms, max {:.2} ms of 50; `lbctl status` (a process, table printed): median {:.2} ms, max {:.2} ms of 20",
+        status.0, status.1, lbctl.0, lbctl.1
+    );
+}
+
+/// `checks [--window-secs W] [--kills N] [--only load,detection,operations]`
 pub(crate) fn bench_checks(args: &[String]) -> ExitCode {
     lb_tests::require_root();
     let window = Duration::from_secs(u64::from(arg(args, "--window-secs", 60)));
@@ -401,7 +530,7 @@ pub(crate) fn bench_checks(args: &[String]) -> ExitCode {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
-        .map_or("load,detection".to_owned(), Clone::clone);
+        .map_or("load,detection,operations".to_owned(), Clone::clone);
     if only.contains("load") {
         let mut load = load_lab();
         println!(
@@ -444,6 +573,9 @@ pub(crate) fn bench_checks(args: &[String]) -> ExitCode {
     }
     if only.contains("detection") {
         detection(kills);
+    }
+    if only.contains("operations") {
+        operations();
     }
     std::io::stdout().flush().ok();
     ExitCode::SUCCESS
