@@ -25,6 +25,20 @@ pub enum Request {
     /// The metrics in Prometheus' text format (what HTTP `/metrics` serves a scraper that
     /// does not ask for OpenMetrics).
     Metrics,
+    /// Drain real servers: weight 0 (no new connections), established connections kept.
+    Drain {
+        /// `ADDRESS:PORT`, or `ADDRESS` for every port.
+        real_server: String,
+        /// Only in this virtual server (keepalived's name, as status shows it).
+        virtual_server: Option<String>,
+    },
+    /// Undo [`Request::Drain`].
+    Undrain {
+        /// As for drain.
+        real_server: String,
+        /// As for drain.
+        virtual_server: Option<String>,
+    },
 }
 
 /// The daemon's answer.
@@ -35,8 +49,13 @@ pub enum Response {
     Status(Box<Status>),
     /// Answer to [`Request::Metrics`].
     Metrics {
-        /// OpenMetrics text.
+        /// Prometheus text format.
         text: String,
+    },
+    /// Answer to [`Request::Drain`] and [`Request::Undrain`]: the real servers it applied to.
+    Drained {
+        /// keepalived's names, one per virtual server the real server is in.
+        real_servers: Vec<String>,
     },
     /// The request could not be served.
     Error {
@@ -299,6 +318,9 @@ pub struct RealServerStatus {
     pub alive: Option<bool>,
     /// Its checkers.
     pub checkers: Vec<crate::health::CheckerView>,
+    /// Drained by an operator (weight 0, connections kept).
+    #[serde(default)]
+    pub drained: bool,
     /// Packets the XDP path forwarded to it (every VIP), when XDP runs.
     #[serde(default)]
     pub xdp_packets: Option<u64>,

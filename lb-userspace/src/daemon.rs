@@ -304,6 +304,7 @@ impl State {
                                 address: r.addr.to_string(),
                                 weight: live.map_or(r.weight.get(), |l| l.weight),
                                 alive: live.map(|l| l.alive),
+                                drained: live.is_some_and(|l| l.drained),
                                 checkers: live.map(|l| l.checkers.clone()).unwrap_or_default(),
                             }
                         })
@@ -362,7 +363,11 @@ async fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sender<Status>>) {
+async fn serve_connection(
+    stream: UnixStream,
+    queries: mpsc::Sender<oneshot::Sender<Status>>,
+    health: Option<std::sync::Arc<crate::health::Health>>,
+) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // A client that sends nothing does not hold a task forever.
@@ -377,6 +382,14 @@ async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sen
                 Some(status) => Response::Status(Box::new(status)),
                 None => shutting_down(),
             },
+            Ok(Request::Drain {
+                real_server,
+                virtual_server,
+            }) => drain(health.as_deref(), real_server, virtual_server, true).await,
+            Ok(Request::Undrain {
+                real_server,
+                virtual_server,
+            }) => drain(health.as_deref(), real_server, virtual_server, false).await,
             Ok(Request::Metrics) => match query_status(&queries).await {
                 Some(status) => Response::Metrics {
                     text: crate::metrics::to_prometheus_text(&crate::metrics::encode(&status)),
@@ -399,6 +412,32 @@ async fn serve_connection(stream: UnixStream, queries: mpsc::Sender<oneshot::Sen
     out.push('\n');
     if let Err(e) = write.write_all(out.as_bytes()).await {
         warn!(error = %e, "writing control answer");
+    }
+}
+
+async fn drain(
+    health: Option<&crate::health::Health>,
+    real_server: String,
+    virtual_server: Option<String>,
+    drained: bool,
+) -> Response {
+    let Some(health) = health else {
+        return Response::Error {
+            message: "no virtual server is configured".to_owned(),
+        };
+    };
+    let target = crate::health::DrainTarget {
+        real_server: real_server.clone(),
+        virtual_server,
+    };
+    let matched = health.drain(target, drained).await;
+    if matched.is_empty() {
+        return Response::Error {
+            message: format!("no real server {real_server} in the configuration"),
+        };
+    }
+    Response::Drained {
+        real_servers: matched,
     }
 }
 
@@ -980,11 +1019,16 @@ pub async fn run(
         info!(address = ?http.local_addr().ok(), "serving /metrics and /status over HTTP");
         tokio::spawn(serve_http(http, queries_tx.clone()));
     }
+    let control_health = lvs.as_ref().map(|l| l.health.clone());
     let listen = async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, queries_tx.clone()));
+                    tokio::spawn(serve_connection(
+                        stream,
+                        queries_tx.clone(),
+                        control_health.clone(),
+                    ));
                 }
                 Err(e) => {
                     warn!(error = %e, "accepting a control connection");

@@ -275,6 +275,71 @@ real_server = [ {}, {}, {} ]
     assert_eq!(counter(&status, "no_real_server"), 0, "{status}");
     check_metrics(&t, &dir, &socket, &status);
 
+    // Draining rs1: no new connection reaches it, its established one carries on.
+    let mut to_rs1 = loop {
+        let (name, conn) = lb_tests::lab::greet(&t.client, VIP4_80);
+        if name == "rs1" {
+            break conn;
+        }
+    };
+    let lbctl = |args: &[&str]| {
+        let out = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
+            .arg("--control-socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("lbctl");
+        assert!(
+            out.status.success(),
+            "lbctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        lbctl(&["drain", "192.0.2.11:80"]),
+        "drained [192.0.2.11]:tcp:80\n"
+    );
+    let status = lb_tests::lbctl_status(&socket);
+    assert_eq!(
+        status["virtual_servers"][0]["real_servers"][0]["drained"], true,
+        "{status}"
+    );
+    assert_eq!(
+        status["virtual_servers"][0]["real_servers"][0]["weight"], 1,
+        "the configured weight stays"
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            lb_tests::lab::greet(&t.client, VIP4_80).0,
+            "rs3",
+            "rs1 drained, rs2 down"
+        );
+    }
+    assert_eq!(
+        echo(&mut to_rs1, b"drained"),
+        b"drained",
+        "the established connection carries on"
+    );
+    lbctl(&["undrain", "192.0.2.11"]);
+    let names: std::collections::BTreeSet<String> = (0..30)
+        .map(|_| lb_tests::lab::greet(&t.client, VIP4_80).0)
+        .collect();
+    assert!(
+        names.contains("rs1"),
+        "undrained rs1 takes connections again: {names:?}"
+    );
+    let missing = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
+        .arg("--control-socket")
+        .arg(&socket)
+        .args(["drain", "192.0.2.99:80"])
+        .output()
+        .expect("lbctl");
+    assert!(
+        !missing.status.success(),
+        "draining an unknown real server is an error"
+    );
+
     // A clean stop detaches the program and removes the socket.
     let exit = t.lab.stop(lbd_pid, "TERM").expect("lbd exit status");
     assert!(exit.success(), "lbd exited with {exit}");

@@ -30,6 +30,22 @@ enum Command {
     },
     /// The Prometheus / OpenMetrics exposition, as `/metrics` serves it.
     Metrics,
+    /// Drain a real server: weight 0 (no new connections), established connections kept.
+    Drain {
+        /// `ADDRESS:PORT`, or `ADDRESS` for every port.
+        real_server: String,
+        /// Only in this virtual server (its name as `lbctl status` shows it).
+        #[arg(long)]
+        virtual_server: Option<String>,
+    },
+    /// Undo `drain`.
+    Undrain {
+        /// `ADDRESS:PORT`, or `ADDRESS` for every port.
+        real_server: String,
+        /// Only in this virtual server.
+        #[arg(long)]
+        virtual_server: Option<String>,
+    },
 }
 
 fn print_status(s: &Status) {
@@ -135,8 +151,9 @@ fn print_status(s: &Status) {
                 (Some(p), Some(b)) => format!("  XDP {p} packets, {b} bytes"),
                 _ => String::new(),
             };
+            let drained = if rs.drained { "  DRAINED" } else { "" };
             println!(
-                "  -> {:<24} {:<4} weight {}{forwarded}",
+                "  -> {:<24} {:<4} weight {}{drained}{forwarded}",
                 rs.address, health, rs.weight
             );
             for c in &rs.checkers {
@@ -157,6 +174,7 @@ fn print_status(s: &Status) {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let draining = matches!(cli.command, Command::Drain { .. });
     match cli.command {
         Command::Status { json } => {
             match control::call(
@@ -169,7 +187,37 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
                 Response::Status(status) => print_status(&status),
                 Response::Error { message } => bail!("lbd: {message}"),
-                Response::Metrics { .. } => bail!("lbd answered a status request with metrics"),
+                other => bail!("lbd answered a status request with {other:?}"),
+            }
+        }
+        Command::Drain {
+            real_server,
+            virtual_server,
+        }
+        | Command::Undrain {
+            real_server,
+            virtual_server,
+        } => {
+            let request = if draining {
+                Request::Drain {
+                    real_server,
+                    virtual_server,
+                }
+            } else {
+                Request::Undrain {
+                    real_server,
+                    virtual_server,
+                }
+            };
+            match control::call(&cli.control_socket, &request, Duration::from_secs(5))? {
+                Response::Drained { real_servers } => {
+                    let word = if draining { "drained" } else { "undrained" };
+                    for rs in real_servers {
+                        println!("{word} {rs}");
+                    }
+                }
+                Response::Error { message } => bail!("lbd: {message}"),
+                other => bail!("lbd answered a drain request with {other:?}"),
             }
         }
         Command::Metrics => {
@@ -180,7 +228,7 @@ fn main() -> anyhow::Result<ExitCode> {
             )? {
                 Response::Metrics { text } => print!("{text}"),
                 Response::Error { message } => bail!("lbd: {message}"),
-                Response::Status(_) => bail!("lbd answered a metrics request with a status"),
+                other => bail!("lbd answered a metrics request with {other:?}"),
             }
         }
     }

@@ -87,8 +87,31 @@ pub struct RealView {
     pub alive: bool,
     /// Its weight now (configured, changed by dynamic checkers).
     pub weight: u32,
+    /// Drained by an operator: weight 0 in the data plane, established connections kept.
+    #[serde(default)]
+    pub drained: bool,
     /// Its checkers.
     pub checkers: Vec<CheckerView>,
+}
+
+/// Which real servers an operator drains or undrains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainTarget {
+    /// The real server's address, with a port (that one) or without (every port).
+    pub real_server: String,
+    /// Only in this virtual server (its keepalived name); `None`: in all.
+    pub virtual_server: Option<String>,
+}
+
+/// A request to the supervisor.
+#[derive(Debug)]
+enum Command {
+    Drain {
+        target: DrainTarget,
+        drained: bool,
+        /// keepalived's names of the real servers it matched.
+        reply: tokio::sync::oneshot::Sender<Vec<String>>,
+    },
 }
 
 /// A virtual server, as status shows it.
@@ -140,11 +163,27 @@ pub struct Health {
     view: Arc<Mutex<Vec<PoolView>>>,
     counters: Arc<Vec<Counters>>,
     subscribers: Arc<Vec<Vec<Subscriber>>>,
+    commands: mpsc::UnboundedSender<Command>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Health {
+    /// Drains (weight 0, connections kept) or undrains the real servers `target` names;
+    /// returns their names (empty: none matched).
+    pub async fn drain(&self, target: DrainTarget, drained: bool) -> Vec<String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.commands.send(Command::Drain {
+            target,
+            drained,
+            reply,
+        });
+        if sent.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     /// What status shows: every pool, its real servers and their checkers' figures.
     pub fn view(&self) -> Vec<PoolView> {
         let mut view = self
@@ -277,6 +316,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         .collect::<Vec<_>>();
     let view = Arc::new(Mutex::new(full_view(&pools, &statuses, &subscribers)));
     let subscribers = Arc::new(subscribers);
+    let (commands, command_rx) = mpsc::unbounded_channel();
     let supervisor = Supervisor {
         log_all: checkers.iter().map(|c| c.log_all_failures).collect(),
         pools,
@@ -319,7 +359,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
                     counters,
                 };
                 tokio::spawn(scheduler.run());
-                tokio::spawn(supervisor.run(reports));
+                tokio::spawn(supervisor.run(reports, command_rx));
                 if let Some(watcher) = watcher {
                     tokio::spawn(watcher);
                 }
@@ -340,6 +380,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         view,
         counters,
         subscribers,
+        commands,
         stop: Some(stop),
         thread,
     }
@@ -524,6 +565,7 @@ fn full_view(
                         address: rs.addr.to_string(),
                         alive: pool.is_alive(i),
                         weight: pool.weight(i).get(),
+                        drained: pool.is_drained(i),
                         checkers: Vec::with_capacity(rs.checkers.len()),
                     })
                     .collect(),
@@ -550,10 +592,24 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, mut reports: mpsc::Receiver<Report>) {
+    async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
         let mut batch = Vec::with_capacity(256);
         let mut probed = Vec::with_capacity(256);
-        while reports.recv_many(&mut batch, 256).await > 0 {
+        loop {
+            let received = tokio::select! {
+                n = reports.recv_many(&mut batch, 256) => n,
+                Some(command) = commands.recv() => {
+                    self.command(command);
+                    continue;
+                }
+            };
+            if received == 0 {
+                break;
+            }
             let mut touched = Vec::new();
             probed.clear();
             for report in batch.drain(..) {
@@ -566,6 +622,48 @@ impl Supervisor {
                 self.publish(&touched);
             }
             self.refresh_view(&probed, &touched);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Drain {
+                target,
+                drained,
+                reply,
+            } => {
+                let mut matched = Vec::new();
+                let mut touched = Vec::new();
+                for (v, pool) in self.pools.iter_mut().enumerate() {
+                    let vs = pool.virtual_server().clone();
+                    if target
+                        .virtual_server
+                        .as_ref()
+                        .is_some_and(|n| *n != vs.name)
+                    {
+                        continue;
+                    }
+                    for (i, rs) in vs.real_servers.iter().enumerate() {
+                        let addr = rs.addr.to_string();
+                        let ip = rs.addr.ip().to_string();
+                        if target.real_server != addr && target.real_server != ip {
+                            continue;
+                        }
+                        matched.push(real_name(&vs, rs.addr));
+                        if pool.set_drained(i, drained) {
+                            touched.push(v);
+                            info!(virtual_server = %vs.name, real_server = %real_name(&vs, rs.addr), drained, "real server drained by the operator");
+                        }
+                    }
+                }
+                touched.dedup();
+                if !touched.is_empty() {
+                    self.publish(&touched);
+                    self.refresh_view(&[], &touched);
+                }
+                // The requester may have gone.
+                reply.send(matched).ok();
+            }
         }
     }
 
@@ -654,6 +752,7 @@ impl Supervisor {
             for (i, real) in view[v].reals.iter_mut().enumerate() {
                 real.alive = pool.is_alive(i);
                 real.weight = pool.weight(i).get();
+                real.drained = pool.is_drained(i);
             }
         }
     }

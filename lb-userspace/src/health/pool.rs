@@ -41,12 +41,15 @@ pub struct Pool {
     vs: VirtualServer,
     reals: Vec<RealState>,
     quorum_up: bool,
+    /// Real servers an operator drained: weight 0 in the table whatever their health (no new
+    /// connections; IPVS and the XDP connection table keep the established ones).
+    drained: Vec<bool>,
 }
 
 impl Pool {
     /// The pool before any probe: every real server as its checkers start (up unless alpha).
     pub fn new(vs: VirtualServer) -> Self {
-        let reals = vs
+        let reals: Vec<RealState> = vs
             .real_servers
             .iter()
             .map(|rs| {
@@ -58,10 +61,12 @@ impl Pool {
                 }
             })
             .collect();
+        let drained = vec![false; reals.len()];
         let mut pool = Self {
             vs,
             reals,
             quorum_up: false,
+            drained,
         };
         pool.quorum_up = pool.live_weight() >= u64::from(pool.vs.quorum);
         pool
@@ -75,6 +80,22 @@ impl Pool {
     /// Whether real server `index` is alive.
     pub fn is_alive(&self, index: usize) -> bool {
         self.reals.get(index).is_some_and(|r| r.alive)
+    }
+
+    /// Whether real server `index` is drained.
+    pub fn is_drained(&self, index: usize) -> bool {
+        self.drained.get(index).copied().unwrap_or(false)
+    }
+
+    /// Drains real server `index` (or undrains it); whether that changed anything.
+    pub fn set_drained(&mut self, index: usize, drained: bool) -> bool {
+        match self.drained.get_mut(index) {
+            Some(d) if *d != drained => {
+                *d = drained;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether the pool has quorum.
@@ -163,7 +184,11 @@ impl Pool {
         let mut dests = BTreeMap::new();
         for (i, rs) in self.vs.real_servers.iter().enumerate() {
             let weight = if self.reals[i].alive && !sorry_in_use {
-                Some(self.weight(i))
+                Some(if self.is_drained(i) {
+                    Weight::ZERO
+                } else {
+                    self.weight(i)
+                })
             } else if rs.inhibit_on_failure {
                 Some(Weight::ZERO)
             } else {
@@ -255,6 +280,26 @@ mod tests {
             .iter()
             .map(|(a, d)| (a.to_string(), d.weight))
             .collect()
+    }
+
+    #[test]
+    fn a_drained_real_server_stays_in_the_table_at_weight_zero() {
+        let mut pool = Pool::new(vs(&[1, 2], 1, 0));
+        assert!(pool.set_drained(0, true));
+        assert!(!pool.set_drained(0, true), "draining twice changes nothing");
+        assert_eq!(
+            weights(&pool),
+            [("192.0.2.10:80".into(), 0), ("192.0.2.11:80".into(), 2)]
+        );
+        // Down and drained: it leaves like any dead server.
+        pool.set_check(0, 0, false, None);
+        assert_eq!(weights(&pool), [("192.0.2.11:80".into(), 2)]);
+        pool.set_check(0, 0, true, None);
+        assert!(pool.set_drained(0, false));
+        assert_eq!(
+            weights(&pool),
+            [("192.0.2.10:80".into(), 1), ("192.0.2.11:80".into(), 2)]
+        );
     }
 
     #[test]
