@@ -964,6 +964,11 @@ pub async fn run(
     });
     let mut state = State::new(model, options);
     info!(mode = state.effective_mode(), "lbd running");
+    let (virtual_servers_count, vrrp_instances_count, mode_name) = (
+        state.model.virtual_servers.len(),
+        state.model.vrrp_instances.len(),
+        state.effective_mode(),
+    );
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
     let lvs = start_lvs(&mut state, lvs_stopped);
     let lvs_view = lvs.as_ref().map(|l| l.health.clone());
@@ -1020,6 +1025,23 @@ pub async fn run(
         tokio::spawn(serve_http(http, queries_tx.clone()));
     }
     let control_health = lvs.as_ref().map(|l| l.health.clone());
+    if let Some(every) = crate::systemd::watchdog_interval() {
+        // A keep-alive only when the task that owns the state answers: a wedged lbd is
+        // restarted by systemd, not kept alive by a timer.
+        let queries = queries_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if query_status(&queries).await.is_some() {
+                    crate::systemd::watchdog();
+                }
+            }
+        });
+    }
+    crate::systemd::ready(&format!(
+        "{} virtual servers, {} VRRP instances, data plane {}",
+        virtual_servers_count, vrrp_instances_count, mode_name
+    ));
     let listen = async move {
         loop {
             match listener.accept().await {
@@ -1042,6 +1064,7 @@ pub async fn run(
         () = owner => {},
         () = listen => {},
     }
+    crate::systemd::stopping();
     // Checks stop; the reconciler releases the services it owns (as keepalived does).
     lvs_shutdown.send(true).ok();
     if let Some(lvs) = lvs {

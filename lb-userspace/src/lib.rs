@@ -28,6 +28,7 @@ pub mod model;
 pub mod reconcile;
 pub mod scripts;
 mod sys;
+pub mod systemd;
 pub mod time;
 pub mod vrrp;
 

@@ -317,3 +317,90 @@ fn lbctl_says_when_no_lbd_is_listening() {
         text(&out.stderr)
     );
 }
+
+/// The systemd unit (`lb-userspace/dist/lbd.service`) passes `systemd-analyze verify` with
+/// this build's lbd as its binary, and its hardening rates at most "OK" (exposure < 5).
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/lbd.service"))
+        .expect("the unit file");
+    assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+    let scratch = Scratch::new("unit");
+    let path = scratch.file("lbd.service", &unit.replace("/usr/local/sbin/lbd", LBD));
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze security");
+    let text = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for lbd.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(exposure < 5.0, "exposure {exposure}:\n{text}");
+}
+
+/// systemd's notification protocol: READY=1 once lbd answers, WATCHDOG=1 at half the watchdog
+/// interval, STOPPING=1 on SIGTERM, on the socket systemd names in `$NOTIFY_SOCKET`.
+#[test]
+fn lbd_tells_systemd_it_is_ready_alive_and_stopping() {
+    let scratch = Scratch::new("notify");
+    let config = scratch.file("lbd.toml", "[dataplane]\nmode = \"none\"\n");
+    let socket = scratch.0.join("lbd.sock");
+    let notify_path = scratch.0.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // systemd names the watchdog's process: a shell that execs lbd keeps its pid.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" run --config "$1" --control-socket "$2""#)
+        .arg(LBD)
+        .arg(&config)
+        .arg(&socket)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
+        .spawn()
+        .expect("starting lbd");
+    let daemon = Daemon(child);
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut recv = |messages: &mut Vec<String>| {
+        let n = notify.recv(&mut buf).expect("a notification within 10 s");
+        messages.push(text(&buf[..n]));
+    };
+    recv(&mut messages);
+    assert!(messages[0].lines().any(|l| l == "READY=1"), "{messages:?}");
+    assert!(socket.exists(), "ready means the control socket answers");
+    // Keep-alives at half of 200 ms.
+    for _ in 0..3 {
+        recv(&mut messages);
+    }
+    assert!(
+        messages[1..].iter().all(|m| m.trim() == "WATCHDOG=1"),
+        "{messages:?}"
+    );
+    let pid = daemon.0.id().to_string();
+    assert!(run("kill", &["-TERM", &pid]).status.success());
+    let stopping = loop {
+        recv(&mut messages);
+        let last = messages.last().expect("a message");
+        if last.trim() != "WATCHDOG=1" {
+            break last.clone();
+        }
+    };
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+}
