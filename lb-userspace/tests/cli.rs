@@ -404,3 +404,86 @@ fn lbd_tells_systemd_it_is_ready_alive_and_stopping() {
     };
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
 }
+
+/// `lbctl watch` prints each state change (here a real server going down), `stats` the
+/// counters, `vrrp` the instances, and `check-config` is lbd's own check.
+#[test]
+fn lbctl_watches_changes_and_prints_stats_vrrp_and_config_checks() {
+    let dir = Scratch::new("watch");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("a real server");
+    let port = server.local_addr().expect("address").port();
+    let config = dir.file(
+        "lbd.toml",
+        &format!(
+            r#"
+[dataplane]
+mode = "none"
+
+[[virtual_server]]
+address = "203.0.113.10"
+port = 80
+delay_loop = 0.1
+real_server = [ {{ address = "127.0.0.1", port = {port}, TCP_CHECK = {{ connect_timeout = 0.2, retry = 0 }} }} ]
+"#
+        ),
+    );
+    let socket = dir.0.join("lbd.sock");
+    let _daemon = start(&config, &socket, &[]);
+    let socket_arg = socket.to_str().expect("utf-8");
+    wait_for("a first probe", || {
+        status_json(&socket)["virtual_servers"][0]["real_servers"][0]["checkers"][0]["probes"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    let watch = Command::new(LBCTL)
+        .args([
+            "--control-socket",
+            socket_arg,
+            "watch",
+            "--interval",
+            "0.1",
+            "--count",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lbctl watch");
+    // Let watch take its first look, then take the real server down.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(server);
+    let out = watch
+        .wait_with_output()
+        .expect("lbctl watch ends after one change");
+    let lines = text(&out.stdout);
+    assert!(out.status.success(), "{lines}");
+    assert!(
+        lines.lines().any(
+            |l| l.contains("real server [203.0.113.10]:tcp:80 127.0.0.1")
+                && l.contains("UP weight 1 -> DOWN weight 1")
+        ),
+        "{lines}"
+    );
+
+    let stats = run(LBCTL, &["--control-socket", socket_arg, "stats"]);
+    assert!(stats.status.success());
+    assert!(
+        text(&stats.stdout).contains("check [203.0.113.10]:tcp:80 127.0.0.1"),
+        "{}",
+        text(&stats.stdout)
+    );
+    let vrrp = run(LBCTL, &["--control-socket", socket_arg, "vrrp"]);
+    assert_eq!(text(&vrrp.stdout), "no VRRP instance\n");
+    let missing = run(LBCTL, &["--control-socket", socket_arg, "vrrp", "VI_9"]);
+    assert!(!missing.status.success(), "an unknown instance is an error");
+
+    let good = run(LBCTL, &["check-config", config.to_str().expect("utf-8")]);
+    assert!(good.status.success(), "{}", text(&good.stderr));
+    let bad = dir.file("bad.toml", "[dataplane]\nmode = \"warp\"\n");
+    let bad = run(LBCTL, &["check-config", bad.to_str().expect("utf-8")]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("bad.toml:2:8"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -46,6 +46,238 @@ enum Command {
         #[arg(long)]
         virtual_server: Option<String>,
     },
+    /// Every VRRP instance in detail (or the one named).
+    Vrrp {
+        /// Only this instance.
+        instance: Option<String>,
+    },
+    /// The counters: VRRP, checks, XDP, IPVS and the reconciler.
+    Stats,
+    /// A live view of state changes (VRRP states, real servers, quorum), one line each.
+    Watch {
+        /// How often to look, in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many changes (default: run until interrupted).
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Validate a configuration file, as `lbd check-config` (which it runs).
+    CheckConfig {
+        /// Arguments for `lbd check-config`: the file, and its options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+}
+
+fn status(socket: &std::path::Path) -> anyhow::Result<Status> {
+    match control::call(socket, &Request::Status, Duration::from_secs(5))? {
+        Response::Status(status) => Ok(*status),
+        Response::Error { message } => bail!("lbd: {message}"),
+        other => bail!("lbd answered a status request with {other:?}"),
+    }
+}
+
+fn print_vrrp(s: &Status, only: Option<&str>) -> anyhow::Result<()> {
+    let instances: Vec<_> = s
+        .vrrp
+        .iter()
+        .filter(|v| only.is_none_or(|n| n == v.name))
+        .collect();
+    if instances.is_empty() {
+        match only {
+            Some(name) => bail!("no VRRP instance {name}"),
+            None => println!("no VRRP instance"),
+        }
+    }
+    for v in instances {
+        println!(
+            "{}  {} on {}  VRID {}  VRRPv{}",
+            v.name, v.state, v.interface, v.vrid, v.version
+        );
+        println!(
+            "  priority {}  advert interval {} ms",
+            v.priority,
+            u32::from(v.advert_int_cs) * 10
+        );
+        if let Some(active) = &v.active_router {
+            println!("  active router {active}");
+        }
+        println!("  virtual addresses {}", v.addresses.join(" "));
+        if let Some(vmac) = &v.vmac {
+            println!("  VMAC {vmac}");
+        }
+        match &v.kernel {
+            Some(k) => println!(
+                "  kernel record: {} adverts, latest {} from {} priority {}; {} takeovers on the kernel's timer",
+                k.adverts,
+                k.last_us_ago.map_or("-".to_owned(), |us| format!(
+                    "{:.1} ms ago",
+                    us as f64 / 1000.0
+                )),
+                k.sender.as_deref().unwrap_or("-"),
+                k.priority.map_or("-".to_owned(), |p| p.to_string()),
+                v.kernel_takeovers
+            ),
+            None => println!("  kernel record: none (user space only)"),
+        }
+        println!(
+            "  became master {}  released master {}  adverts received {}  sent {}  priority-0 received {}  sent {}  errors {}",
+            v.became_active,
+            v.counters.released_master,
+            v.adverts_received,
+            v.adverts_sent,
+            v.priority_zero_received,
+            v.priority_zero_sent,
+            v.errors
+        );
+    }
+    Ok(())
+}
+
+fn print_stats(s: &Status) {
+    for v in &s.vrrp {
+        println!(
+            "vrrp {:<16} rx {:>10} tx {:>10} errors {:>6} became master {:>4} released {:>4}",
+            v.name,
+            v.adverts_received,
+            v.adverts_sent,
+            v.errors,
+            v.became_active,
+            v.counters.released_master
+        );
+    }
+    for vs in &s.virtual_servers {
+        for rs in &vs.real_servers {
+            let (probes, failures) = rs
+                .checkers
+                .iter()
+                .fold((0, 0), |(p, f), c| (p + c.probes, f + c.failures));
+            let xdp = rs.xdp_packets.map_or(String::new(), |p| {
+                format!(" xdp packets {p} bytes {}", rs.xdp_bytes.unwrap_or(0))
+            });
+            println!(
+                "check {} {:<22} probes {:>8} failures {:>6}{xdp}",
+                vs.name, rs.address, probes, failures
+            );
+        }
+        if let (Some(p), Some(b)) = (vs.xdp_packets, vs.xdp_bytes) {
+            println!("xdp vip {} packets {p} bytes {b}", vs.name);
+        }
+    }
+    if let Some(x) = &s.dataplane.xdp {
+        let counters: Vec<String> = x
+            .counters
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        println!("xdp {}", counters.join(" "));
+    }
+    for svc in &s.ipvs_services {
+        println!(
+            "ipvs {} conns {} packets in {} out {} bytes in {} out {}",
+            svc.service,
+            svc.stats.conns,
+            svc.stats.inpkts,
+            svc.stats.outpkts,
+            svc.stats.inbytes,
+            svc.stats.outbytes
+        );
+        for d in &svc.real_servers {
+            println!(
+                "ipvs {} -> {} active {} inactive {} conns {} packets in {}",
+                svc.service,
+                d.address,
+                d.active_conns,
+                d.inactive_conns,
+                d.stats.conns,
+                d.stats.inpkts
+            );
+        }
+    }
+    if let Some(r) = &s.reconciler {
+        println!(
+            "reconciler {} passes {} operations {} errors {}",
+            r.backend, r.passes, r.applied, r.errors
+        );
+    }
+}
+
+/// What `watch` compares: every state a person wants to see change.
+fn watched(s: &Status) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    for v in &s.vrrp {
+        m.insert(format!("vrrp {}", v.name), v.state.clone());
+    }
+    for vs in &s.virtual_servers {
+        if let Some(q) = vs.quorum_up {
+            m.insert(
+                format!("virtual server {}", vs.name),
+                if q { "quorum up" } else { "quorum down" }.to_owned(),
+            );
+        }
+        for rs in &vs.real_servers {
+            let state = match (rs.alive, rs.drained) {
+                (Some(true), true) => "UP (drained)",
+                (Some(true), false) => "UP",
+                (Some(false), _) => "DOWN",
+                (None, _) => "-",
+            };
+            m.insert(
+                format!("real server {} {}", vs.name, rs.address),
+                format!("{state} weight {}", rs.weight),
+            );
+        }
+    }
+    m.insert("data plane".to_owned(), s.dataplane.mode.clone());
+    m
+}
+
+fn watch(socket: &std::path::Path, interval: f64, count: Option<usize>) -> anyhow::Result<()> {
+    let every = Duration::from_secs_f64(interval.max(0.05));
+    let mut before = watched(&status(socket)?);
+    for (what, state) in &before {
+        println!("{} {what}: {state}", stamp());
+    }
+    let mut changes = 0;
+    loop {
+        std::thread::sleep(every);
+        let now = watched(&status(socket)?);
+        for (what, state) in &now {
+            if before.get(what) != Some(state) {
+                println!(
+                    "{} {what}: {} -> {state}",
+                    stamp(),
+                    before.get(what).map_or("-", String::as_str)
+                );
+                changes += 1;
+            }
+        }
+        for what in before.keys().filter(|k| !now.contains_key(*k)) {
+            println!("{} {what}: gone", stamp());
+            changes += 1;
+        }
+        if count.is_some_and(|c| changes >= c) {
+            return Ok(());
+        }
+        before = now;
+    }
+}
+
+/// Wall-clock time of day, UTC, for watch lines.
+fn stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let day = secs % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day / 3_600_000,
+        day / 60_000 % 60,
+        day / 1000 % 60,
+        day % 1000
+    )
 }
 
 fn print_status(s: &Status) {
@@ -176,6 +408,29 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let draining = matches!(cli.command, Command::Drain { .. });
     match cli.command {
+        Command::Vrrp { instance } => {
+            print_vrrp(&status(&cli.control_socket)?, instance.as_deref())?
+        }
+        Command::Stats => print_stats(&status(&cli.control_socket)?),
+        Command::Watch { interval, count } => watch(&cli.control_socket, interval, count)?,
+        Command::CheckConfig { args } => {
+            // lbd's own check, from the lbd next to lbctl, else from PATH.
+            let lbd = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("lbd")))
+                .filter(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from("lbd"));
+            let status = std::process::Command::new(&lbd)
+                .arg("check-config")
+                .args(&args)
+                .status()
+                .map_err(|e| anyhow::anyhow!("running {}: {e}", lbd.display()))?;
+            return Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         Command::Status { json } => {
             match control::call(
                 &cli.control_socket,
