@@ -266,6 +266,10 @@ fn watch(socket: &std::path::Path, interval: f64, count: Option<usize>) -> anyho
 }
 
 /// Wall-clock time of day, UTC, for watch lines.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "lbctl is an edge: a person reads when each change was seen"
+)]
 fn stamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
