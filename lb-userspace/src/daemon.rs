@@ -51,6 +51,9 @@ pub struct RunOptions {
     pub keep_ipvs: bool,
     /// Serve `/metrics` and `/status` over HTTP on this address.
     pub http_address: Option<std::net::SocketAddr>,
+    /// Where SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.stats` and
+    /// `keepalived.json` (keepalived's own place: /tmp).
+    pub dump_dir: PathBuf,
 }
 
 /// What stops the daemon from starting or running.
@@ -452,6 +455,53 @@ async fn query_status(queries: &mpsc::Sender<oneshot::Sender<Status>>) -> Option
     let (tx, rx) = oneshot::channel();
     queries.send(tx).await.ok()?;
     rx.await.ok()
+}
+
+/// keepalived's signal dumps: SIGUSR2 writes `keepalived.stats`, SIGRTMIN+2 (keepalived's
+/// JSON signal) `keepalived.json`, mode 0600, in `dir`.
+fn spawn_dumps(
+    queries: mpsc::Sender<oneshot::Sender<Status>>,
+    specs: Vec<crate::model::VrrpInstance>,
+    dir: PathBuf,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut stats), Ok(mut json)) = (
+        signal(SignalKind::user_defined2()),
+        signal(SignalKind::from_raw(libc::SIGRTMIN() + 2)),
+    ) else {
+        warn!("cannot install the dump signals' handlers");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            let as_json = tokio::select! {
+                Some(()) = stats.recv() => false,
+                Some(()) = json.recv() => true,
+                else => return,
+            };
+            let Some(status) = query_status(&queries).await else {
+                return;
+            };
+            let (name, text) = if as_json {
+                ("keepalived.json", crate::dumps::json(&status.vrrp, &specs))
+            } else {
+                ("keepalived.stats", crate::dumps::stats_text(&status.vrrp))
+            };
+            let path = dir.join(name);
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+            match written {
+                Ok(()) => info!(path = %path.display(), "dump written on signal"),
+                Err(e) => warn!(path = %path.display(), error = %e, "writing a dump"),
+            }
+        }
+    });
 }
 
 /// Serves HTTP on `listener`: `GET /metrics` (OpenMetrics) and `GET /status` (the status
@@ -1038,6 +1088,11 @@ pub async fn run(
             }
         });
     }
+    spawn_dumps(
+        queries_tx.clone(),
+        state.model.vrrp_instances.clone(),
+        state.options.dump_dir.clone(),
+    );
     crate::systemd::ready(&format!(
         "{} virtual servers, {} VRRP instances, data plane {}",
         virtual_servers_count, vrrp_instances_count, mode_name

@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod dumps;
 pub mod health;
 pub mod ipvs;
 pub mod metrics;

@@ -953,3 +953,128 @@ fn a_crash_is_taken_over_on_the_kernel_timer_event() {
         assert_eq!(s["kernel"].is_null(), no_bpf, "{s}");
     }
 }
+
+/// keepalived's signal dumps: lbd's SIGUSR2 `keepalived.stats` has the form of keepalived
+/// 2.2.7's own (numbers aside), and its JSON dump keepalived's structure and key names.
+#[test]
+fn signal_dumps_have_keepalived_s_form() {
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Keepalived]);
+    let dumps = lab.dir().join("dumps");
+    std::fs::create_dir_all(&dumps).expect("dump dir");
+    r[0].lbd_args = vec!["--dump-dir".into(), dumps.display().to_string()];
+    r[1].start(&mut lab, &Settings::new(3, 100, "0.1"));
+    r[0].start(&mut lab, &Settings::new(3, 150, "0.1"));
+    wait_master(&r, 0, "higher priority");
+    // keepalived writes to fixed paths in /tmp; clear them first.
+    for name in ["keepalived.stats", "keepalived.json"] {
+        std::fs::remove_file(std::path::Path::new("/tmp").join(name)).ok();
+    }
+    let json_signal = format!("{}", libc_sigrtmin() + 2);
+    for (signal, name) in [
+        ("USR2", "keepalived.stats"),
+        (json_signal.as_str(), "keepalived.json"),
+    ] {
+        for (router, dir) in [
+            (&r[0], dumps.clone()),
+            (&r[1], std::path::PathBuf::from("/tmp")),
+        ] {
+            let pid = router.pid.expect("running").to_string();
+            assert!(
+                std::process::Command::new("kill")
+                    .args([&format!("-{signal}"), &pid])
+                    .status()
+                    .expect("kill")
+                    .success()
+            );
+            let path = dir.join(name);
+            wait_until(
+                &format!("{} to write {name}", router.name),
+                Duration::from_secs(5),
+                || std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            );
+        }
+    }
+    let mask = |text: &str| -> String {
+        let mut out = String::new();
+        let mut in_number = false;
+        for ch in text.chars() {
+            if ch.is_ascii_digit() {
+                if !in_number {
+                    out.push('N');
+                }
+                in_number = true;
+            } else {
+                out.push(ch);
+                in_number = false;
+            }
+        }
+        out
+    };
+    let ours = std::fs::read_to_string(dumps.join("keepalived.stats")).expect("lbd's stats");
+    let theirs = std::fs::read_to_string("/tmp/keepalived.stats").expect("keepalived's stats");
+    assert_eq!(
+        mask(&ours),
+        mask(&theirs),
+        "lbd:\n{ours}\nkeepalived:\n{theirs}"
+    );
+    let mode = std::fs::metadata(dumps.join("keepalived.stats")).expect("stats");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    let parse = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).expect("json")).expect("valid JSON")
+    };
+    let ours = parse(&dumps.join("keepalived.json"));
+    let theirs = parse(std::path::Path::new("/tmp/keepalived.json"));
+    let keys = |v: &serde_json::Value, part: &str| -> std::collections::BTreeSet<String> {
+        v[0][part]
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keys(&ours, "stats"), keys(&theirs, "stats"));
+    let missing: Vec<_> = keys(&ours, "data")
+        .difference(&keys(&theirs, "data"))
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys keepalived does not have: {missing:?}"
+    );
+    assert_eq!(ours[0]["data"]["iname"], "VI_1");
+    assert_eq!(ours[0]["data"]["state"], 2, "MASTER");
+    assert_eq!(theirs[0]["data"]["state"], 1, "BACKUP");
+    assert_eq!(ours[0]["data"]["vrid"], theirs[0]["data"]["vrid"]);
+    assert_eq!(
+        ours[0]["data"]["ifp_ifname"],
+        theirs[0]["data"]["ifp_ifname"]
+    );
+    assert_eq!(
+        ours[0]["data"]["vips"],
+        theirs[0]["data"]["vips"]
+            .as_array()
+            .map(|v| {
+                // keepalived's backup lists its VIPs without " set".
+                serde_json::Value::Array(
+                    v.iter()
+                        .map(|s| {
+                            serde_json::Value::String(format!(
+                                "{} set",
+                                s.as_str().unwrap_or_default()
+                            ))
+                        })
+                        .collect(),
+                )
+            })
+            .unwrap_or_default()
+    );
+}
+
+/// SIGRTMIN on Linux with glibc (the kernel's 32 plus the two glibc keeps).
+fn libc_sigrtmin() -> i32 {
+    34
+}

@@ -143,6 +143,10 @@ enum Command {
         /// address (`--http` alone: 127.0.0.1:9467).
         #[arg(long = "http", value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:9467")]
         http_address: Option<std::net::SocketAddr>,
+        /// Where SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.stats` and
+        /// `keepalived.json`.
+        #[arg(long, value_name = "DIR", default_value = "/tmp")]
+        dump_dir: PathBuf,
     },
     /// Validate a configuration file: exit 0 when valid, else print every error.
     CheckConfig {
@@ -282,6 +286,7 @@ fn main() -> anyhow::Result<ExitCode> {
             no_vrrp_bpf,
             dont_release_ipvs,
             http_address,
+            dump_dir,
         } => {
             init_logging();
             let Some(model) = load(&config, &config_args)? else {
@@ -295,6 +300,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 vrrp_bpf: !no_vrrp_bpf,
                 keep_ipvs: dont_release_ipvs,
                 http_address,
+                dump_dir,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
