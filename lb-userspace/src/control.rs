@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_SOCKET: &str = "/run/lbd/lbd.sock";
 
 /// A request to the daemon.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// The state of everything lbd runs.
@@ -42,7 +42,7 @@ pub enum Request {
 }
 
 /// The daemon's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
     /// Answer to [`Request::Status`] (boxed: it dwarfs the error variant).
@@ -65,7 +65,7 @@ pub enum Response {
 }
 
 /// The state of a running lbd.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Status {
     /// lbd's version.
     pub version: String,
@@ -92,7 +92,7 @@ pub struct Status {
 }
 
 /// A service in the kernel's IPVS table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IpvsServiceStatus {
     /// keepalived's notation.
     pub service: String,
@@ -105,7 +105,7 @@ pub struct IpvsServiceStatus {
 }
 
 /// A destination in the kernel's IPVS table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IpvsDestStatus {
     /// address:port.
     pub address: String,
@@ -120,7 +120,7 @@ pub struct IpvsDestStatus {
 }
 
 /// A service as lbd wants it programmed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceStatus {
     /// keepalived's notation: `[203.0.113.1]:tcp:80`, `FWM 5`.
     pub service: String,
@@ -131,7 +131,7 @@ pub struct ServiceStatus {
 }
 
 /// A destination as lbd wants it programmed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DestStatus {
     /// address:port.
     pub address: String,
@@ -142,7 +142,7 @@ pub struct DestStatus {
 }
 
 /// The reconciler's work so far.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReconcilerStatus {
     /// `ipvs`, or `fake` (check-only: no data plane programs real servers).
     pub backend: String,
@@ -159,7 +159,7 @@ pub struct ReconcilerStatus {
 }
 
 /// One VRRP instance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VrrpStatus {
     /// Its name.
     pub name: String,
@@ -202,7 +202,7 @@ pub struct VrrpStatus {
 }
 
 /// The kernel's record of one virtual router's adverts (lbd's TC program).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KernelAdverts {
     /// Adverts counted on the wire.
     pub adverts: u64,
@@ -215,7 +215,7 @@ pub struct KernelAdverts {
 }
 
 /// The RFC 6527 (`vrrpv3StatisticsEntry`) and RFC 2787 counters of one instance.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VrrpCounters {
     /// Transitions out of MASTER.
     pub released_master: u64,
@@ -246,7 +246,7 @@ pub struct VrrpCounters {
 }
 
 /// What the data plane is and does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DataplaneStatus {
     /// The mode the configuration asks for: none, ipvs, xdp or xdp+ipvs.
     pub configured_mode: String,
@@ -263,7 +263,7 @@ pub struct DataplaneStatus {
 }
 
 /// The attached XDP program.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct XdpStatus {
     /// Interface it is attached to.
     pub interface: String,
@@ -274,7 +274,7 @@ pub struct XdpStatus {
 }
 
 /// The kernel's IPVS as lbd sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IpvsStatus {
     /// Whether the kernel has IPVS.
     pub available: bool,
@@ -285,7 +285,7 @@ pub struct IpvsStatus {
 }
 
 /// One virtual server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VirtualServerStatus {
     /// keepalived's name for it: `[203.0.113.10]:tcp:80`, `[GROUP]:80`, `FWM 5`.
     pub name: String,
@@ -308,7 +308,7 @@ pub struct VirtualServerStatus {
 }
 
 /// One real server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RealServerStatus {
     /// address:port.
     pub address: String,
@@ -386,4 +386,88 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
     }
+}
+
+/// The body of an HTTP drain or undrain (the same fields as [`Request::Drain`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DrainBody {
+    /// `ADDRESS:PORT`, or `ADDRESS` for every port.
+    pub real_server: String,
+    /// Only in this virtual server (keepalived's name, as status shows it).
+    #[serde(default)]
+    pub virtual_server: Option<String>,
+}
+
+/// The answer to an HTTP drain or undrain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DrainedBody {
+    /// keepalived's names of the real servers it applied to, one per virtual server.
+    pub real_servers: Vec<String>,
+}
+
+/// An error answer over HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// Why.
+    pub error: String,
+}
+
+/// The OpenAPI 3.0 description of lbd's HTTP API (`lbd run --http`), its schemas generated
+/// from the very types the API serves.
+pub fn openapi() -> serde_json::Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let status = generator.subschema_for::<Status>();
+    let drain = generator.subschema_for::<DrainBody>();
+    let drained = generator.subschema_for::<DrainedBody>();
+    let error = generator.subschema_for::<ErrorBody>();
+    let schemas = generator.take_definitions(true);
+    let json =
+        |schema: &schemars::Schema| serde_json::json!({ "application/json": { "schema": schema } });
+    let action = |summary: &str| {
+        serde_json::json!({
+            "post": {
+                "summary": summary,
+                "requestBody": { "required": true, "content": json(&drain) },
+                "responses": {
+                    "200": { "description": "The real servers it applied to.", "content": json(&drained) },
+                    "400": { "description": "A body that is not a drain request.", "content": json(&error) },
+                    "404": { "description": "No such real server in the configuration.", "content": json(&error) }
+                }
+            }
+        })
+    };
+    serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "lbd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "lbd's HTTP API (lbd run --http [ADDRESS], 127.0.0.1:9467 by default). The same operations go over the control socket, one JSON object per line (lbctl)."
+        },
+        "paths": {
+            "/status": {
+                "get": {
+                    "summary": "The state of everything lbd runs: data plane, virtual and real servers with their checks, VRRP instances, the reconciler, IPVS.",
+                    "responses": { "200": { "description": "The status.", "content": json(&status) } }
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics: Prometheus' text format, or OpenMetrics when the Accept header asks for application/openmetrics-text.",
+                    "responses": { "200": { "description": "The exposition.", "content": {
+                        "text/plain; version=0.0.4": { "schema": { "type": "string" } },
+                        "application/openmetrics-text; version=1.0.0": { "schema": { "type": "string" } }
+                    } } }
+                }
+            },
+            "/drain": action("Drain real servers: weight 0 in the data plane, no new connections, established ones kept."),
+            "/undrain": action("Undo a drain."),
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "responses": { "200": { "description": "OpenAPI 3.0.", "content": { "application/json": { "schema": { "type": "object" } } } } }
+                }
+            }
+        },
+        "components": { "schemas": schemas }
+    })
 }

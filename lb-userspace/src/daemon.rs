@@ -504,11 +504,12 @@ fn spawn_dumps(
     });
 }
 
-/// Serves HTTP on `listener`: `GET /metrics` (OpenMetrics) and `GET /status` (the status
-/// JSON, as `lbctl status --json`).
+/// Serves lbd's HTTP API on `listener` (its OpenAPI description: [`crate::control::openapi`]):
+/// `GET /status`, `GET /metrics`, `POST /drain`, `POST /undrain`, `GET /openapi.json`.
 async fn serve_http(
     listener: tokio::net::TcpListener,
     queries: mpsc::Sender<oneshot::Sender<Status>>,
+    health: Option<std::sync::Arc<crate::health::Health>>,
 ) {
     loop {
         let (stream, _) = match listener.accept().await {
@@ -520,10 +521,16 @@ async fn serve_http(
             }
         };
         let queries = queries.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let queries = queries.clone();
-                async move { Ok::<_, std::convert::Infallible>(http_answer(request, &queries).await) }
+                let health = health.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        http_answer(request, &queries, health.as_deref()).await,
+                    )
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
@@ -539,6 +546,7 @@ async fn serve_http(
 async fn http_answer(
     request: hyper::Request<hyper::body::Incoming>,
     queries: &mpsc::Sender<oneshot::Sender<Status>>,
+    health: Option<&crate::health::Health>,
 ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
     let reply = |code: u16, content_type: &str, body: String| {
         hyper::Response::builder()
@@ -547,12 +555,54 @@ async fn http_answer(
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .unwrap_or_default()
     };
-    if request.method() != hyper::Method::GET {
-        return reply(405, "text/plain", "only GET\n".to_owned());
-    }
+    let error = |code: u16, message: String| {
+        let body = serde_json::to_string(&crate::control::ErrorBody { error: message })
+            .unwrap_or_default();
+        reply(code, "application/json", body)
+    };
     let path = request.uri().path().to_owned();
-    if path != "/metrics" && path != "/status" {
-        return reply(404, "text/plain", "try /metrics or /status\n".to_owned());
+    match (request.method().clone(), path.as_str()) {
+        (hyper::Method::POST, "/drain" | "/undrain") => {
+            use http_body_util::BodyExt as _;
+            // A drain request is a few dozen bytes: refuse anything large.
+            let body = match http_body_util::Limited::new(request.into_body(), 64 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return error(400, format!("reading the body: {e}")),
+            };
+            let body: crate::control::DrainBody = match serde_json::from_slice(&body) {
+                Ok(b) => b,
+                Err(e) => return error(400, format!("not a drain request: {e}")),
+            };
+            let draining = path == "/drain";
+            return match drain(health, body.real_server, body.virtual_server, draining).await {
+                Response::Drained { real_servers } => reply(
+                    200,
+                    "application/json",
+                    serde_json::to_string(&crate::control::DrainedBody { real_servers })
+                        .unwrap_or_default(),
+                ),
+                Response::Error { message } => error(404, message),
+                other => error(500, format!("unexpected answer {other:?}")),
+            };
+        }
+        (hyper::Method::GET, "/openapi.json") => {
+            return reply(
+                200,
+                "application/json",
+                crate::control::openapi().to_string(),
+            );
+        }
+        (hyper::Method::GET, "/metrics" | "/status") => {}
+        (_, "/metrics" | "/status" | "/openapi.json" | "/drain" | "/undrain") => {
+            return error(
+                405,
+                format!("{} is not allowed on {path}", request.method()),
+            );
+        }
+        _ => return error(404, format!("no {path}: see /openapi.json")),
     }
     let Some(status) = query_status(queries).await else {
         return reply(503, "text/plain", "lbd is shutting down\n".to_owned());
@@ -1072,7 +1122,11 @@ pub async fn run(
     };
     if let Some(http) = http {
         info!(address = ?http.local_addr().ok(), "serving /metrics and /status over HTTP");
-        tokio::spawn(serve_http(http, queries_tx.clone()));
+        tokio::spawn(serve_http(
+            http,
+            queries_tx.clone(),
+            lvs.as_ref().map(|l| l.health.clone()),
+        ));
     }
     let control_health = lvs.as_ref().map(|l| l.health.clone());
     if let Some(every) = crate::systemd::watchdog_interval() {

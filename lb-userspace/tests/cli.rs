@@ -487,3 +487,106 @@ real_server = [ {{ address = "127.0.0.1", port = {port}, TCP_CHECK = {{ connect_
         text(&bad.stderr)
     );
 }
+
+/// A request over plain HTTP/1.0 to `port` on localhost: (status code, body).
+fn http(port: u16, request: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("lbd's HTTP");
+    conn.write_all(request.as_bytes()).expect("request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_owned())
+}
+
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// The HTTP API (`lbd run --http`): status, metrics, drain and undrain, and an OpenAPI
+/// document whose every reference resolves and which names every path served.
+#[test]
+fn the_http_api_serves_status_metrics_drain_and_its_openapi() {
+    let dir = Scratch::new("http");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = dir.file("lbd.toml", VALID);
+    let socket = dir.0.join("lbd.sock");
+    let _daemon = start(&config, &socket, &["--http", &format!("127.0.0.1:{port}")]);
+
+    let (code, body) = http(port, "GET /status HTTP/1.0\r\n\r\n");
+    assert_eq!(code, 200);
+    let status: lbd::control::Status = serde_json::from_str(&body).expect("a Status");
+    assert_eq!(status.virtual_servers.len(), 1);
+    let (code, metrics) = http(port, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("lbd_build_info{version="), "{metrics}");
+
+    let (code, body) = post(port, "/drain", r#"{"real_server": "192.0.2.2:80"}"#);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"real_servers":["[192.0.2.2]:tcp:80"]}"#)
+    );
+    assert!(status_json(&socket)["virtual_servers"][0]["real_servers"][0]["drained"] == true);
+    let (code, _) = post(port, "/undrain", r#"{"real_server": "192.0.2.2"}"#);
+    assert_eq!(code, 200);
+    assert!(status_json(&socket)["virtual_servers"][0]["real_servers"][0]["drained"] == false);
+    assert_eq!(
+        post(port, "/drain", r#"{"real_server": "192.0.2.9"}"#).0,
+        404
+    );
+    assert_eq!(post(port, "/drain", "not json").0, 400);
+    assert_eq!(http(port, "DELETE /status HTTP/1.0\r\n\r\n").0, 405);
+    assert_eq!(http(port, "GET /nothing HTTP/1.0\r\n\r\n").0, 404);
+
+    let (code, body) = http(port, "GET /openapi.json HTTP/1.0\r\n\r\n");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(doc["openapi"], "3.0.3");
+    for path in ["/status", "/metrics", "/drain", "/undrain", "/openapi.json"] {
+        assert!(doc["paths"][path].is_object(), "{path} described");
+    }
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "$ref" {
+                        out.push(v.as_str().unwrap_or_default().to_owned());
+                    }
+                    refs(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 10, "{all:?}");
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .expect("a component reference");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} resolves"
+        );
+    }
+    // The served document is the one `lbd openapi` prints.
+    let printed = run(LBD, &["openapi"]);
+    let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).expect("JSON");
+    assert_eq!(printed, doc);
+}

@@ -155,6 +155,8 @@ enum Command {
         #[command(flatten)]
         config_args: ConfigArgs,
     },
+    /// Print the OpenAPI 3.0 description of the HTTP API (`run --http`).
+    Openapi,
     /// Print a keepalived.conf as lbd's TOML (which loads to the same configuration).
     ImportKeepalived {
         /// keepalived.conf.
@@ -271,6 +273,13 @@ fn main() -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&lbd::control::openapi())?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file, config_args } => Ok(if load(&file, &config_args)?.is_some() {
             ExitCode::SUCCESS

@@ -46,7 +46,7 @@ use crate::{
 pub const MAX_CONCURRENT_PROBES: usize = 4096;
 
 /// A real server's checker, as status shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckerView {
     /// keepalived's block name.
     pub kind: String,
@@ -79,7 +79,7 @@ pub const LATENCY_BUCKETS_US: [u64; 12] = [
 ];
 
 /// A real server, as status shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RealView {
     /// address:port.
     pub address: String,
@@ -115,7 +115,7 @@ enum Command {
 }
 
 /// A virtual server, as status shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolView {
     /// keepalived's name for it.
     pub name: String,
@@ -599,16 +599,23 @@ impl Supervisor {
     ) {
         let mut batch = Vec::with_capacity(256);
         let mut probed = Vec::with_capacity(256);
+        // Without probes (no real server has a checker) the reports close at once; commands
+        // are still served.
+        let mut reports_open = true;
         loop {
             let received = tokio::select! {
-                n = reports.recv_many(&mut batch, 256) => n,
-                Some(command) = commands.recv() => {
-                    self.command(command);
-                    continue;
-                }
+                n = reports.recv_many(&mut batch, 256), if reports_open => n,
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        self.command(command);
+                        continue;
+                    }
+                    None => break,
+                },
             };
             if received == 0 {
-                break;
+                reports_open = false;
+                continue;
             }
             let mut touched = Vec::new();
             probed.clear();

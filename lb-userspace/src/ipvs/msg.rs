@@ -180,7 +180,17 @@ pub enum IpvsStatsAttr {
 impl NlAttrType for IpvsStatsAttr {}
 
 /// A service's or destination's traffic counters (totals, and the kernel's rate estimates).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Stats {
     /// Connections scheduled.
     pub conns: u64,
