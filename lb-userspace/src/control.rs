@@ -39,6 +39,17 @@ pub enum Request {
         /// As for drain.
         virtual_server: Option<String>,
     },
+    /// Take a virtual server (its VIP's services) out of service: it leaves IPVS and XDP; its
+    /// checks keep running.
+    Disable {
+        /// keepalived's name, as status shows it.
+        virtual_server: String,
+    },
+    /// Put it back.
+    Enable {
+        /// keepalived's name, as status shows it.
+        virtual_server: String,
+    },
 }
 
 /// The daemon's answer.
@@ -51,6 +62,11 @@ pub enum Response {
     Metrics {
         /// Prometheus text format.
         text: String,
+    },
+    /// Answer to [`Request::Disable`] and [`Request::Enable`].
+    Done {
+        /// What was done, in words.
+        message: String,
     },
     /// Answer to [`Request::Drain`] and [`Request::Undrain`]: the real servers it applied to.
     Drained {
@@ -299,6 +315,9 @@ pub struct VirtualServerStatus {
     pub forwarding: String,
     /// Whether it has quorum (None before health checks run).
     pub quorum_up: Option<bool>,
+    /// Taken out of service by an operator.
+    #[serde(default)]
+    pub disabled: bool,
     /// Packets the XDP program counted for this VIP (None without XDP).
     pub xdp_packets: Option<u64>,
     /// Their bytes.
@@ -398,11 +417,25 @@ pub struct DrainBody {
     pub virtual_server: Option<String>,
 }
 
+/// The body of an HTTP disable or enable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct VirtualServerBody {
+    /// keepalived's name of the virtual server, as status shows it.
+    pub virtual_server: String,
+}
+
 /// The answer to an HTTP drain or undrain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DrainedBody {
     /// keepalived's names of the real servers it applied to, one per virtual server.
     pub real_servers: Vec<String>,
+}
+
+/// A done answer over HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MessageBody {
+    /// What was done.
+    pub message: String,
 }
 
 /// An error answer over HTTP.
@@ -420,6 +453,8 @@ pub fn openapi() -> serde_json::Value {
     let drain = generator.subschema_for::<DrainBody>();
     let drained = generator.subschema_for::<DrainedBody>();
     let error = generator.subschema_for::<ErrorBody>();
+    let virtual_server = generator.subschema_for::<VirtualServerBody>();
+    let done = generator.subschema_for::<MessageBody>();
     let schemas = generator.take_definitions(true);
     let json =
         |schema: &schemars::Schema| serde_json::json!({ "application/json": { "schema": schema } });
@@ -432,6 +467,19 @@ pub fn openapi() -> serde_json::Value {
                     "200": { "description": "The real servers it applied to.", "content": json(&drained) },
                     "400": { "description": "A body that is not a drain request.", "content": json(&error) },
                     "404": { "description": "No such real server in the configuration.", "content": json(&error) }
+                }
+            }
+        })
+    };
+    let vs_action = |summary: &str| {
+        serde_json::json!({
+            "post": {
+                "summary": summary,
+                "requestBody": { "required": true, "content": json(&virtual_server) },
+                "responses": {
+                    "200": { "description": "Done.", "content": json(&done) },
+                    "400": { "description": "A body that is not a virtual server.", "content": json(&error) },
+                    "404": { "description": "No such virtual server.", "content": json(&error) }
                 }
             }
         })
@@ -461,6 +509,8 @@ pub fn openapi() -> serde_json::Value {
             },
             "/drain": action("Drain real servers: weight 0 in the data plane, no new connections, established ones kept."),
             "/undrain": action("Undo a drain."),
+            "/disable": vs_action("Take a virtual server out of service: its services leave IPVS and XDP; its checks keep running."),
+            "/enable": vs_action("Put a virtual server back in service."),
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

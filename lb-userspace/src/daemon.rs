@@ -280,6 +280,7 @@ impl State {
                 let health = health.get(vs_index);
                 VirtualServerStatus {
                     quorum_up: health.map(|h| h.quorum_up),
+                    disabled: health.is_some_and(|h| h.disabled),
                     name: vs.name.clone(),
                     vip: match vs.services.first() {
                         Some(ServiceKey::Addr { addr, .. }) => addr.to_string(),
@@ -393,6 +394,12 @@ async fn serve_connection(
                 real_server,
                 virtual_server,
             }) => drain(health.as_deref(), real_server, virtual_server, false).await,
+            Ok(Request::Disable { virtual_server }) => {
+                disable(health.as_deref(), virtual_server, true).await
+            }
+            Ok(Request::Enable { virtual_server }) => {
+                disable(health.as_deref(), virtual_server, false).await
+            }
             Ok(Request::Metrics) => match query_status(&queries).await {
                 Some(status) => Response::Metrics {
                     text: crate::metrics::to_prometheus_text(&crate::metrics::encode(&status)),
@@ -441,6 +448,32 @@ async fn drain(
     }
     Response::Drained {
         real_servers: matched,
+    }
+}
+
+async fn disable(
+    health: Option<&crate::health::Health>,
+    virtual_server: String,
+    disabled: bool,
+) -> Response {
+    let Some(health) = health else {
+        return Response::Error {
+            message: "no virtual server is configured".to_owned(),
+        };
+    };
+    if health.disable(virtual_server.clone(), disabled).await {
+        let word = if disabled {
+            "out of service"
+        } else {
+            "in service"
+        };
+        Response::Done {
+            message: format!("{virtual_server} {word}"),
+        }
+    } else {
+        Response::Error {
+            message: format!("no virtual server {virtual_server}"),
+        }
     }
 }
 
@@ -588,6 +621,30 @@ async fn http_answer(
                 other => error(500, format!("unexpected answer {other:?}")),
             };
         }
+        (hyper::Method::POST, "/disable" | "/enable") => {
+            use http_body_util::BodyExt as _;
+            let body = match http_body_util::Limited::new(request.into_body(), 64 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return error(400, format!("reading the body: {e}")),
+            };
+            let body: crate::control::VirtualServerBody = match serde_json::from_slice(&body) {
+                Ok(b) => b,
+                Err(e) => return error(400, format!("not a virtual server: {e}")),
+            };
+            return match disable(health, body.virtual_server, path == "/disable").await {
+                Response::Done { message } => reply(
+                    200,
+                    "application/json",
+                    serde_json::to_string(&crate::control::MessageBody { message })
+                        .unwrap_or_default(),
+                ),
+                Response::Error { message } => error(404, message),
+                other => error(500, format!("unexpected answer {other:?}")),
+            };
+        }
         (hyper::Method::GET, "/openapi.json") => {
             return reply(
                 200,
@@ -596,7 +653,11 @@ async fn http_answer(
             );
         }
         (hyper::Method::GET, "/metrics" | "/status") => {}
-        (_, "/metrics" | "/status" | "/openapi.json" | "/drain" | "/undrain") => {
+        (
+            _,
+            "/metrics" | "/status" | "/openapi.json" | "/drain" | "/undrain" | "/disable"
+            | "/enable",
+        ) => {
             return error(
                 405,
                 format!("{} is not allowed on {path}", request.method()),

@@ -552,11 +552,58 @@ fn the_http_api_serves_status_metrics_drain_and_its_openapi() {
     assert_eq!(http(port, "DELETE /status HTTP/1.0\r\n\r\n").0, 405);
     assert_eq!(http(port, "GET /nothing HTTP/1.0\r\n\r\n").0, 404);
 
+    // A virtual server out of service leaves the desired table (IPVS, XDP), and comes back.
+    let name = "[203.0.113.10]:tcp:80";
+    let (code, body) = post(
+        port,
+        "/disable",
+        &format!(r#"{{"virtual_server": "{name}"}}"#),
+    );
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"message":"[203.0.113.10]:tcp:80 out of service"}"#)
+    );
+    let status = status_json(&socket);
+    assert_eq!(status["virtual_servers"][0]["disabled"], true);
+    assert_eq!(
+        status["desired_services"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+    let lbctl = run(
+        LBCTL,
+        &[
+            "--control-socket",
+            socket.to_str().expect("utf-8"),
+            "enable",
+            name,
+        ],
+    );
+    assert_eq!(text(&lbctl.stdout), format!("{name} in service\n"));
+    assert_eq!(
+        status_json(&socket)["desired_services"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        post(port, "/disable", r#"{"virtual_server": "nothing"}"#).0,
+        404
+    );
+
     let (code, body) = http(port, "GET /openapi.json HTTP/1.0\r\n\r\n");
     assert_eq!(code, 200);
     let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(doc["openapi"], "3.0.3");
-    for path in ["/status", "/metrics", "/drain", "/undrain", "/openapi.json"] {
+    for path in [
+        "/status",
+        "/metrics",
+        "/drain",
+        "/undrain",
+        "/disable",
+        "/enable",
+        "/openapi.json",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} described");
     }
     fn refs(v: &serde_json::Value, out: &mut Vec<String>) {

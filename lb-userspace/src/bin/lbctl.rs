@@ -46,6 +46,17 @@ enum Command {
         #[arg(long)]
         virtual_server: Option<String>,
     },
+    /// Take a virtual server out of service: its services leave IPVS and XDP (its checks keep
+    /// running).
+    Disable {
+        /// Its name, as `lbctl status` shows it.
+        virtual_server: String,
+    },
+    /// Put a virtual server back in service.
+    Enable {
+        /// Its name, as `lbctl status` shows it.
+        virtual_server: String,
+    },
     /// Every VRRP instance in detail (or the one named).
     Vrrp {
         /// Only this instance.
@@ -411,11 +422,24 @@ fn print_status(s: &Status) {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let draining = matches!(cli.command, Command::Drain { .. });
+    let disabling = matches!(cli.command, Command::Disable { .. });
     match cli.command {
         Command::Vrrp { instance } => {
             print_vrrp(&status(&cli.control_socket)?, instance.as_deref())?
         }
         Command::Stats => print_stats(&status(&cli.control_socket)?),
+        Command::Disable { virtual_server } | Command::Enable { virtual_server } => {
+            let request = if disabling {
+                Request::Disable { virtual_server }
+            } else {
+                Request::Enable { virtual_server }
+            };
+            match control::call(&cli.control_socket, &request, Duration::from_secs(5))? {
+                Response::Done { message } => println!("{message}"),
+                Response::Error { message } => bail!("lbd: {message}"),
+                other => bail!("lbd answered with {other:?}"),
+            }
+        }
         Command::Watch { interval, count } => watch(&cli.control_socket, interval, count)?,
         Command::CheckConfig { args } => {
             // lbd's own check, from the lbd next to lbctl, else from PATH.

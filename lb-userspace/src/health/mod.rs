@@ -106,6 +106,13 @@ pub struct DrainTarget {
 /// A request to the supervisor.
 #[derive(Debug)]
 enum Command {
+    Disable {
+        /// keepalived's name of the virtual server.
+        virtual_server: String,
+        disabled: bool,
+        /// Whether there is such a virtual server.
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     Drain {
         target: DrainTarget,
         drained: bool,
@@ -121,6 +128,9 @@ pub struct PoolView {
     pub name: String,
     /// Whether it has quorum.
     pub quorum_up: bool,
+    /// Taken out of service by an operator.
+    #[serde(default)]
+    pub disabled: bool,
     /// Its real servers.
     pub reals: Vec<RealView>,
 }
@@ -169,6 +179,18 @@ pub struct Health {
 }
 
 impl Health {
+    /// Takes the virtual server named `virtual_server` out of service (its services leave
+    /// IPVS and XDP; its checks keep running) or back; whether there is one by that name.
+    pub async fn disable(&self, virtual_server: String, disabled: bool) -> bool {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.commands.send(Command::Disable {
+            virtual_server,
+            disabled,
+            reply,
+        });
+        sent.is_ok() && answer.await.unwrap_or(false)
+    }
+
     /// Drains (weight 0, connections kept) or undrains the real servers `target` names;
     /// returns their names (empty: none matched).
     pub async fn drain(&self, target: DrainTarget, drained: bool) -> Vec<String> {
@@ -557,6 +579,7 @@ fn full_view(
             PoolView {
                 name: vs.name.clone(),
                 quorum_up: pool.has_quorum(),
+                disabled: pool.is_disabled(),
                 reals: vs
                     .real_servers
                     .iter()
@@ -634,6 +657,27 @@ impl Supervisor {
 
     fn command(&mut self, command: Command) {
         match command {
+            Command::Disable {
+                virtual_server,
+                disabled,
+                reply,
+            } => {
+                let found = self
+                    .pools
+                    .iter()
+                    .position(|p| p.virtual_server().name == virtual_server);
+                if let Some(v) = found
+                    && self.pools[v].set_disabled(disabled)
+                {
+                    info!(
+                        virtual_server,
+                        disabled, "virtual server taken out of service by the operator"
+                    );
+                    self.publish(&[v]);
+                    self.refresh_view(&[], &[v]);
+                }
+                reply.send(found.is_some()).ok();
+            }
             Command::Drain {
                 target,
                 drained,
@@ -697,6 +741,10 @@ impl Supervisor {
     fn publish(&self, touched: &[usize]) {
         self.desired.send_modify(|table| {
             for &v in touched {
+                // A virtual server taken out of service takes its services with it.
+                for key in &self.pools[v].virtual_server().services {
+                    table.remove(key);
+                }
                 table.extend(self.pools[v].desired());
             }
         });
@@ -756,6 +804,7 @@ impl Supervisor {
         for &v in touched {
             let pool = &self.pools[v];
             view[v].quorum_up = pool.has_quorum();
+            view[v].disabled = pool.is_disabled();
             for (i, real) in view[v].reals.iter_mut().enumerate() {
                 real.alive = pool.is_alive(i);
                 real.weight = pool.weight(i).get();

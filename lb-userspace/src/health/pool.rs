@@ -44,6 +44,8 @@ pub struct Pool {
     /// Real servers an operator drained: weight 0 in the table whatever their health (no new
     /// connections; IPVS and the XDP connection table keep the established ones).
     drained: Vec<bool>,
+    /// Taken out of service by an operator: none of its services is in the table.
+    disabled: bool,
 }
 
 impl Pool {
@@ -67,6 +69,7 @@ impl Pool {
             reals,
             quorum_up: false,
             drained,
+            disabled: false,
         };
         pool.quorum_up = pool.live_weight() >= u64::from(pool.vs.quorum);
         pool
@@ -96,6 +99,19 @@ impl Pool {
             }
             _ => false,
         }
+    }
+
+    /// Whether the virtual server is out of service.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// Takes the virtual server out of service (its services leave the data plane) or back;
+    /// whether that changed anything. Its checks keep running.
+    pub fn set_disabled(&mut self, disabled: bool) -> bool {
+        let changed = self.disabled != disabled;
+        self.disabled = disabled;
+        changed
     }
 
     /// Whether the pool has quorum.
@@ -179,6 +195,9 @@ impl Pool {
 
     /// The IPVS services this pool wants, with their destinations.
     pub fn desired(&self) -> Table {
+        if self.disabled {
+            return Table::new();
+        }
         let settings = ServiceSettings::of(&self.vs);
         let sorry_in_use = !self.quorum_up && self.vs.sorry_server.is_some();
         let mut dests = BTreeMap::new();
@@ -280,6 +299,16 @@ mod tests {
             .iter()
             .map(|(a, d)| (a.to_string(), d.weight))
             .collect()
+    }
+
+    #[test]
+    fn a_disabled_virtual_server_has_no_service_until_enabled() {
+        let mut pool = Pool::new(vs(&[1, 2], 1, 0));
+        assert!(pool.set_disabled(true));
+        assert!(pool.desired().is_empty());
+        assert!(!pool.set_disabled(true));
+        assert!(pool.set_disabled(false));
+        assert_eq!(pool.desired().len(), 1);
     }
 
     #[test]
