@@ -576,6 +576,33 @@ async fn serve_http(
     }
 }
 
+/// An answer with a JSON body.
+fn json_reply(
+    code: u16,
+    body: &impl serde::Serialize,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    hyper::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            serde_json::to_string(body).unwrap_or_default(),
+        )))
+        .unwrap_or_default()
+}
+
+/// A request's JSON body: an action's few dozen bytes, so anything over 64 KiB is refused.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<T, String> {
+    use http_body_util::BodyExt as _;
+    let body = http_body_util::Limited::new(request.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
 async fn http_answer(
     request: hyper::Request<hyper::body::Incoming>,
     queries: &mpsc::Sender<oneshot::Sender<Status>>,
@@ -589,58 +616,34 @@ async fn http_answer(
             .unwrap_or_default()
     };
     let error = |code: u16, message: String| {
-        let body = serde_json::to_string(&crate::control::ErrorBody { error: message })
-            .unwrap_or_default();
-        reply(code, "application/json", body)
+        json_reply(code, &crate::control::ErrorBody { error: message })
     };
     let path = request.uri().path().to_owned();
     match (request.method().clone(), path.as_str()) {
         (hyper::Method::POST, "/drain" | "/undrain") => {
-            use http_body_util::BodyExt as _;
-            // A drain request is a few dozen bytes: refuse anything large.
-            let body = match http_body_util::Limited::new(request.into_body(), 64 * 1024)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return error(400, format!("reading the body: {e}")),
-            };
-            let body: crate::control::DrainBody = match serde_json::from_slice(&body) {
+            let body: crate::control::DrainBody = match json_body(request).await {
                 Ok(b) => b,
                 Err(e) => return error(400, format!("not a drain request: {e}")),
             };
             let draining = path == "/drain";
-            return match drain(health, body.real_server, body.virtual_server, draining).await {
-                Response::Drained { real_servers } => reply(
-                    200,
-                    "application/json",
-                    serde_json::to_string(&crate::control::DrainedBody { real_servers })
-                        .unwrap_or_default(),
-                ),
+            let answer = drain(health, body.real_server, body.virtual_server, draining).await;
+            return match answer {
+                Response::Drained { real_servers } => {
+                    json_reply(200, &crate::control::DrainedBody { real_servers })
+                }
                 Response::Error { message } => error(404, message),
                 other => error(500, format!("unexpected answer {other:?}")),
             };
         }
         (hyper::Method::POST, "/disable" | "/enable") => {
-            use http_body_util::BodyExt as _;
-            let body = match http_body_util::Limited::new(request.into_body(), 64 * 1024)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return error(400, format!("reading the body: {e}")),
-            };
-            let body: crate::control::VirtualServerBody = match serde_json::from_slice(&body) {
+            let body: crate::control::VirtualServerBody = match json_body(request).await {
                 Ok(b) => b,
                 Err(e) => return error(400, format!("not a virtual server: {e}")),
             };
             return match disable(health, body.virtual_server, path == "/disable").await {
-                Response::Done { message } => reply(
-                    200,
-                    "application/json",
-                    serde_json::to_string(&crate::control::MessageBody { message })
-                        .unwrap_or_default(),
-                ),
+                Response::Done { message } => {
+                    json_reply(200, &crate::control::MessageBody { message })
+                }
                 Response::Error { message } => error(404, message),
                 other => error(500, format!("unexpected answer {other:?}")),
             };

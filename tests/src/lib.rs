@@ -69,3 +69,11 @@ pub fn require_root() {
         "this test needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN): run it through `cargo xtask test` as root"
     );
 }
+
+/// lbd's TOML for an XDP lab: data plane `xdp` on `interface` in `attach` mode with room for 4
+/// VIPs, `dataplane_extra` lines in the `[dataplane]` table, then `rest` (virtual servers).
+pub fn xdp_toml(interface: &str, attach: &str, dataplane_extra: &str, rest: &str) -> String {
+    format!(
+        "[dataplane]\nmode = \"xdp\"\nxdp_interface = \"{interface}\"\nxdp_attach = \"{attach}\"\nxdp_max_vips = 4\n{dataplane_extra}\n{rest}"
+    )
+}

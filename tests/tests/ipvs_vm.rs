@@ -679,15 +679,12 @@ fn the_xdp_director_forwards_in_ipip_to_real_servers_that_decapsulate() {
             "{{ address = \"{addr}\", port = 80, TCP_CHECK = {{ connect_timeout = 1, retry = 0 }} }}"
         )
     };
-    let conf = format!(
-        r#"
-[dataplane]
-mode = "xdp"
-xdp_interface = "eth0"
-xdp_attach = "generic"
-xdp_max_vips = 4
-xdp_encap_source = "198.51.100.0/24"
-
+    let conf = lb_tests::xdp_toml(
+        "eth0",
+        "generic",
+        "xdp_encap_source = \"198.51.100.0/24\"",
+        &format!(
+            r#"
 [[virtual_server]]
 address = "203.0.113.10"
 port = 80
@@ -696,8 +693,9 @@ forwarding = "tun"
 delay_loop = 0.5
 real_server = [ {}, {} ]
 "#,
-        real("192.0.2.2"),
-        real("192.0.2.3")
+            real("192.0.2.2"),
+            real("192.0.2.3")
+        ),
     );
     let path = lab.dir().join("lbd.toml");
     std::fs::write(&path, conf).expect("config");

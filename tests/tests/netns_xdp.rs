@@ -164,6 +164,24 @@ fn echo(conn: &mut TcpStream, what: &[u8]) -> Vec<u8> {
     back
 }
 
+/// lbd's TOML for the DR lab: XDP on eth0 (`dataplane_extra` added), one DR virtual server on
+/// the VIP (`service`: its port, protocol and timing lines) over rs1..rs3 (`real`: each one's
+/// port and checker).
+fn three_reals(dataplane_extra: &str, service: &str, real: &str) -> String {
+    let reals: Vec<String> = (11..=13)
+        .map(|n| format!("{{ address = \"192.0.2.{n}\", {real} }}"))
+        .collect();
+    lb_tests::xdp_toml(
+        "eth0",
+        "generic",
+        dataplane_extra,
+        &format!(
+            "[[virtual_server]]\naddress = \"{VIP4}\"\n{service}\nforwarding = \"dr\"\nreal_server = [ {} ]\n",
+            reals.join(", ")
+        ),
+    )
+}
+
 fn alive_reals(status: &serde_json::Value) -> usize {
     status["virtual_servers"][0]["real_servers"]
         .as_array()
@@ -175,32 +193,12 @@ fn the_xdp_director_forwards_by_direct_routing_and_follows_health() {
     let mut t = dr_lab();
     let dir = t.lab.dir().to_path_buf();
     let config = dir.join("lbd.toml");
-    let real = |n: u32| {
-        format!(
-            "{{ address = \"192.0.2.{n}\", port = 80, TCP_CHECK = {{ connect_timeout = 0.5, retry = 0 }} }}"
-        )
-    };
     std::fs::write(
         &config,
-        format!(
-            r#"
-[dataplane]
-mode = "xdp"
-xdp_interface = "eth0"
-xdp_attach = "generic"
-xdp_max_vips = 4
-
-[[virtual_server]]
-address = "{VIP4}"
-port = 80
-protocol = "tcp"
-forwarding = "dr"
-delay_loop = 0.2
-real_server = [ {}, {}, {} ]
-"#,
-            real(11),
-            real(12),
-            real(13)
+        three_reals(
+            "",
+            "port = 80\nprotocol = \"tcp\"\ndelay_loop = 0.2",
+            "port = 80, TCP_CHECK = { connect_timeout = 0.5, retry = 0 }",
         ),
     )
     .expect("writing config");
@@ -401,34 +399,12 @@ fn a_restarted_lbd_adopts_the_pinned_program_without_losing_a_packet() {
     let dir = t.lab.dir().to_path_buf();
     let pins = t.lab.bpffs().join("lbd");
     let config = dir.join("lbd.toml");
-    let real = |n: u32| {
-        format!(
-            "{{ address = \"192.0.2.{n}\", port = 5353, TCP_CHECK = {{ connect_port = 80, connect_timeout = 0.5 }} }}"
-        )
-    };
     std::fs::write(
         &config,
-        format!(
-            r#"
-[dataplane]
-mode = "xdp"
-xdp_interface = "eth0"
-xdp_attach = "generic"
-xdp_max_vips = 4
-xdp_pin_dir = "{}"
-
-[[virtual_server]]
-address = "{VIP4}"
-port = 5353
-protocol = "udp"
-forwarding = "dr"
-delay_loop = 0.5
-real_server = [ {}, {}, {} ]
-"#,
-            pins.display(),
-            real(11),
-            real(12),
-            real(13)
+        three_reals(
+            &format!("xdp_pin_dir = \"{}\"", pins.display()),
+            "port = 5353\nprotocol = \"udp\"\ndelay_loop = 0.5",
+            "port = 5353, TCP_CHECK = { connect_port = 80, connect_timeout = 0.5 }",
         ),
     )
     .expect("writing config");

@@ -177,13 +177,7 @@ fn print_stats(s: &Status) {
         }
     }
     if let Some(x) = &s.dataplane.xdp {
-        let counters: Vec<String> = x
-            .counters
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| format!("{name}={n}"))
-            .collect();
-        println!("xdp {}", counters.join(" "));
+        println!("xdp {}", nonzero(&x.counters));
     }
     for svc in &s.ipvs_services {
         println!(
@@ -295,6 +289,16 @@ fn stamp() -> String {
     )
 }
 
+/// The counters that are not zero, as `name=value` words.
+fn nonzero(counters: &[(String, u64)]) -> String {
+    counters
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn print_status(s: &Status) {
     let dp = &s.dataplane;
     println!(
@@ -317,20 +321,13 @@ fn print_status(s: &Status) {
         println!("IPVS: {}", ipvs.detail);
     }
     if let Some(x) = &dp.xdp {
-        let counters: Vec<String> = x
-            .counters
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| format!("{name}={n}"))
-            .collect();
-        println!(
-            "XDP counters: {}",
-            if counters.is_empty() {
-                "none yet".to_owned()
-            } else {
-                counters.join(" ")
-            }
-        );
+        let counters = nonzero(&x.counters);
+        let counters = if counters.is_empty() {
+            "none yet"
+        } else {
+            counters.as_str()
+        };
+        println!("XDP counters: {counters}");
     }
     if !s.vrrp.is_empty() {
         println!();

@@ -38,6 +38,11 @@ const TCP_PORTS: u16 = 100;
 const HTTP_ADDRS: u16 = 100;
 const HTTP_PORTS: u16 = 10;
 
+/// The checker of the load rows: TCP connect, 1 s timeout, no retry.
+const TCP_CHECK_BLOCK: &str = "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }";
+/// The HTTP checker of the load rows.
+const HTTP_GET_BLOCK: &str = "HTTP_GET {\n      url {\n        path /\n      }\n      connect_timeout 1\n      retry 0\n    }";
+
 fn tcp_targets() -> Vec<SocketAddr> {
     (0..TCP_ADDRS)
         .flat_map(|a| {
@@ -151,6 +156,20 @@ fn config(targets: &[SocketAddr], check: &str, per_vs: usize) -> String {
 
 /// Starts lbd in `ns` on `conf`; returns its pid and control socket.
 fn start_lbd(lab: &mut Lab, ns: &Netns, name: &str, conf: &str) -> (u32, std::path::PathBuf) {
+    start_lbd_with(lab, ns, name, conf, &[])
+}
+
+/// lbd's HTTP API in the director, for the operations figures.
+const HTTP_ARGS: &[&str] = &["--http", "127.0.0.1:9467"];
+
+/// As [`start_lbd`], with more arguments for `lbd run`.
+fn start_lbd_with(
+    lab: &mut Lab,
+    ns: &Netns,
+    name: &str,
+    conf: &str,
+    extra: &[&str],
+) -> (u32, std::path::PathBuf) {
     let dir = lab.dir().to_owned();
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf).expect("config");
@@ -159,7 +178,9 @@ fn start_lbd(lab: &mut Lab, ns: &Netns, name: &str, conf: &str) -> (u32, std::pa
     cmd.arg("run")
         .arg("-f")
         .arg(&path)
-        .args(["--dataplane", "none", "--control-socket"])
+        .args(["--dataplane", "none"])
+        .args(extra)
+        .arg("--control-socket")
         .arg(&socket)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -392,37 +413,6 @@ fn detection(kills: u32) {
     }
 }
 
-/// Starts lbd with `--http` on `conf` (keepalived syntax), check-only; returns its pid and
-/// control socket.
-fn start_observed_lbd(
-    lab: &mut Lab,
-    ns: &Netns,
-    name: &str,
-    conf: &str,
-) -> (u32, std::path::PathBuf) {
-    let path = lab.dir().join(format!("{name}.conf"));
-    std::fs::write(&path, conf).expect("config");
-    let socket = lab.dir().join(format!("{name}.sock"));
-    let mut cmd = ns.command(lb_tests::workspace_bin("lbd"));
-    cmd.arg("run")
-        .arg("-f")
-        .arg(&path)
-        .args([
-            "--dataplane",
-            "none",
-            "--http",
-            "127.0.0.1:9467",
-            "--control-socket",
-        ])
-        .arg(&socket)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let pid = lab.spawn_group(name, cmd);
-    wait_for_path(&socket, Duration::from_secs(30));
-    (pid, socket)
-}
-
 /// Milliseconds of `n` runs of `f`: median and maximum.
 fn timed(n: usize, mut f: impl FnMut()) -> (f64, f64) {
     let mut samples: Vec<f64> = (0..n)
@@ -443,25 +433,17 @@ fn operations() {
     let director = load.director.clone();
     println!();
     println!("operations (check-only lbd, --http on 127.0.0.1:9467 in the director)");
-    let (pid, _) = start_observed_lbd(&mut load.lab, &director, "idle", "");
+    let (pid, _) = start_lbd_with(&mut load.lab, &director, "idle", "", HTTP_ARGS);
     std::thread::sleep(Duration::from_secs(2));
     let (idle_rss, ..) = usage_split(pid);
     load.lab.stop(pid, "TERM");
-    let tcp = config(
-        &tcp_targets(),
-        "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }",
-        100,
-    );
-    let (pid, _) = start_observed_lbd(&mut load.lab, &director, "tcp10k", &tcp);
+    let tcp = config(&tcp_targets(), TCP_CHECK_BLOCK, 100);
+    let (pid, _) = start_lbd_with(&mut load.lab, &director, "tcp10k", &tcp, HTTP_ARGS);
     std::thread::sleep(Duration::from_secs(10));
     let (rss_10k, ..) = usage_split(pid);
     load.lab.stop(pid, "TERM");
-    let http = config(
-        &http_targets(),
-        "HTTP_GET {\n      url {\n        path /\n      }\n      connect_timeout 1\n      retry 0\n    }",
-        100,
-    );
-    let (pid, socket) = start_observed_lbd(&mut load.lab, &director, "http1k", &http);
+    let http = config(&http_targets(), HTTP_GET_BLOCK, 100);
+    let (pid, socket) = start_lbd_with(&mut load.lab, &director, "http1k", &http, HTTP_ARGS);
     std::thread::sleep(Duration::from_secs(5));
     let (rss_1k, ..) = usage_split(pid);
     let mut size = 0;
@@ -555,7 +537,7 @@ pub(crate) fn bench_checks(args: &[String]) -> ExitCode {
             &mut load,
             "10,000 TCP_CHECK",
             &tcp_targets(),
-            "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n    }",
+            TCP_CHECK_BLOCK,
             "tcp",
             window,
         );
@@ -563,7 +545,7 @@ pub(crate) fn bench_checks(args: &[String]) -> ExitCode {
             &mut load,
             "1,000 HTTP_GET",
             &http_targets(),
-            "HTTP_GET {\n      url {\n        path /\n      }\n      connect_timeout 1\n      retry 0\n    }",
+            HTTP_GET_BLOCK,
             "http",
             window,
         );

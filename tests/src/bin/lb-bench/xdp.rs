@@ -485,30 +485,20 @@ pub(crate) fn bench_forwarding(secs: u64, rounds: u32, attach: &str) {
         }
     };
     let config = t.lab.dir().join("lbd.toml");
+    let reals = REAL_ADDRS
+        .iter()
+        .map(|a| format!("{{ address = \"{a}\", port = 9, TCP_CHECK = {{ connect_port = 80 }} }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     std::fs::write(
         &config,
-        format!(
-            r#"
-[dataplane]
-mode = "xdp"
-xdp_interface = "d0"
-xdp_attach = "{attach}"
-xdp_max_vips = 4
-
-[[virtual_server]]
-address = "203.0.113.10"
-port = 9
-protocol = "udp"
-forwarding = "dr"
-real_server = [ {} ]
-"#,
-            REAL_ADDRS
-                .iter()
-                .map(|a| format!(
-                    "{{ address = \"{a}\", port = 9, TCP_CHECK = {{ connect_port = 80 }} }}"
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+        lb_tests::xdp_toml(
+            "d0",
+            attach,
+            "",
+            &format!(
+                "[[virtual_server]]\naddress = \"203.0.113.10\"\nport = 9\nprotocol = \"udp\"\nforwarding = \"dr\"\nreal_server = [ {reals} ]\n"
+            ),
         ),
     )
     .expect("lbd config");
