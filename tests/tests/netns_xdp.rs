@@ -182,6 +182,20 @@ fn three_reals(dataplane_extra: &str, service: &str, real: &str) -> String {
     )
 }
 
+/// The name of the real server that answers a connection to the VIP, if one does within 0.3 s.
+fn try_greet(client: &Netns) -> Option<String> {
+    client.within(|| {
+        use std::io::BufRead as _;
+        let addr: std::net::SocketAddr = VIP4_80.parse().expect("address");
+        let conn = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(conn).read_line(&mut line).ok()?;
+        Some(line.trim().to_owned())
+    })
+}
+
 fn alive_reals(status: &serde_json::Value) -> usize {
     status["virtual_servers"][0]["real_servers"]
         .as_array()
@@ -326,6 +340,17 @@ fn the_xdp_director_forwards_by_direct_routing_and_follows_health() {
     assert!(
         names.contains("rs1"),
         "undrained rs1 takes connections again: {names:?}"
+    );
+    // rs3 is replaced by a machine with another MAC: lbd's resync finds the new next hop.
+    t.servers[2]
+        .0
+        .ip(&["link", "set", "dev", "eth0", "address", "02:00:00:00:aa:13"]);
+    t.director
+        .run("ip", &["neigh", "flush", "to", "192.0.2.13", "dev", "eth0"]);
+    wait_until(
+        "rs3 answering through its new MAC",
+        Duration::from_secs(20),
+        || (0..10).any(|_| try_greet(&t.client).as_deref() == Some("rs3")),
     );
     let missing = std::process::Command::new(lb_tests::workspace_bin("lbctl"))
         .arg("--control-socket")

@@ -23,14 +23,26 @@ use crate::reconcile::xdp::{NextHop, NextHops};
 #[derive(Clone, Debug)]
 pub struct KernelNextHops {
     handle: Handle,
+    /// The neighbour table as last read, and when: a resync that re-resolves every real server
+    /// reads it once, not once per real server.
+    neighbours: Option<(tokio::time::Instant, Vec<Neighbour>)>,
 }
+
+/// A usable neighbour entry: interface, address, MAC.
+type Neighbour = (u32, IpAddr, [u8; 6]);
+
+/// How long a read of the neighbour table answers lookups.
+const NEIGHBOURS_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl KernelNextHops {
     /// Opens an rtnetlink connection (its task runs on the current tokio runtime).
     pub fn connect() -> std::io::Result<Self> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            neighbours: None,
+        })
     }
 
     async fn route(&self, addr: IpAddr) -> Result<(u32, IpAddr), String> {
@@ -82,19 +94,42 @@ impl KernelNextHops {
             .ok_or_else(|| format!("interface {ifindex} has no Ethernet address"))
     }
 
-    async fn neighbour(&self, ifindex: u32, addr: IpAddr) -> Result<Option<[u8; 6]>, String> {
+    /// The MAC of `addr` on `ifindex`, from the table read within [`NEIGHBOURS_FRESH`] unless
+    /// `fresh` asks for a new read.
+    async fn neighbour(
+        &mut self,
+        ifindex: u32,
+        addr: IpAddr,
+        fresh: bool,
+    ) -> Result<Option<[u8; 6]>, String> {
+        let stale = self
+            .neighbours
+            .as_ref()
+            .is_none_or(|(read, _)| read.elapsed() > NEIGHBOURS_FRESH);
+        if fresh || stale {
+            self.neighbours = Some((tokio::time::Instant::now(), self.read_neighbours().await?));
+        }
+        Ok(self.neighbours.as_ref().and_then(|(_, table)| {
+            table
+                .iter()
+                .find(|(i, a, _)| *i == ifindex && *a == addr)
+                .map(|(_, _, mac)| *mac)
+        }))
+    }
+
+    /// Every usable entry of the neighbour table.
+    async fn read_neighbours(&self) -> Result<Vec<Neighbour>, String> {
+        let mut found = Vec::new();
         let mut entries = self.handle.neighbours().get().execute();
         while let Some(entry) = entries
             .try_next()
             .await
             .map_err(|e| format!("neighbour table: {e}"))?
         {
-            if entry.header.ifindex != ifindex
-                || matches!(
-                    entry.header.state,
-                    NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-                )
-            {
+            if matches!(
+                entry.header.state,
+                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+            ) {
                 continue;
             }
             let mut dest = None;
@@ -113,13 +148,11 @@ impl KernelNextHops {
                     _ => {}
                 }
             }
-            if dest == Some(addr)
-                && let Some(mac) = mac
-            {
-                return Ok(Some(mac));
+            if let (Some(dest), Some(mac)) = (dest, mac) {
+                found.push((entry.header.ifindex, dest, mac));
             }
         }
-        Ok(None)
+        Ok(found)
     }
 }
 
@@ -128,8 +161,10 @@ impl NextHops for KernelNextHops {
         let (ifindex, hop) = self.route(addr).await?;
         let src_mac = self.link_mac(ifindex).await?;
         let mut nudged = false;
-        for _ in 0..RESOLVE_POLLS {
-            if let Some(mac) = self.neighbour(ifindex, hop).await? {
+        for poll in 0..RESOLVE_POLLS {
+            // The first look may use a recent read of the table; the polls after a nudge read
+            // it again.
+            if let Some(mac) = self.neighbour(ifindex, hop, poll > 0).await? {
                 return Ok(Some(NextHop {
                     ifindex,
                     mac,

@@ -389,6 +389,52 @@ impl<N: NextHops> XdpBackend<N> {
         Ok(())
     }
 
+    /// Resolves the next hop of every resolved real server again and rewrites the entries that
+    /// changed. One that cannot be resolved now keeps its last next hop.
+    async fn refresh_next_hops(&mut self) {
+        let resolved: Vec<(IpAddr, RealSlot)> = self
+            .reals
+            .iter()
+            .filter(|(_, r)| r.info.is_some())
+            .map(|(a, r)| (*a, *r))
+            .collect();
+        for (addr, slot) in resolved {
+            let Some((info, on_link)) = self.resolve(addr).await else {
+                continue;
+            };
+            if slot.info == Some(info) && slot.on_link == on_link {
+                continue;
+            }
+            if let Err(e) = self.maps.set_real(slot.id, &info) {
+                warn!(real = %addr, error = %e, "rewriting a real server's next hop");
+                continue;
+            }
+            info!(real = %addr, mac = ?info.mac, ifindex = info.ifindex, "real server's next hop changed");
+            self.reals.insert(
+                addr,
+                RealSlot {
+                    info: Some(info),
+                    on_link,
+                    ..slot
+                },
+            );
+            if on_link != slot.on_link {
+                // Direct routing's use of it changes: its services' tables are redone.
+                let services: Vec<ServiceKey> = self
+                    .vips
+                    .keys()
+                    .filter(|k| {
+                        self.table
+                            .get(k)
+                            .is_some_and(|s| s.dests.keys().any(|d| d.ip() == addr))
+                    })
+                    .copied()
+                    .collect();
+                self.dirty.extend(services);
+            }
+        }
+    }
+
     /// Frees the ids of real servers no programmed service uses (their entries stay).
     fn free_unused_reals(&mut self) {
         let used: BTreeSet<IpAddr> = self
@@ -418,6 +464,9 @@ impl<N: NextHops> Backend for XdpBackend<N> {
     }
 
     async fn observe(&mut self) -> Result<Table, BackendError> {
+        // A resync also looks at every resolved real server's next hop again: a replaced
+        // server's new MAC, a route that moved.
+        self.refresh_next_hops().await;
         // A resync retries the services that failed and the real servers whose next hop was
         // not known yet.
         let pending: BTreeSet<ServiceKey> = self
