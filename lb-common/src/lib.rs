@@ -69,6 +69,9 @@ pub struct VrrpSeen {
 pub const MAP_VRRP_WATCHED: &str = "LB_VRRP_WATCHED";
 /// Name of the ring buffer of master-down events (`VrrpKey`).
 pub const MAP_VRRP_EVENTS: &str = "LB_VRRP_EVENTS";
+/// Name of the map of master-down timers (`VrrpKey` -> a `bpf_timer`), private to the program;
+/// user space holds it open, as the kernel cancels its timers when no process does.
+pub const MAP_VRRP_TIMERS: &str = "LB_VRRP_TIMERS";
 
 /// A virtual router a backup of lbd follows: its adverts from a router it would follow re-arm
 /// a kernel timer of `down_ns`; when the timer fires, its key goes to the event ring buffer.

@@ -16,11 +16,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, RingBuf},
-    programs::{SchedClassifier, TcAttachType, tc},
+    maps::{HashMap, Map, MapData, RingBuf},
+    programs::{SchedClassifier, TcAttachType, tc, tc::SchedClassifierLink},
 };
 use lb_common::{
-    MAP_VRRP_EVENTS, MAP_VRRP_SEEN, MAP_VRRP_WATCHED, PROG_VRRP_TC, VrrpKey, VrrpSeen, VrrpWatched,
+    MAP_VRRP_EVENTS, MAP_VRRP_SEEN, MAP_VRRP_TIMERS, MAP_VRRP_WATCHED, PROG_VRRP_TC, VrrpKey,
+    VrrpSeen, VrrpWatched,
 };
 
 use super::xdp::XdpError;
@@ -41,10 +42,31 @@ pub struct Seen {
 }
 
 /// `lb_vrrp_tc` attached to one interface.
-#[derive(Debug)]
+///
+/// Once attached, only what the driver uses is kept: the three maps and the link. The parsed
+/// object (its programs' instructions, BTF, relocations: several MB) is dropped; the kernel
+/// keeps the program alive through the attachment.
 pub struct VrrpWatch {
-    ebpf: Ebpf,
+    /// The loaded object, kept only when loaded for BPF_PROG_TEST_RUN.
+    ebpf: Option<Ebpf>,
+    seen: HashMap<MapData, VrrpKey, VrrpSeen>,
+    watched: HashMap<MapData, VrrpKey, VrrpWatched>,
+    events: Option<RingBuf<MapData>>,
+    /// The map of master-down timers, only held: the kernel cancels a map's `bpf_timer`s when
+    /// the last user-space reference to it goes.
+    _timers: Map,
+    /// The attachment: dropping it detaches the program.
+    link: Option<SchedClassifierLink>,
     ifindex: u32,
+}
+
+impl std::fmt::Debug for VrrpWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VrrpWatch")
+            .field("ifindex", &self.ifindex)
+            .field("attached", &self.link.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl VrrpWatch {
@@ -71,7 +93,29 @@ impl VrrpWatch {
         Self::program_mut(&mut ebpf)?
             .load()
             .map_err(|source| XdpError::Load { name, source })?;
-        Ok(Self { ebpf, ifindex: 0 })
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::MissingMap(name));
+        let open = |name: &'static str| {
+            move |source| XdpError::Map {
+                op: "opening",
+                map: name,
+                source,
+            }
+        };
+        let seen = HashMap::try_from(take(MAP_VRRP_SEEN)?).map_err(open(MAP_VRRP_SEEN))?;
+        let watched = HashMap::try_from(take(MAP_VRRP_WATCHED)?).map_err(open(MAP_VRRP_WATCHED))?;
+        let events = take(MAP_VRRP_EVENTS)
+            .ok()
+            .and_then(|m: Map| RingBuf::try_from(m).ok());
+        let timers = take(MAP_VRRP_TIMERS)?;
+        Ok(Self {
+            ebpf: Some(ebpf),
+            seen,
+            watched,
+            events,
+            _timers: timers,
+            link: None,
+            ifindex: 0,
+        })
     }
 
     fn program_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, XdpError> {
@@ -88,23 +132,38 @@ impl VrrpWatch {
     /// Loads `object`'s TC program and attaches it to the ingress of `interface` (index
     /// `ifindex`), adding the clsact qdisc if the interface has none.
     pub fn attach(object: &[u8], interface: &str, ifindex: u32) -> Result<Self, XdpError> {
-        let Self { mut ebpf, .. } = Self::load(object)?;
+        let mut watch = Self::load(object)?;
+        let mut ebpf = watch
+            .ebpf
+            .take()
+            .ok_or(XdpError::MissingMap(PROG_VRRP_TC))?;
         // Already there (another program, or an earlier run) is fine.
         let _existing = tc::qdisc_add_clsact(interface);
-        Self::program_mut(&mut ebpf)?
+        let program = Self::program_mut(&mut ebpf)?;
+        let attach_error = |source| XdpError::TcAttach {
+            interface: interface.to_owned(),
+            source,
+        };
+        let id = program
             .attach(interface, TcAttachType::Ingress)
-            .map_err(|source| XdpError::TcAttach {
-                interface: interface.to_owned(),
-                source,
-            })?;
-        Ok(Self { ebpf, ifindex })
+            .map_err(attach_error)?;
+        watch.link = Some(program.take_link(id).map_err(attach_error)?);
+        watch.ifindex = ifindex;
+        // The parsed object goes; its memory goes back to the system.
+        drop(ebpf);
+        crate::sys::release_free_memory();
+        Ok(watch)
     }
 
     /// Runs the program once on `frame` with BPF_PROG_TEST_RUN; returns its verdict.
     pub fn test_run(&mut self, frame: &[u8]) -> Result<i32, XdpError> {
         use aya::programs::{TestRun as _, TestRunOptions};
         let name = PROG_VRRP_TC;
-        let result = Self::program_mut(&mut self.ebpf)?
+        let ebpf = self
+            .ebpf
+            .as_mut()
+            .ok_or(XdpError::MissingMap(PROG_VRRP_TC))?;
+        let result = Self::program_mut(ebpf)?
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 repeat: 1,
@@ -116,13 +175,7 @@ impl VrrpWatch {
 
     /// Every record in the map, whatever the interface.
     pub fn records(&self) -> Vec<(VrrpKey, VrrpSeen)> {
-        let Some(map) = self.ebpf.map(MAP_VRRP_SEEN) else {
-            return Vec::new();
-        };
-        let Ok(map) = HashMap::<_, VrrpKey, VrrpSeen>::try_from(map) else {
-            return Vec::new();
-        };
-        map.iter().filter_map(Result::ok).collect()
+        self.seen.iter().filter_map(Result::ok).collect()
     }
 
     fn key(&self, vrid: u8, v6: bool) -> VrrpKey {
@@ -143,16 +196,7 @@ impl VrrpWatch {
         watch: Option<(std::time::Duration, u8)>,
     ) -> Result<(), XdpError> {
         let key = self.key(vrid, v6);
-        let map = self
-            .ebpf
-            .map_mut(MAP_VRRP_WATCHED)
-            .ok_or(XdpError::MissingMap(MAP_VRRP_WATCHED))?;
-        let mut map: HashMap<_, VrrpKey, VrrpWatched> =
-            HashMap::try_from(map).map_err(|source| XdpError::Map {
-                op: "opening",
-                map: MAP_VRRP_WATCHED,
-                source,
-            })?;
+        let map = &mut self.watched;
         let result = match watch {
             Some((down, min_priority)) => map.insert(
                 key,
@@ -175,13 +219,12 @@ impl VrrpWatch {
 
     /// The ring buffer of master-down events (each a [`VrrpKey`]); once.
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
-        RingBuf::try_from(self.ebpf.take_map(MAP_VRRP_EVENTS)?).ok()
+        self.events.take()
     }
 
     /// What the kernel saw of virtual router `vrid` (IPv6 when `v6`) on the interface.
     pub fn seen(&self, vrid: u8, v6: bool) -> Option<Seen> {
-        let map = self.ebpf.map(MAP_VRRP_SEEN)?;
-        let map: HashMap<_, VrrpKey, VrrpSeen> = HashMap::try_from(map).ok()?;
+        let map = &self.seen;
         let key = VrrpKey {
             ifindex: self.ifindex,
             vrid,
