@@ -134,6 +134,11 @@ impl MappedArray {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
+    /// The map itself.
+    pub(crate) fn map(&self) -> &aya::maps::MapData {
+        &self._map
+    }
+
     /// The elements, read-only.
     pub(crate) fn as_slice(&self) -> &[u64] {
         // SAFETY: as above, shared.

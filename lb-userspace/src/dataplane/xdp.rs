@@ -733,6 +733,29 @@ impl XdpMaps {
         })
     }
 
+    /// A second handle on the Maglev tables' map for `bpf_map_update_elem`, one system call a
+    /// slot: the alternative to the memory mapping, kept to measure it against (`bench xdp`).
+    pub fn rings_by_syscall(&self) -> Result<Array<MapData, u32>, XdpError> {
+        use std::os::fd::AsFd as _;
+        let fd = self
+            .rings
+            .map()
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(XdpError::Mmap)?;
+        let map = MapData::from_fd(fd).map_err(|source| XdpError::Map {
+            op: "opening",
+            map: MAP_RINGS,
+            source,
+        })?;
+        Array::try_from(Map::Array(map)).map_err(|source| XdpError::Map {
+            op: "opening",
+            map: MAP_RINGS,
+            source,
+        })
+    }
+
     /// The Maglev table of VIP slot `index`, as the program reads it (one 8-byte element a
     /// slot, the real-server id in its low half).
     pub fn ring(&self, index: u32) -> &[u64] {
