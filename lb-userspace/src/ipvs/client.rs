@@ -312,6 +312,26 @@ impl IpvsClient {
 
     /// `IPVS_CMD_GET_SERVICE` dump: every service.
     pub fn services(&self) -> Result<Vec<Service>, IpvsError> {
+        Ok(self.service_dump()?.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// Every service with its destinations and their counters (`ipvsadm -Ln --stats`).
+    pub fn listing(&self) -> Result<Vec<ServiceListing>, IpvsError> {
+        self.service_dump()?
+            .into_iter()
+            .map(|(service, stats)| {
+                let dests = self.dest_listing(&service)?;
+                Ok(ServiceListing {
+                    service,
+                    stats,
+                    dests,
+                })
+            })
+            .collect()
+    }
+
+    /// The `IPVS_CMD_GET_SERVICE` dump: each service with its counters.
+    fn service_dump(&self) -> Result<Vec<(Service, super::msg::Stats)>, IpvsError> {
         const OP: &str = "IPVS_CMD_GET_SERVICE";
         let replies = self.request(OP, IpvsCmd::GetService, NlmF::DUMP, Vec::new())?;
         let mut services = Vec::new();
@@ -320,34 +340,13 @@ impl IpvsClient {
             let svc = attrs
                 .get_nested_attributes::<IpvsSvcAttr>(IpvsCmdAttr::Service)
                 .map_err(de(OP))?;
-            services.push(parse_service(&svc).map_err(de(OP))?);
-        }
-        Ok(services)
-    }
-
-    /// Every service with its destinations and their counters (`ipvsadm -Ln --stats`).
-    pub fn listing(&self) -> Result<Vec<ServiceListing>, IpvsError> {
-        const OP: &str = "IPVS_CMD_GET_SERVICE";
-        let replies = self.request(OP, IpvsCmd::GetService, NlmF::DUMP, Vec::new())?;
-        let mut listing = Vec::new();
-        for reply in replies.iter().filter_map(|r| r.get_payload()) {
-            let attrs = reply.attrs().get_attr_handle();
-            let svc = attrs
-                .get_nested_attributes::<IpvsSvcAttr>(IpvsCmdAttr::Service)
-                .map_err(de(OP))?;
-            let service = parse_service(&svc).map_err(de(OP))?;
             let stats = parse_stats(
                 svc.get_nested_attributes(IpvsSvcAttr::Stats64).ok(),
                 svc.get_nested_attributes(IpvsSvcAttr::Stats).ok(),
             );
-            let dests = self.dest_listing(&service)?;
-            listing.push(ServiceListing {
-                service,
-                stats,
-                dests,
-            });
+            services.push((parse_service(&svc).map_err(de(OP))?, stats));
         }
-        Ok(listing)
+        Ok(services)
     }
 
     fn dest_listing(&self, svc: &Service) -> Result<Vec<DestListing>, IpvsError> {
@@ -377,17 +376,10 @@ impl IpvsClient {
 
     /// `IPVS_CMD_GET_DEST` dump: the destinations of `svc`.
     pub fn dests(&self, svc: &Service) -> Result<Vec<Dest>, IpvsError> {
-        const OP: &str = "IPVS_CMD_GET_DEST";
-        let key = service_key_attr(svc).map_err(ser(OP))?;
-        let replies = self.request(OP, IpvsCmd::GetDest, NlmF::DUMP, vec![key])?;
-        let mut dests = Vec::new();
-        for reply in replies.iter().filter_map(|r| r.get_payload()) {
-            let attrs = reply.attrs().get_attr_handle();
-            let dest = attrs
-                .get_nested_attributes::<IpvsDestAttr>(IpvsCmdAttr::Dest)
-                .map_err(de(OP))?;
-            dests.push(parse_dest(&dest, svc.addr).map_err(de(OP))?);
-        }
-        Ok(dests)
+        Ok(self
+            .dest_listing(svc)?
+            .into_iter()
+            .map(|d| d.dest)
+            .collect())
     }
 }
