@@ -458,32 +458,29 @@ pub fn openapi() -> serde_json::Value {
     let schemas = generator.take_definitions(true);
     let json =
         |schema: &schemars::Schema| serde_json::json!({ "application/json": { "schema": schema } });
-    let action = |summary: &str| {
+    // A POST action: its body, its answer, and its two errors.
+    let post = |summary: &str,
+                body: &schemars::Schema,
+                ok: (&str, &schemars::Schema),
+                bad_body: &str,
+                missing: &str| {
         serde_json::json!({
             "post": {
                 "summary": summary,
-                "requestBody": { "required": true, "content": json(&drain) },
+                "requestBody": { "required": true, "content": json(body) },
                 "responses": {
-                    "200": { "description": "The real servers it applied to.", "content": json(&drained) },
-                    "400": { "description": "A body that is not a drain request.", "content": json(&error) },
-                    "404": { "description": "No such real server in the configuration.", "content": json(&error) }
+                    "200": { "description": ok.0, "content": json(ok.1) },
+                    "400": { "description": bad_body, "content": json(&error) },
+                    "404": { "description": missing, "content": json(&error) }
                 }
             }
         })
     };
-    let vs_action = |summary: &str| {
-        serde_json::json!({
-            "post": {
-                "summary": summary,
-                "requestBody": { "required": true, "content": json(&virtual_server) },
-                "responses": {
-                    "200": { "description": "Done.", "content": json(&done) },
-                    "400": { "description": "A body that is not a virtual server.", "content": json(&error) },
-                    "404": { "description": "No such virtual server.", "content": json(&error) }
-                }
-            }
-        })
-    };
+    let applied = ("The real servers it applied to.", &drained);
+    let not_drain = "A body that is not a drain request.";
+    let no_real = "No such real server in the configuration.";
+    let not_vs = "A body that is not a virtual server.";
+    let no_vs = "No such virtual server.";
     serde_json::json!({
         "openapi": "3.0.3",
         "info": {
@@ -507,10 +504,10 @@ pub fn openapi() -> serde_json::Value {
                     } } }
                 }
             },
-            "/drain": action("Drain real servers: weight 0 in the data plane, no new connections, established ones kept."),
-            "/undrain": action("Undo a drain."),
-            "/disable": vs_action("Take a virtual server out of service: its services leave IPVS and XDP; its checks keep running."),
-            "/enable": vs_action("Put a virtual server back in service."),
+            "/drain": post("Drain real servers: weight 0 in the data plane, no new connections, established ones kept.", &drain, applied, not_drain, no_real),
+            "/undrain": post("Undo a drain.", &drain, applied, not_drain, no_real),
+            "/disable": post("Take a virtual server out of service: its services leave IPVS and XDP; its checks keep running.", &virtual_server, ("Done.", &done), not_vs, no_vs),
+            "/enable": post("Put a virtual server back in service.", &virtual_server, ("Done.", &done), not_vs, no_vs),
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

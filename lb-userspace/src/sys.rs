@@ -138,12 +138,6 @@ impl MappedArray {
     pub(crate) fn map(&self) -> &aya::maps::MapData {
         &self._map
     }
-
-    /// The elements, read-only.
-    pub(crate) fn as_slice(&self) -> &[u64] {
-        // SAFETY: as above, shared.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
 }
 
 impl Drop for MappedArray {

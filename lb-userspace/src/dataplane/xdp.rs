@@ -240,8 +240,6 @@ pub struct XdpDataplane {
     attached: Option<(String, AttachedMode, Attachment)>,
     capacity: Capacity,
     pin_dir: Option<PathBuf>,
-    /// Whether pinned maps of an earlier lbd were found and reused.
-    adopted: bool,
 }
 
 /// How the program is attached.
@@ -305,7 +303,6 @@ impl XdpDataplane {
             }
             None => Vec::new(),
         };
-        let adopted = pins.iter().any(|(_, p)| p.exists());
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
@@ -322,13 +319,7 @@ impl XdpDataplane {
             attached: None,
             capacity,
             pin_dir: pin_dir.map(Path::to_owned),
-            adopted,
         })
-    }
-
-    /// Whether the maps were an earlier lbd's, found pinned.
-    pub fn adopted(&self) -> bool {
-        self.adopted
     }
 
     /// Leaves the program attached and everything pinned, for the next lbd.
@@ -351,11 +342,6 @@ impl XdpDataplane {
             std::fs::remove_dir(dir).ok();
         }
         drop(self);
-    }
-
-    /// The capacity the maps were created with.
-    pub fn capacity(&self) -> Capacity {
-        self.capacity
     }
 
     /// Hands over the maps lbd writes; `None` the second time.
@@ -724,15 +710,6 @@ impl XdpMaps {
             .collect()
     }
 
-    /// Real server `id` as the map holds it.
-    pub fn real(&self, id: u32) -> Result<RealInfo, XdpError> {
-        self.reals.get(&id, 0).map_err(|source| XdpError::Map {
-            op: "lookup",
-            map: MAP_REALS,
-            source,
-        })
-    }
-
     /// A second handle on the Maglev tables' map for `bpf_map_update_elem`, one system call a
     /// slot: the alternative to the memory mapping, kept to measure it against (`bench xdp`).
     pub fn rings_by_syscall(&self) -> Result<Array<MapData, u32>, XdpError> {
@@ -754,17 +731,6 @@ impl XdpMaps {
             map: MAP_RINGS,
             source,
         })
-    }
-
-    /// The Maglev table of VIP slot `index`, as the program reads it (one 8-byte element a
-    /// slot, the real-server id in its low half).
-    pub fn ring(&self, index: u32) -> &[u64] {
-        let size = self.capacity.ring_size as usize;
-        let start = (index as usize) * size;
-        self.rings
-            .as_slice()
-            .get(start..start + size)
-            .unwrap_or(&[])
     }
 
     /// The Maglev table of VIP slot `index`, to write.

@@ -224,11 +224,6 @@ impl<N: NextHops> XdpBackend<N> {
         self.view.subscribe()
     }
 
-    /// The maps, to read the Maglev tables.
-    pub fn maps(&self) -> &XdpMaps {
-        &self.maps
-    }
-
     fn error(op: &str, e: impl std::fmt::Display) -> BackendError {
         BackendError {
             op: op.to_owned(),
