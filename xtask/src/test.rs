@@ -76,8 +76,25 @@ fn xtask_exe() -> Result<std::path::PathBuf, Outcome> {
     std::env::current_exe().map_err(|e| Outcome::Failed(format!("locating xtask: {e}")))
 }
 
+/// Free space where the build writes, as `df` reports it: CI machines of this kind have run out
+/// of disk, and the log should show where.
+fn free_disk() -> String {
+    Command::new("df")
+        .args(["-h", "--output=avail"])
+        .arg(crate::util::target_dir().parent().unwrap_or(&root()))
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .nth(1)
+                .map(|l| l.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn run_tier(name: &'static str, body: impl FnOnce() -> Outcome) -> Tier {
-    eprintln!("\n=== tier {name} ===");
+    eprintln!("\n=== tier {name} (disk free: {}) ===", free_disk());
     let started = Instant::now();
     let outcome = body();
     Tier {
@@ -168,14 +185,20 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
         &mut || {
             // The cargo-fuzz targets build (libFuzzer included) and run their seed corpora; the
             // coverage-guided runs are `cargo fuzz run TARGET` (README).
+            // They build into the workspace's target directory, so the dependencies the two
+            // lock files agree on are compiled and stored once.
             let fuzz = root().join("fuzz");
+            let target_dir = crate::util::target_dir();
             match check(
-                cargo_cmd(&["build", "--locked", "--manifest-path"]).arg(fuzz.join("Cargo.toml")),
+                cargo_cmd(&["build", "--locked", "--manifest-path"])
+                    .arg(fuzz.join("Cargo.toml"))
+                    .arg("--target-dir")
+                    .arg(&target_dir),
             ) {
                 Outcome::Passed => {
                     for target in ["vrrp_advert", "smtp_reply", "config"] {
                         let outcome = check(
-                            Command::new(fuzz.join("target/debug").join(target))
+                            Command::new(target_dir.join("debug").join(target))
                                 .arg("-runs=0")
                                 .arg(fuzz.join("corpus").join(target)),
                         );
@@ -256,8 +279,9 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
     );
 
     eprintln!(
-        "\n=== summary ({:.0}s) ===",
-        started.elapsed().as_secs_f64()
+        "\n=== summary ({:.0}s, disk free: {}) ===",
+        started.elapsed().as_secs_f64(),
+        free_disk()
     );
     let mut ok = true;
     for t in &tiers {
