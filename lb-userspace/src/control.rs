@@ -50,6 +50,15 @@ pub enum Request {
         /// keepalived's name, as status shows it.
         virtual_server: String,
     },
+    /// Re-read the configuration and apply only what changed (SIGHUP does the same).
+    Reload {
+        /// Only say what would change (`lbd check-config --diff`).
+        #[serde(default)]
+        dry_run: bool,
+        /// Read this file instead of the one lbd runs (with `dry_run`).
+        #[serde(default)]
+        config: Option<String>,
+    },
 }
 
 /// The daemon's answer.
@@ -73,11 +82,38 @@ pub enum Response {
         /// keepalived's names, one per virtual server the real server is in.
         real_servers: Vec<String>,
     },
+    /// Answer to [`Request::Reload`].
+    Reloaded(Box<ReloadReport>),
     /// The request could not be served.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// What a reload changed, or with `dry_run` would change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReloadReport {
+    /// The difference between the running configuration and the file.
+    pub plan: crate::reload::ReloadPlan,
+    /// Whether it was applied (false for a dry run).
+    pub applied: bool,
+    /// The health checks: probes kept, started and stopped.
+    pub health: Option<crate::health::HealthReload>,
+    /// VRRP instances kept untouched, changed in place, added and removed.
+    pub vrrp_kept: usize,
+    /// VRRP instances changed in place, keeping their state.
+    pub vrrp_changed: usize,
+    /// VRRP instances started.
+    pub vrrp_added: usize,
+    /// VRRP instances stopped.
+    pub vrrp_removed: usize,
+    /// Interfaces whose VRRP driver had to restart (its instances start afresh), and why.
+    pub vrrp_restarted: Vec<String>,
+    /// Data-plane operations the reconciler applied for it.
+    pub dataplane_operations: u64,
+    /// From the request until the data plane had it, microseconds.
+    pub took_us: u64,
 }
 
 /// The state of a running lbd.
@@ -417,6 +453,14 @@ pub struct DrainBody {
     pub virtual_server: Option<String>,
 }
 
+/// The body of an HTTP reload (optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReloadBody {
+    /// Only say what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// The body of an HTTP disable or enable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VirtualServerBody {
@@ -455,6 +499,8 @@ pub fn openapi() -> serde_json::Value {
     let error = generator.subschema_for::<ErrorBody>();
     let virtual_server = generator.subschema_for::<VirtualServerBody>();
     let done = generator.subschema_for::<MessageBody>();
+    let reload = generator.subschema_for::<ReloadBody>();
+    let reloaded = generator.subschema_for::<ReloadReport>();
     let schemas = generator.take_definitions(true);
     let json =
         |schema: &schemars::Schema| serde_json::json!({ "application/json": { "schema": schema } });
@@ -508,6 +554,17 @@ pub fn openapi() -> serde_json::Value {
             "/undrain": post("Undo a drain.", &drain, applied, not_drain, no_real),
             "/disable": post("Take a virtual server out of service: its services leave IPVS and XDP; its checks keep running.", &virtual_server, ("Done.", &done), not_vs, no_vs),
             "/enable": post("Put a virtual server back in service.", &virtual_server, ("Done.", &done), not_vs, no_vs),
+            "/reload": {
+                "post": {
+                    "summary": "Re-read the configuration file and apply only what changed (as SIGHUP); with dry_run, only say what would change.",
+                    "requestBody": { "required": false, "content": json(&reload) },
+                    "responses": {
+                        "200": { "description": "What changed, or would.", "content": json(&reloaded) },
+                        "400": { "description": "A body that is not a reload request.", "content": json(&error) },
+                        "409": { "description": "The file is not valid: nothing changed, the running configuration stays.", "content": json(&error) }
+                    }
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

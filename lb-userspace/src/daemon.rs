@@ -54,6 +54,28 @@ pub struct RunOptions {
     /// Where SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.stats` and
     /// `keepalived.json` (keepalived's own place: /tmp).
     pub dump_dir: PathBuf,
+    /// Reads and validates a configuration file the way lbd was started to (format, config
+    /// id, overrides), for reloads; `None`: lbd cannot reload.
+    pub loader: Option<ConfigLoader>,
+}
+
+/// Reads a configuration file into a model, or every error in it.
+pub type LoadConfig = dyn Fn(&str) -> Result<Model, Vec<String>> + Send + Sync;
+
+/// Reads a configuration file into a model, or says every error in it.
+#[derive(Clone)]
+pub struct ConfigLoader(pub std::sync::Arc<LoadConfig>);
+
+impl ConfigLoader {
+    fn load(&self, path: &str) -> Result<Model, Vec<String>> {
+        (self.0)(path)
+    }
+}
+
+impl std::fmt::Debug for ConfigLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfigLoader")
+    }
 }
 
 /// What stops the daemon from starting or running.
@@ -370,6 +392,7 @@ async fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
 async fn serve_connection(
     stream: UnixStream,
     queries: mpsc::Sender<oneshot::Sender<Status>>,
+    reloads: mpsc::Sender<ReloadRequest>,
     health: Option<std::sync::Arc<crate::health::Health>>,
 ) {
     let (read, mut write) = stream.into_split();
@@ -399,6 +422,18 @@ async fn serve_connection(
             }
             Ok(Request::Enable { virtual_server }) => {
                 disable(health.as_deref(), virtual_server, false).await
+            }
+            Ok(Request::Reload { dry_run, config }) => {
+                let (reply, answer) = oneshot::channel();
+                let request = ReloadRequest {
+                    dry_run,
+                    config,
+                    reply,
+                };
+                match reloads.send(request).await {
+                    Ok(()) => answer.await.unwrap_or_else(|_| shutting_down()),
+                    Err(_) => shutting_down(),
+                }
             }
             Ok(Request::Metrics) => match query_status(&queries).await {
                 Some(status) => Response::Metrics {
@@ -483,6 +518,137 @@ fn shutting_down() -> Response {
     }
 }
 
+/// A reload asked for by SIGHUP or a client, for the task that owns the state.
+#[derive(Debug)]
+struct ReloadRequest {
+    dry_run: bool,
+    config: Option<String>,
+    reply: oneshot::Sender<Response>,
+}
+
+/// SIGHUP reloads, as keepalived's does; the outcome goes to the log.
+fn spawn_reload_signal(reloads: mpsc::Sender<ReloadRequest>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler: reload with lbctl reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let (reply, answer) = oneshot::channel();
+            let request = ReloadRequest {
+                dry_run: false,
+                config: None,
+                reply,
+            };
+            if reloads.send(request).await.is_err() {
+                return;
+            }
+            // The reload logs its own outcome.
+            drop(answer.await);
+        }
+    });
+}
+
+/// Re-reads the configuration and applies the difference (see [`crate::reload`]); an invalid
+/// file changes nothing. With `dry_run`, only the plan.
+async fn reload(
+    state: &mut State,
+    lvs: Option<&mut Lvs>,
+    vrrp: &mut Vrrp,
+    dry_run: bool,
+    config: Option<String>,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let Some(loader) = state.options.loader.clone() else {
+        return Response::Error {
+            message: "this lbd was started without a way to re-read its configuration".to_owned(),
+        };
+    };
+    let path = config.unwrap_or_else(|| state.options.config_path.clone());
+    let new = match loader.load(&path) {
+        Ok(model) => model,
+        Err(errors) => {
+            if !dry_run {
+                error!(file = %path, errors = errors.len(), "reload refused: the configuration is not valid; the running one stays");
+                for e in &errors {
+                    error!("{e}");
+                }
+            }
+            return Response::Error {
+                message: format!(
+                    "{path} is not valid, nothing changed:\n{}",
+                    errors.join("\n")
+                ),
+            };
+        }
+    };
+    let mut plan = crate::reload::ReloadPlan::between(&state.model, &new);
+    if lvs.is_none() && !new.virtual_servers.is_empty() {
+        plan.needs_restart
+            .push("virtual servers, where lbd started with none".to_owned());
+    }
+    let mut report = crate::control::ReloadReport {
+        plan,
+        ..Default::default()
+    };
+    if dry_run {
+        return Response::Reloaded(Box::new(report));
+    }
+    crate::systemd::reloading();
+    info!(file = %path, "reloading");
+    let new = crate::reload::effective(&state.model, new);
+    if let Some(lvs) = lvs {
+        let mut stats = lvs.stats.clone();
+        let (passes, applied) = {
+            let s = stats.borrow_and_update();
+            (s.passes, s.applied)
+        };
+        report.health = lvs.health.reload(new.virtual_servers.clone()).await;
+        if report.health.as_ref().is_some_and(|h| h.table_changed) {
+            // The reload is done when the data plane has it.
+            let applied = tokio::time::timeout(
+                Duration::from_secs(5),
+                stats.wait_for(|s| s.passes > passes),
+            )
+            .await;
+            if applied.is_err() {
+                warn!("the reconciler did not apply the reload within 5 s");
+            }
+        }
+        report.dataplane_operations = lvs.stats.borrow().applied.saturating_sub(applied);
+        lvs.servers = new
+            .virtual_servers
+            .iter()
+            .filter(|vs| vs.omega)
+            .cloned()
+            .collect();
+    }
+    vrrp.reload(&new.vrrp_instances, &mut report).await;
+    state.model = new;
+    report.applied = true;
+    report.took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    for line in report.plan.lines() {
+        info!("reload: {line}");
+    }
+    info!(
+        took_us = report.took_us,
+        dataplane_operations = report.dataplane_operations,
+        vrrp_kept = report.vrrp_kept,
+        vrrp_changed = report.vrrp_changed,
+        vrrp_added = report.vrrp_added,
+        vrrp_removed = report.vrrp_removed,
+        vrrp_restarted = report.vrrp_restarted.len(),
+        "reloaded"
+    );
+    crate::systemd::ready(&format!(
+        "{} virtual servers, {} VRRP instances, reloaded",
+        state.model.virtual_servers.len(),
+        state.model.vrrp_instances.len()
+    ));
+    Response::Reloaded(Box::new(report))
+}
+
 /// The status from the task that owns the state; `None` once lbd is stopping.
 async fn query_status(queries: &mpsc::Sender<oneshot::Sender<Status>>) -> Option<Status> {
     let (tx, rx) = oneshot::channel();
@@ -542,6 +708,7 @@ fn spawn_dumps(
 async fn serve_http(
     listener: tokio::net::TcpListener,
     queries: mpsc::Sender<oneshot::Sender<Status>>,
+    reloads: mpsc::Sender<ReloadRequest>,
     health: Option<std::sync::Arc<crate::health::Health>>,
 ) {
     loop {
@@ -554,14 +721,16 @@ async fn serve_http(
             }
         };
         let queries = queries.clone();
+        let reloads = reloads.clone();
         let health = health.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let queries = queries.clone();
+                let reloads = reloads.clone();
                 let health = health.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(
-                        http_answer(request, &queries, health.as_deref()).await,
+                        http_answer(request, &queries, &reloads, health.as_deref()).await,
                     )
                 }
             });
@@ -606,6 +775,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 async fn http_answer(
     request: hyper::Request<hyper::body::Incoming>,
     queries: &mpsc::Sender<oneshot::Sender<Status>>,
+    reloads: &mpsc::Sender<ReloadRequest>,
     health: Option<&crate::health::Health>,
 ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
     let reply = |code: u16, content_type: &str, body: String| {
@@ -648,6 +818,35 @@ async fn http_answer(
                 other => error(500, format!("unexpected answer {other:?}")),
             };
         }
+        (hyper::Method::POST, "/reload") => {
+            let empty = request
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .is_some_and(|l| l == "0");
+            let body: crate::control::ReloadBody = if empty {
+                crate::control::ReloadBody::default()
+            } else {
+                match json_body(request).await {
+                    Ok(b) => b,
+                    Err(e) => return error(400, format!("not a reload request: {e}")),
+                }
+            };
+            let (reply, answer) = oneshot::channel();
+            let asked = ReloadRequest {
+                dry_run: body.dry_run,
+                config: None,
+                reply,
+            };
+            if reloads.send(asked).await.is_err() {
+                return error(503, "lbd is shutting down".to_owned());
+            }
+            return match answer.await {
+                Ok(Response::Reloaded(report)) => json_reply(200, &report),
+                Ok(Response::Error { message }) => error(409, message),
+                Ok(other) => error(500, format!("unexpected answer {other:?}")),
+                Err(_) => error(503, "lbd is shutting down".to_owned()),
+            };
+        }
         (hyper::Method::GET, "/openapi.json") => {
             return reply(
                 200,
@@ -659,7 +858,7 @@ async fn http_answer(
         (
             _,
             "/metrics" | "/status" | "/openapi.json" | "/drain" | "/undrain" | "/disable"
-            | "/enable",
+            | "/enable" | "/reload",
         ) => {
             return error(
                 405,
@@ -702,18 +901,196 @@ async fn http_answer(
 struct VrrpDriver {
     interface: String,
     queries: mpsc::Sender<crate::vrrp::driver::StatusQuery>,
+    reloads: mpsc::Sender<crate::vrrp::driver::ReloadCommand>,
+    stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), crate::vrrp::io::IoError>>,
 }
 
-/// Starts one VRRP driver per interface.
+impl VrrpDriver {
+    /// One step of a reload; `Err` says why the driver must restart instead.
+    async fn reload(
+        &self,
+        phase: crate::vrrp::driver::ReloadPhase,
+        instances: Vec<crate::model::VrrpInstance>,
+    ) -> Result<crate::vrrp::driver::InstanceChanges, String> {
+        let (reply, answer) = oneshot::channel();
+        let command = crate::vrrp::driver::ReloadCommand {
+            phase,
+            instances,
+            reply,
+        };
+        self.reloads
+            .send(command)
+            .await
+            .map_err(|_| "its driver is not running".to_owned())?;
+        match tokio::time::timeout(Duration::from_secs(10), answer).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(_)) => Err("its driver stopped".to_owned()),
+            Err(_) => Err("its driver did not answer within 10 s".to_owned()),
+        }
+    }
+
+    /// Stops it: masters send their priority-0 adverts and give up their addresses.
+    async fn stop(self) {
+        self.stop.send(true).ok();
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            // Already logged when it failed.
+            Ok(Ok(Err(_))) => {}
+            Ok(Err(e)) => error!(interface = %self.interface, error = %e, "VRRP driver task"),
+            Err(_) => error!(interface = %self.interface, "VRRP driver did not stop within 5 s"),
+        }
+    }
+}
+
+/// Each sync-group member's driver, for the group task; a driver that (re)starts puts its
+/// members here.
+type GroupCommands = std::sync::Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<String, mpsc::UnboundedSender<crate::vrrp::sync::Command>>,
+    >,
+>;
+
+/// The VRRP drivers, one per interface, and what starting another takes.
+struct Vrrp {
+    shared: crate::vrrp::driver::Shared,
+    group_commands: GroupCommands,
+    drivers: Vec<VrrpDriver>,
+}
+
+/// `instances` grouped by interface, in configuration order.
+fn by_interface(
+    instances: &[crate::model::VrrpInstance],
+) -> Vec<(String, Vec<crate::model::VrrpInstance>)> {
+    let mut grouped: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
+    for instance in instances {
+        match grouped.iter_mut().find(|(i, _)| *i == instance.interface) {
+            Some((_, list)) => list.push(instance.clone()),
+            None => grouped.push((instance.interface.clone(), vec![instance.clone()])),
+        }
+    }
+    grouped
+}
+
+impl Vrrp {
+    fn spawn_driver(
+        &self,
+        interface: String,
+        instances: Vec<crate::model::VrrpInstance>,
+    ) -> VrrpDriver {
+        let (queries, queries_rx) = mpsc::channel(4);
+        let (reloads, reloads_rx) = mpsc::channel(1);
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        {
+            let mut commands = self
+                .group_commands
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for instance in &instances {
+                commands.insert(instance.name.clone(), commands_tx.clone());
+            }
+        }
+        let (stop, stopped) = watch::channel(false);
+        let driver = crate::vrrp::driver::run(
+            interface.clone(),
+            instances,
+            self.shared.clone(),
+            commands_rx,
+            queries_rx,
+            reloads_rx,
+            stopped,
+        );
+        let name = interface.clone();
+        let task = tokio::spawn(async move {
+            // Said at once: a driver that cannot start (no such interface, no address to
+            // send from) leaves its instances down while the rest of lbd runs.
+            let result = driver.await;
+            if let Err(e) = &result {
+                error!(interface = %name, error = %e, "VRRP driver failed");
+            }
+            result
+        });
+        VrrpDriver {
+            interface,
+            queries,
+            reloads,
+            stop,
+            task,
+        }
+    }
+
+    /// Moves the drivers to `instances`: instances that did not change are not touched,
+    /// changed ones change in place, and every address that leaves an instance is removed
+    /// (on every interface) before any is added, so an address moving between instances
+    /// moves in one reload. A driver that cannot apply its part in place restarts.
+    async fn reload(
+        &mut self,
+        instances: &[crate::model::VrrpInstance],
+        report: &mut crate::control::ReloadReport,
+    ) {
+        use crate::vrrp::driver::ReloadPhase;
+        let wanted = by_interface(instances);
+        let mine = |interface: &str| {
+            wanted
+                .iter()
+                .find(|(i, _)| i == interface)
+                .map(|(_, list)| list.clone())
+        };
+        let mut restart = Vec::new();
+        for (index, driver) in self.drivers.iter().enumerate() {
+            let Some(list) = mine(&driver.interface) else {
+                restart.push(index);
+                continue;
+            };
+            match driver.reload(ReloadPhase::Remove, list).await {
+                Ok(changes) => report.vrrp_removed += changes.removed.len(),
+                Err(why) => {
+                    warn!(interface = %driver.interface, reason = %why, "VRRP driver restarts to apply the reload");
+                    report
+                        .vrrp_restarted
+                        .push(format!("{}: {why}", driver.interface));
+                    restart.push(index);
+                }
+            }
+        }
+        for index in restart.into_iter().rev() {
+            let driver = self.drivers.remove(index);
+            if mine(&driver.interface).is_none() {
+                info!(interface = %driver.interface, "no VRRP instance left on the interface");
+            }
+            driver.stop().await;
+        }
+        for driver in &self.drivers {
+            let Some(list) = mine(&driver.interface) else {
+                continue;
+            };
+            match driver.reload(ReloadPhase::Apply, list).await {
+                Ok(changes) => {
+                    report.vrrp_kept += changes.kept.len();
+                    report.vrrp_changed += changes.changed.len();
+                    report.vrrp_added += changes.added.len();
+                }
+                Err(why) => {
+                    error!(interface = %driver.interface, reason = %why, "VRRP reload not applied")
+                }
+            }
+        }
+        for (interface, list) in wanted {
+            if !self.drivers.iter().any(|d| d.interface == interface) {
+                report.vrrp_added += list.len();
+                let driver = self.spawn_driver(interface, list);
+                self.drivers.push(driver);
+            }
+        }
+    }
+}
+
 /// Every VRRP instance's latest state, by name.
 type Transitions =
     watch::Receiver<std::collections::HashMap<String, crate::vrrp::sync::MemberState>>;
 
-fn start_vrrp(
-    model: &Model,
-    options: &RunOptions,
-) -> (watch::Sender<bool>, Vec<VrrpDriver>, Transitions) {
+/// Starts one VRRP driver per interface.
+fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp, Transitions) {
     let (transitions_tx, transitions) = watch::channel(std::collections::HashMap::new());
     let object = &options.bpf_object;
     let (shutdown, stopped) = watch::channel(false);
@@ -744,64 +1121,29 @@ fn start_vrrp(
         transitions: transitions_tx,
         bpf,
     };
-    let mut group_commands = std::collections::HashMap::new();
-    let mut by_interface: Vec<(String, Vec<crate::model::VrrpInstance>)> = Vec::new();
-    for instance in &model.vrrp_instances {
-        match by_interface
-            .iter_mut()
-            .find(|(i, _)| *i == instance.interface)
-        {
-            Some((_, list)) => list.push(instance.clone()),
-            None => by_interface.push((instance.interface.clone(), vec![instance.clone()])),
-        }
+    let mut vrrp = Vrrp {
+        shared,
+        group_commands: GroupCommands::default(),
+        drivers: Vec::new(),
+    };
+    for (interface, instances) in by_interface(&model.vrrp_instances) {
+        let driver = vrrp.spawn_driver(interface, instances);
+        vrrp.drivers.push(driver);
     }
-    let drivers = by_interface
-        .into_iter()
-        .map(|(interface, instances)| {
-            let (queries, queries_rx) = mpsc::channel(4);
-            let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-            for instance in &instances {
-                group_commands.insert(instance.name.clone(), commands_tx.clone());
-            }
-            let driver = crate::vrrp::driver::run(
-                interface.clone(),
-                instances,
-                shared.clone(),
-                commands_rx,
-                queries_rx,
-                stopped.clone(),
-            );
-            let name = interface.clone();
-            let task = tokio::spawn(async move {
-                // Said at once: a driver that cannot start (no such interface, no address to
-                // send from) leaves its instances down while the rest of lbd runs.
-                let result = driver.await;
-                if let Err(e) = &result {
-                    error!(interface = %name, error = %e, "VRRP driver failed");
-                }
-                result
-            });
-            VrrpDriver {
-                interface,
-                queries,
-                task,
-            }
-        })
-        .collect();
     tokio::spawn(run_sync_groups(
         model.vrrp.sync_groups.clone(),
         groups_rx,
-        group_commands,
+        vrrp.group_commands.clone(),
         notifier,
     ));
-    (shutdown, drivers, transitions)
+    (shutdown, vrrp, transitions)
 }
 
 /// The sync groups: member reports in, commands out to the members' drivers, group notify.
 async fn run_sync_groups(
     groups: Vec<crate::model::SyncGroup>,
     mut reports: mpsc::UnboundedReceiver<crate::vrrp::driver::GroupReport>,
-    drivers: std::collections::HashMap<String, mpsc::UnboundedSender<crate::vrrp::sync::Command>>,
+    drivers: GroupCommands,
     notifier: std::sync::Arc<crate::scripts::Notifier>,
 ) {
     use crate::{
@@ -815,6 +1157,9 @@ async fn run_sync_groups(
             let member = match &command {
                 Command::ForceActive(m) | Command::ForceBackup(m) | Command::GroupFault(m, _) => m,
             };
+            let drivers = drivers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(driver) = drivers.get(member) {
                 driver.send(command.clone()).ok();
             }
@@ -1017,7 +1362,7 @@ fn start_lvs(state: &mut State, mut stopped: watch::Receiver<bool>) -> Option<Lv
     };
     info!(
         virtual_servers = model.virtual_servers.len(),
-        probes = health.probes,
+        probes = health.probes(),
         backend,
         "health checks running"
     );
@@ -1118,7 +1463,7 @@ pub async fn run(
         socket = %socket.display(),
         "lbd starting"
     );
-    let (vrrp_shutdown, vrrp, transitions) = start_vrrp(&model, &options);
+    let (vrrp_shutdown, mut vrrp, transitions) = start_vrrp(&model, &options);
     let sync_daemon = model.ipvs.sync_daemon.clone().map(|config| {
         tokio::spawn(crate::reconcile::sync_daemon::run(
             config,
@@ -1134,61 +1479,18 @@ pub async fn run(
         state.effective_mode(),
     );
     let (lvs_shutdown, lvs_stopped) = watch::channel(false);
-    let lvs = start_lvs(&mut state, lvs_stopped);
-    let lvs_view = lvs.as_ref().map(|l| l.health.clone());
+    let mut lvs = start_lvs(&mut state, lvs_stopped);
     crate::sys::release_free_memory();
-    let desired = lvs.as_ref().map(|l| l.health.desired.clone());
-    let reconciler_status = lvs
-        .as_ref()
-        .map(|l| (l.backend, l.health.probes, l.stats.clone()));
 
     let (queries_tx, mut queries_rx) = mpsc::channel::<oneshot::Sender<Status>>(16);
-    let vrrp_queries: Vec<_> = vrrp.iter().map(|d| d.queries.clone()).collect();
-    // Borrows the state, which outlives it: the XDP program is released or kept below.
-    let owner = async {
-        while let Some(reply) = queries_rx.recv().await {
-            let health = lvs_view.as_ref().map(|h| h.view()).unwrap_or_default();
-            let mut status = state.status(&health);
-            status.vrrp = vrrp_statuses(&vrrp_queries).await;
-            if let Some(desired) = &desired {
-                status.desired_services = desired
-                    .borrow()
-                    .iter()
-                    .map(|(key, svc)| crate::control::ServiceStatus {
-                        service: key.to_string(),
-                        scheduler: svc.settings.scheduler.clone(),
-                        real_servers: svc
-                            .dests
-                            .iter()
-                            .map(|(addr, d)| crate::control::DestStatus {
-                                address: addr.to_string(),
-                                weight: d.weight,
-                                forwarding: d.forwarding.name().to_owned(),
-                            })
-                            .collect(),
-                    })
-                    .collect();
-            }
-            status.reconciler = reconciler_status.as_ref().map(|(backend, probes, stats)| {
-                let s = stats.borrow();
-                crate::control::ReconcilerStatus {
-                    backend: (*backend).to_owned(),
-                    probes: *probes,
-                    passes: s.passes,
-                    applied: s.applied,
-                    errors: s.errors,
-                    last_error: s.last_error.clone(),
-                }
-            });
-            // A client that went away no longer wants its answer.
-            reply.send(status).ok();
-        }
-    };
+    let (reloads_tx, mut reloads_rx) = mpsc::channel::<ReloadRequest>(4);
+    spawn_reload_signal(reloads_tx.clone());
     if let Some(http) = http {
         info!(address = ?http.local_addr().ok(), "serving /metrics and /status over HTTP");
         tokio::spawn(serve_http(
             http,
             queries_tx.clone(),
+            reloads_tx.clone(),
             lvs.as_ref().map(|l| l.health.clone()),
         ));
     }
@@ -1211,6 +1513,56 @@ pub async fn run(
         state.model.vrrp_instances.clone(),
         state.options.dump_dir.clone(),
     );
+    // Borrows the state, which outlives it: the XDP program is released or kept below.
+    let owner = async {
+        loop {
+            let reply = tokio::select! {
+                Some(reply) = queries_rx.recv() => reply,
+                Some(request) = reloads_rx.recv() => {
+                    let answer = reload(&mut state, lvs.as_mut(), &mut vrrp, request.dry_run, request.config).await;
+                    request.reply.send(answer).ok();
+                    continue;
+                }
+                else => return,
+            };
+            let health = lvs.as_ref().map(|l| l.health.view()).unwrap_or_default();
+            let mut status = state.status(&health);
+            let vrrp_queries: Vec<_> = vrrp.drivers.iter().map(|d| d.queries.clone()).collect();
+            status.vrrp = vrrp_statuses(&vrrp_queries).await;
+            if let Some(desired) = lvs.as_ref().map(|l| &l.health.desired) {
+                status.desired_services = desired
+                    .borrow()
+                    .iter()
+                    .map(|(key, svc)| crate::control::ServiceStatus {
+                        service: key.to_string(),
+                        scheduler: svc.settings.scheduler.clone(),
+                        real_servers: svc
+                            .dests
+                            .iter()
+                            .map(|(addr, d)| crate::control::DestStatus {
+                                address: addr.to_string(),
+                                weight: d.weight,
+                                forwarding: d.forwarding.name().to_owned(),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+            }
+            status.reconciler = lvs.as_ref().map(|l| {
+                let s = l.stats.borrow();
+                crate::control::ReconcilerStatus {
+                    backend: l.backend.to_owned(),
+                    probes: l.health.probes(),
+                    passes: s.passes,
+                    applied: s.applied,
+                    errors: s.errors,
+                    last_error: s.last_error.clone(),
+                }
+            });
+            // A client that went away no longer wants its answer.
+            reply.send(status).ok();
+        }
+    };
     crate::systemd::ready(&format!(
         "{} virtual servers, {} VRRP instances, data plane {}",
         virtual_servers_count, vrrp_instances_count, mode_name
@@ -1222,6 +1574,7 @@ pub async fn run(
                     tokio::spawn(serve_connection(
                         stream,
                         queries_tx.clone(),
+                        reloads_tx.clone(),
                         control_health.clone(),
                     ));
                 }
@@ -1253,6 +1606,9 @@ pub async fn run(
     }
     // VRRP instances send their priority-0 adverts and release their addresses first.
     vrrp_shutdown.send(true).ok();
+    for driver in &vrrp.drivers {
+        driver.stop.send(true).ok();
+    }
     if let Some(task) = sync_daemon
         && tokio::time::timeout(Duration::from_secs(5), task)
             .await
@@ -1260,14 +1616,8 @@ pub async fn run(
     {
         error!("the IPVS sync daemon task did not stop within 5 s");
     }
-    for driver in vrrp {
-        match tokio::time::timeout(Duration::from_secs(5), driver.task).await {
-            Ok(Ok(Ok(()))) => {}
-            // Already logged when it failed.
-            Ok(Ok(Err(_))) => {}
-            Ok(Err(e)) => error!(interface = %driver.interface, error = %e, "VRRP driver task"),
-            Err(_) => error!(interface = %driver.interface, "VRRP driver did not stop within 5 s"),
-        }
+    for driver in vrrp.drivers {
+        driver.stop().await;
     }
     for path in std::iter::once(socket).chain(pid_file) {
         if let Err(e) = std::fs::remove_file(&path) {

@@ -27,6 +27,7 @@ pub mod ipvs;
 pub mod metrics;
 pub mod model;
 pub mod reconcile;
+pub mod reload;
 pub mod scripts;
 mod sys;
 pub mod systemd;

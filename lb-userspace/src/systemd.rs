@@ -1,5 +1,5 @@
-//! systemd's notification protocol (`Type=notify`): READY once lbd runs, STOPPING when it
-//! stops, STATUS lines, and the watchdog. Without `$NOTIFY_SOCKET` (not started by systemd)
+//! systemd's notification protocol (`Type=notify`): READY once lbd runs, RELOADING then READY
+//! around a reload, STOPPING when it stops, STATUS lines, and the watchdog. Without `$NOTIFY_SOCKET` (not started by systemd)
 //! every call does nothing.
 
 use std::time::Duration;
@@ -17,6 +17,11 @@ fn send(states: &[NotifyState<'_>]) {
 /// lbd is up: its control socket answers, its checks and VRRP instances run.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// lbd is reloading its configuration; [`ready`] follows when the reload is done.
+pub fn reloading() {
+    send(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
 }
 
 /// lbd is stopping.

@@ -234,6 +234,8 @@ pub(crate) fn test(args: &TestArgs) -> ExitCode {
                         "vrrp_tc_test_run",
                         "--test",
                         "netns_health",
+                        "--test",
+                        "netns_reload",
                     ]),
                 )
             })

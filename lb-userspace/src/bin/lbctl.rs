@@ -73,12 +73,53 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Re-read lbd's configuration and apply only what changed (as SIGHUP). An invalid file
+    /// changes nothing and the errors are printed.
+    Reload {
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file, as `lbd check-config` (which it runs).
     CheckConfig {
         /// Arguments for `lbd check-config`: the file, and its options.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+}
+
+fn print_reload(report: &control::ReloadReport) {
+    let lines = report.plan.lines();
+    if lines.is_empty() {
+        println!("no change");
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    if !report.applied {
+        return;
+    }
+    if let Some(h) = &report.health {
+        println!(
+            "checks: {} kept, {} started, {} stopped; {} real servers kept their health",
+            h.probes_kept, h.probes_started, h.probes_stopped, h.reals_kept
+        );
+    }
+    println!(
+        "VRRP: {} kept, {} changed in place, {} added, {} removed",
+        report.vrrp_kept, report.vrrp_changed, report.vrrp_added, report.vrrp_removed
+    );
+    for restarted in &report.vrrp_restarted {
+        println!("VRRP driver restarted: {restarted}");
+    }
+    println!(
+        "data plane: {} operations; applied in {:.1} ms",
+        report.dataplane_operations,
+        report.took_us as f64 / 1000.0
+    );
 }
 
 fn status(socket: &std::path::Path) -> anyhow::Result<Status> {
@@ -438,6 +479,21 @@ fn main() -> anyhow::Result<ExitCode> {
             }
         }
         Command::Watch { interval, count } => watch(&cli.control_socket, interval, count)?,
+        Command::Reload { dry_run, json } => {
+            let request = Request::Reload {
+                dry_run,
+                config: None,
+            };
+            // A reload waits for the data plane; a big one takes seconds.
+            match control::call(&cli.control_socket, &request, Duration::from_secs(60))? {
+                Response::Reloaded(report) if json => {
+                    println!("{}", serde_json::to_string_pretty(&report)?)
+                }
+                Response::Reloaded(report) => print_reload(&report),
+                Response::Error { message } => bail!("lbd: {message}"),
+                other => bail!("lbd answered with {other:?}"),
+            }
+        }
         Command::CheckConfig { args } => {
             // lbd's own check, from the lbd next to lbctl, else from PATH.
             let lbd = std::env::current_exe()

@@ -58,7 +58,7 @@ impl DataplaneArg {
     }
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// Syntax of the file (default: toml for *.toml, keepalived otherwise).
     #[arg(long, value_enum)]
@@ -154,6 +154,13 @@ enum Command {
         file: String,
         #[command(flatten)]
         config_args: ConfigArgs,
+        /// Also ask the running lbd what reloading this file would change (`+` added,
+        /// `-` removed, `~` changed, `!` applied only at restart).
+        #[arg(long)]
+        diff: bool,
+        /// The running lbd's control socket, for --diff.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        control_socket: PathBuf,
     },
     /// Print the OpenAPI 3.0 description of the HTTP API (`run --http`).
     Openapi,
@@ -168,7 +175,34 @@ enum Command {
 
 /// Reads and validates the file; prints warnings and errors; `None` when invalid.
 fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Model>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    std::fs::metadata(file).with_context(|| format!("reading {file}"))?;
+    match load_model(file, args) {
+        Ok((model, warnings)) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Some(model))
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "{file}: {} error{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The model in `file` and its warnings, or every error.
+fn load_model(
+    file: &str,
+    args: &ConfigArgs,
+) -> Result<(lbd::model::Model, Vec<String>), Vec<String>> {
+    let text = std::fs::read_to_string(file).map_err(|e| vec![format!("reading {file}: {e}")])?;
     let format = match args.format {
         Some(FormatArg::Toml) => Format::Toml,
         Some(FormatArg::Keepalived) => Format::Keepalived,
@@ -184,7 +218,7 @@ fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Mode
         xdp_interface: args.xdp_interface.clone(),
     };
     let config_id = args.config_id.clone().unwrap_or_else(default_config_id);
-    match config::load_with(
+    config::load_with(
         file,
         &text,
         format,
@@ -192,24 +226,37 @@ fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Mode
         &overrides,
         &config_id,
         &FileSystem,
-    ) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                eprintln!("warning: {warning}");
+    )
+    .map(|loaded| {
+        let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
+        (loaded.model, warnings)
+    })
+    .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
+
+/// `check-config --diff`: what the running lbd would change on reloading `file`.
+fn print_diff(file: &str, socket: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let path = std::fs::canonicalize(file).with_context(|| format!("resolving {file}"))?;
+    let request = lbd::control::Request::Reload {
+        dry_run: true,
+        config: Some(path.display().to_string()),
+    };
+    match lbd::control::call(socket, &request, std::time::Duration::from_secs(30))? {
+        lbd::control::Response::Reloaded(report) => {
+            let lines = report.plan.lines();
+            if lines.is_empty() {
+                println!("no change: the running lbd already runs this configuration");
             }
-            Ok(Some(loaded.model))
-        }
-        Err(errors) => {
-            for error in &errors {
-                eprintln!("{error}");
+            for line in lines {
+                println!("{line}");
             }
-            eprintln!(
-                "{file}: {} error{}",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            );
-            Ok(None)
+            Ok(ExitCode::SUCCESS)
         }
+        lbd::control::Response::Error { message } => {
+            eprintln!("lbd: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => anyhow::bail!("unexpected answer from lbd: {other:?}"),
     }
 }
 
@@ -281,11 +328,20 @@ fn main() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { file, config_args } => Ok(if load(&file, &config_args)?.is_some() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }),
+        Command::CheckConfig {
+            file,
+            config_args,
+            diff,
+            control_socket,
+        } => {
+            if load(&file, &config_args)?.is_none() {
+                return Ok(ExitCode::FAILURE);
+            }
+            if diff {
+                return print_diff(&file, &control_socket);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             config,
             config_args,
@@ -301,7 +357,17 @@ fn main() -> anyhow::Result<ExitCode> {
             let Some(model) = load(&config, &config_args)? else {
                 return Ok(ExitCode::FAILURE);
             };
+            let loader_args = config_args;
+            let loader = daemon::ConfigLoader(std::sync::Arc::new(move |path: &str| {
+                load_model(path, &loader_args).map(|(model, warnings)| {
+                    for warning in warnings {
+                        tracing::warn!("{warning}");
+                    }
+                    model
+                })
+            }));
             let options = RunOptions {
+                loader: Some(loader),
                 config_path: config,
                 control_socket,
                 pid_file,

@@ -161,6 +161,22 @@ struct Counters {
     latency_sum_us: AtomicU64,
 }
 
+impl Counters {
+    /// Takes over `old`'s figures (a probe that a reload kept).
+    fn copy_from(&self, old: &Self) {
+        let copy = |to: &AtomicU64, from: &AtomicU64| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        copy(&self.probes, &old.probes);
+        copy(&self.failures, &old.failures);
+        copy(&self.latency_us, &old.latency_us);
+        copy(&self.latency_sum_us, &old.latency_sum_us);
+        for (to, from) in self.latency_buckets.iter().zip(&old.latency_buckets) {
+            copy(to, from);
+        }
+    }
+}
+
 /// The running health checks, on their own thread and runtime (a current-thread tokio
 /// runtime: thousands of probes a second without cross-thread wakeups, and nothing they do
 /// can delay VRRP on the main runtime).
@@ -168,17 +184,86 @@ struct Counters {
 pub struct Health {
     /// The desired IPVS table, for the reconciler.
     pub desired: watch::Receiver<Table>,
-    /// Distinct probes (checkers shared by virtual servers count once).
-    pub probes: usize,
-    view: Arc<Mutex<Vec<PoolView>>>,
-    counters: Arc<Vec<Counters>>,
-    subscribers: Arc<Vec<Vec<Subscriber>>>,
+    shared: Arc<Mutex<Shared>>,
     commands: mpsc::UnboundedSender<Command>,
+    reloads: mpsc::UnboundedSender<ReloadRequest>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What status reads, replaced as a whole by a reload.
+#[derive(Debug)]
+struct Shared {
+    view: Vec<PoolView>,
+    counters: Arc<Vec<Counters>>,
+    subscribers: Arc<Vec<Vec<Subscriber>>>,
+}
+
+/// What a reload did to the health checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HealthReload {
+    /// Probes that carried on with their state, schedule and counters.
+    pub probes_kept: usize,
+    /// Probes started (new checkers, or changed ones).
+    pub probes_started: usize,
+    /// Probes stopped (checkers gone, or changed ones).
+    pub probes_stopped: usize,
+    /// Real servers that kept their health.
+    pub reals_kept: usize,
+    /// Whether the desired data-plane table changed.
+    pub table_changed: bool,
+}
+
+/// A reload on its way: the scheduler remaps the probes, then the supervisor the pools.
+#[derive(Debug)]
+struct ReloadRequest {
+    servers: Vec<VirtualServer>,
+    reply: tokio::sync::oneshot::Sender<HealthReload>,
+}
+
+/// What goes from the scheduler to the supervisor, in order: a reload's remapping sits
+/// between the reports with the old probe numbers and those with the new.
+#[derive(Debug)]
+enum Event {
+    Report(Report),
+    Reload(Box<PoolsReload>),
+}
+
+/// The supervisor's half of a reload.
+#[derive(Debug)]
+struct PoolsReload {
+    servers: Vec<VirtualServer>,
+    checkers: Vec<Arc<Checker>>,
+    subscribers: Vec<Vec<Subscriber>>,
+    /// Per new probe: the old probe it continues.
+    continues: Vec<Option<usize>>,
+    counters: Arc<Vec<Counters>>,
+    summary: HealthReload,
+    reply: tokio::sync::oneshot::Sender<HealthReload>,
+}
+
 impl Health {
+    /// Distinct probes running (checkers shared by virtual servers count once).
+    pub fn probes(&self) -> usize {
+        self.lock().counters.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the checks to `servers`: a checker that is unchanged carries on (its verdict,
+    /// schedule and counters), a real server keeps its health, drain and weight, a virtual
+    /// server taken out of service stays out; only new or changed checkers start afresh.
+    /// The desired table follows, so the reconciler applies only the difference.
+    pub async fn reload(&self, servers: Vec<VirtualServer>) -> Option<HealthReload> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.reloads.send(ReloadRequest { servers, reply }).ok()?;
+        answer.await.ok()
+    }
+
     /// Takes the virtual server named `virtual_server` out of service (its services leave
     /// IPVS and XDP; its checks keep running) or back; whether there is one by that name.
     pub async fn disable(&self, virtual_server: String, disabled: bool) -> bool {
@@ -208,13 +293,10 @@ impl Health {
 
     /// What status shows: every pool, its real servers and their checkers' figures.
     pub fn view(&self) -> Vec<PoolView> {
-        let mut view = self
-            .view
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for (probe, subs) in self.subscribers.iter().enumerate() {
-            let c = &self.counters[probe];
+        let shared = self.lock();
+        let mut view = shared.view.clone();
+        for (probe, subs) in shared.subscribers.iter().enumerate() {
+            let c = &shared.counters[probe];
             for &(v, r, i) in subs {
                 if let Some(slot) = view[v].reals[r].checkers.get_mut(i) {
                     slot.probes = c.probes.load(Ordering::Relaxed);
@@ -268,12 +350,26 @@ fn first_offset(checker: &Checker, warmup: Duration) -> Duration {
     warmup.mul_f64(fraction)
 }
 
-/// Starts the probes and the supervisor for `servers`. `notifier` writes the LVS FIFO lines
-/// and runs notify and quorum scripts.
-pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
-    let pools: Vec<Pool> = servers.iter().cloned().map(Pool::new).collect();
-    // `alpha` only sets where a pool starts: pools that differ in it still share a probe,
-    // which starts down only if all of them are alpha and reports its first result to all.
+/// The distinct probes of a configuration and where their verdicts go.
+struct Probes {
+    checkers: Vec<Arc<Checker>>,
+    subscribers: Vec<Vec<Subscriber>>,
+    /// Per probe: every virtual server it serves has `ha_suspend`.
+    suspendable: Vec<bool>,
+}
+
+/// What makes two checkers one probe: everything but `alpha`, which only sets where a pool
+/// starts.
+fn probe_key(checker: &Checker) -> Checker {
+    Checker {
+        alpha: false,
+        ..checker.clone()
+    }
+}
+
+fn plan_probes(servers: &[VirtualServer]) -> Probes {
+    // Pools that differ in `alpha` still share a probe, which starts down only if all of
+    // them are alpha and reports its first result to all.
     let mut index: HashMap<Checker, usize> = HashMap::new();
     let mut checkers: Vec<&Checker> = Vec::new();
     let mut alpha: Vec<bool> = Vec::new();
@@ -281,9 +377,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
     for (v, vs) in servers.iter().enumerate() {
         for (r, rs) in vs.real_servers.iter().enumerate() {
             for (c, checker) in rs.checkers.iter().enumerate() {
-                let mut key = checker.clone();
-                key.alpha = false;
-                let id = *index.entry(key).or_insert_with(|| {
+                let id = *index.entry(probe_key(checker)).or_insert_with(|| {
                     checkers.push(checker);
                     alpha.push(true);
                     subscribers.push(Vec::new());
@@ -306,57 +400,72 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         .iter()
         .map(|subs| subs.iter().all(|(v, ..)| servers[*v].ha_suspend))
         .collect();
+    Probes {
+        checkers,
+        subscribers,
+        suspendable,
+    }
+}
+
+/// A fresh probe's status entry.
+fn fresh_status(c: &Checker) -> CheckerView {
+    CheckerView {
+        kind: c.probe.kind.name().to_owned(),
+        target: c.probe.target.addr.to_string(),
+        up: !c.alpha,
+        last_latency_us: None,
+        last_detail: "not probed yet".to_owned(),
+        probes: 0,
+        failures: 0,
+        latency_buckets: Vec::new(),
+        latency_sum_us: 0,
+    }
+}
+
+fn fresh_counters(n: usize) -> Vec<Counters> {
+    (0..n)
+        .map(|_| Counters {
+            latency_us: AtomicU64::new(u64::MAX),
+            ..Counters::default()
+        })
+        .collect()
+}
+
+/// Starts the probes and the supervisor for `servers`. `notifier` writes the LVS FIFO lines
+/// and runs notify and quorum scripts.
+pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
+    let pools: Vec<Pool> = servers.iter().cloned().map(Pool::new).collect();
+    let Probes {
+        checkers,
+        subscribers,
+        suspendable,
+    } = plan_probes(servers);
     let mut table = Table::new();
     for pool in &pools {
         table.extend(pool.desired());
     }
     let (desired_tx, desired) = watch::channel(table);
-    let probes = checkers.len();
-    let counters: Arc<Vec<Counters>> = Arc::new(
-        (0..probes)
-            .map(|_| Counters {
-                latency_us: AtomicU64::new(u64::MAX),
-                ..Counters::default()
-            })
-            .collect(),
-    );
-    let enabled: Arc<Vec<AtomicBool>> =
-        Arc::new((0..probes).map(|_| AtomicBool::new(true)).collect());
-    let statuses = checkers
-        .iter()
-        .map(|c| CheckerView {
-            kind: c.probe.kind.name().to_owned(),
-            target: c.probe.target.addr.to_string(),
-            up: !c.alpha,
-            last_latency_us: None,
-            last_detail: "not probed yet".to_owned(),
-            probes: 0,
-            failures: 0,
-            latency_buckets: Vec::new(),
-            latency_sum_us: 0,
-        })
-        .collect::<Vec<_>>();
-    let view = Arc::new(Mutex::new(full_view(&pools, &statuses, &subscribers)));
+    let counters: Arc<Vec<Counters>> = Arc::new(fresh_counters(checkers.len()));
+    let statuses = checkers.iter().map(|c| fresh_status(c)).collect::<Vec<_>>();
     let subscribers = Arc::new(subscribers);
+    let shared = Arc::new(Mutex::new(Shared {
+        view: full_view(&pools, &statuses, &subscribers),
+        counters: counters.clone(),
+        subscribers: subscribers.clone(),
+    }));
     let (commands, command_rx) = mpsc::unbounded_channel();
+    let (reloads, reload_rx) = mpsc::unbounded_channel();
     let supervisor = Supervisor {
         log_all: checkers.iter().map(|c| c.log_all_failures).collect(),
         pools,
-        subscribers: subscribers.clone(),
+        subscribers,
         statuses,
         desired: desired_tx,
         notifier,
-        view: view.clone(),
+        shared: shared.clone(),
     };
-    let watcher = suspendable.iter().any(|&s| s).then(|| {
-        watch_local_addresses(
-            servers.to_vec(),
-            index_subscribers(&suspendable),
-            enabled.clone(),
-        )
-    });
+    let servers = servers.to_vec();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shared = (counters.clone(), enabled);
     let thread = std::thread::Builder::new()
         .name("lbd-health".to_owned())
         .spawn(move || {
@@ -370,21 +479,22 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
                     return;
                 }
             };
-            let (counters, enabled) = shared;
             runtime.block_on(async move {
                 let (reports_tx, reports) = mpsc::channel(16 * 1024);
-                let scheduler = Scheduler {
+                let mut scheduler = Scheduler {
+                    enabled: Arc::new(Vec::new()),
+                    watcher: None,
                     checkers,
                     ctx: Arc::new(ctx),
                     reports: reports_tx,
-                    enabled,
                     counters,
+                    generation: 0,
+                    stale: None,
                 };
-                tokio::spawn(scheduler.run());
+                scheduler.watch_suspendable(&servers, &suspendable);
+                drop(servers);
+                tokio::spawn(scheduler.run(reload_rx));
                 tokio::spawn(supervisor.run(reports, command_rx));
-                if let Some(watcher) = watcher {
-                    tokio::spawn(watcher);
-                }
                 // Dropping the runtime after this cancels every task.
                 drop(stopped.await);
             });
@@ -398,18 +508,12 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
     };
     Health {
         desired,
-        probes,
-        view,
-        counters,
-        subscribers,
+        shared,
         commands,
+        reloads,
         stop: Some(stop),
         thread,
     }
-}
-
-fn index_subscribers(suspendable: &[bool]) -> Vec<usize> {
-    (0..suspendable.len()).filter(|&i| suspendable[i]).collect()
 }
 
 /// `ha_suspend`: a probe all of whose virtual servers have it runs only while one of their
@@ -452,22 +556,147 @@ async fn watch_local_addresses(
 struct Scheduler {
     checkers: Vec<Arc<Checker>>,
     ctx: Arc<ProbeContext>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::Sender<Event>,
     enabled: Arc<Vec<AtomicBool>>,
+    /// The `ha_suspend` watcher, replaced by a reload.
+    watcher: Option<tokio::task::AbortHandle>,
     counters: Arc<Vec<Counters>>,
+    /// Bumped by each reload; a probe in flight across one finds its new number by its key.
+    generation: u64,
+    /// Probe numbers by key, while probes started before the last reload are in flight,
+    /// and how many are.
+    stale: Option<(HashMap<Checker, usize>, usize)>,
 }
 
+type Due = std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>;
+
 impl Scheduler {
+    /// `ha_suspend`: watches the local addresses for the probes all of whose virtual servers
+    /// have it.
+    fn watch_suspendable(&mut self, servers: &[VirtualServer], suspendable: &[bool]) {
+        if let Some(old) = self.watcher.take() {
+            old.abort();
+        }
+        self.enabled = Arc::new(
+            (0..suspendable.len())
+                .map(|_| AtomicBool::new(true))
+                .collect(),
+        );
+        if suspendable.iter().any(|&s| s) {
+            let indices = (0..suspendable.len()).filter(|&i| suspendable[i]).collect();
+            let task = tokio::spawn(watch_local_addresses(
+                servers.to_vec(),
+                indices,
+                self.enabled.clone(),
+            ));
+            self.watcher = Some(task.abort_handle());
+        }
+    }
+
+    /// Moves to a new configuration's probes: those with an old key keep their state, due
+    /// time and counters; new ones are spread over their warmup.
+    async fn reload(
+        &mut self,
+        request: ReloadRequest,
+        states: &mut Vec<CheckState>,
+        due: &mut Due,
+        in_flight: usize,
+    ) {
+        use std::cmp::Reverse;
+        let now = Instant::now();
+        let probes = plan_probes(&request.servers);
+        let ids: HashMap<Checker, usize> = probes
+            .checkers
+            .iter()
+            .enumerate()
+            .map(|(id, c)| (probe_key(c), id))
+            .collect();
+        let mut renumber: Vec<Option<usize>> = vec![None; self.checkers.len()];
+        let mut continues: Vec<Option<usize>> = vec![None; probes.checkers.len()];
+        for (old, c) in self.checkers.iter().enumerate() {
+            if let Some(&new) = ids.get(&probe_key(c)) {
+                renumber[old] = Some(new);
+                continues[new] = Some(old);
+            }
+        }
+        let mut old_states: Vec<Option<CheckState>> = states.drain(..).map(Some).collect();
+        *states = probes
+            .checkers
+            .iter()
+            .zip(&continues)
+            .map(|(c, old)| {
+                old.and_then(|o| old_states[o].take())
+                    .unwrap_or_else(|| CheckState::new(c))
+            })
+            .collect();
+        let old_due = std::mem::take(due);
+        due.extend(
+            old_due
+                .into_iter()
+                .filter_map(|Reverse((at, old))| Some(Reverse((at, renumber[old]?)))),
+        );
+        for (id, c) in probes.checkers.iter().enumerate() {
+            if continues[id].is_none() {
+                due.push(Reverse((now + first_offset(c, c.timing.warmup), id)));
+            }
+        }
+        let counters = fresh_counters(probes.checkers.len());
+        for (new, old) in continues.iter().enumerate() {
+            if let Some(old) = *old {
+                counters[new].copy_from(&self.counters[old]);
+            }
+        }
+        let kept = continues.iter().flatten().count();
+        let summary = HealthReload {
+            probes_kept: kept,
+            probes_started: probes.checkers.len() - kept,
+            probes_stopped: self.checkers.len() - kept,
+            reals_kept: 0,
+            table_changed: false,
+        };
+        self.counters = Arc::new(counters);
+        self.checkers = probes.checkers;
+        self.generation += 1;
+        let stale = self.stale.take().map_or(0, |(_, n)| n) + in_flight;
+        self.stale = (stale > 0).then_some((ids, stale));
+        self.watch_suspendable(&request.servers, &probes.suspendable);
+        let reload = PoolsReload {
+            servers: request.servers,
+            checkers: self.checkers.clone(),
+            subscribers: probes.subscribers,
+            continues,
+            counters: self.counters.clone(),
+            summary,
+            reply: request.reply,
+        };
+        // Closed only while shutting down.
+        drop(self.reports.send(Event::Reload(Box::new(reload))).await);
+    }
+
+    /// The current number of a probe started in `generation`; `None` when a reload removed it.
+    fn current_id(&mut self, id: usize, generation: u64, checker: &Checker) -> Option<usize> {
+        if generation == self.generation {
+            return Some(id);
+        }
+        let (ids, left) = self.stale.as_mut()?;
+        let found = ids.get(&probe_key(checker)).copied();
+        *left -= 1;
+        if *left == 0 {
+            self.stale = None;
+        }
+        found
+    }
+
     /// Runs every probe when it is due: one timer heap and the probes in flight, in one task.
     /// A sleeping probe is its verdict and a heap entry (tens of bytes), not a task: 10,000
     /// checks cost a few hundred kilobytes between probes.
-    async fn run(self) {
+    async fn run(mut self, mut reloads: mpsc::UnboundedReceiver<ReloadRequest>) {
         use futures_util::{StreamExt as _, stream::FuturesUnordered};
-        use std::{cmp::Reverse, collections::BinaryHeap};
+        use std::cmp::Reverse;
         let now = Instant::now();
         let mut states: Vec<CheckState> =
             self.checkers.iter().map(|c| CheckState::new(c)).collect();
-        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = self
+        let mut due: Due = self
             .checkers
             .iter()
             .enumerate()
@@ -490,20 +719,27 @@ impl Scheduler {
                     continue;
                 }
                 let ctx = self.ctx.clone();
+                let generation = self.generation;
                 running.push(async move {
                     let started = Instant::now();
                     let outcome = probe::run(&checker.probe, checker.timing.timeout, &ctx).await;
-                    (id, started, outcome)
+                    (id, generation, checker, started, outcome)
                 });
             }
             let next = due.peek().map(|Reverse((at, _))| *at);
             let can_start = running.len() < MAX_CONCURRENT_PROBES;
             tokio::select! {
-                Some((id, started, outcome)) = running.next(), if !running.is_empty() => {
-                    let delay = self.finish(&mut states[id], id, started, outcome).await;
-                    due.push(Reverse((started + delay, id)));
+                Some((id, generation, checker, started, outcome)) = running.next(), if !running.is_empty() => {
+                    // A probe that a reload removed ends here.
+                    if let Some(id) = self.current_id(id, generation, &checker) {
+                        let delay = self.finish(&mut states[id], id, started, outcome).await;
+                        due.push(Reverse((started + delay, id)));
+                    }
                 }
                 () = sleep_until_some(next), if can_start && next.is_some() => {}
+                Some(request) = reloads.recv() => {
+                    self.reload(request, &mut states, &mut due, running.len()).await;
+                }
                 else => return,
             }
         }
@@ -553,7 +789,7 @@ impl Scheduler {
                 detail: outcome.detail,
             };
             // Closed only while shutting down.
-            drop(self.reports.send(report).await);
+            drop(self.reports.send(Event::Report(report)).await);
         }
         delay
     }
@@ -611,19 +847,19 @@ struct Supervisor {
     log_all: Vec<bool>,
     desired: watch::Sender<Table>,
     notifier: Arc<Notifier>,
-    view: Arc<Mutex<Vec<PoolView>>>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl Supervisor {
     async fn run(
         mut self,
-        mut reports: mpsc::Receiver<Report>,
+        mut reports: mpsc::Receiver<Event>,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let mut batch = Vec::with_capacity(256);
         let mut probed = Vec::with_capacity(256);
-        // Without probes (no real server has a checker) the reports close at once; commands
-        // are still served.
+        // The reports close when the scheduler ends (shutting down); commands are still
+        // served.
         let mut reports_open = true;
         loop {
             let received = tokio::select! {
@@ -642,17 +878,120 @@ impl Supervisor {
             }
             let mut touched = Vec::new();
             probed.clear();
-            for report in batch.drain(..) {
-                probed.push(report.probe);
-                self.take(report, &mut touched);
+            for event in batch.drain(..) {
+                match event {
+                    Event::Report(report) => {
+                        probed.push(report.probe);
+                        self.take(report, &mut touched);
+                    }
+                    Event::Reload(reload) => {
+                        // What came before used the old numbering: settle it first.
+                        self.settle(&mut probed, &mut touched);
+                        self.reload(*reload);
+                    }
+                }
             }
-            touched.sort_unstable();
-            touched.dedup();
-            if !touched.is_empty() {
-                self.publish(&touched);
-            }
-            self.refresh_view(&probed, &touched);
+            self.settle(&mut probed, &mut touched);
         }
+    }
+
+    fn settle(&self, probed: &mut Vec<usize>, touched: &mut Vec<usize>) {
+        touched.sort_unstable();
+        touched.dedup();
+        if !touched.is_empty() {
+            self.publish(touched);
+        }
+        if !probed.is_empty() || !touched.is_empty() {
+            self.refresh_view(probed, touched);
+        }
+        probed.clear();
+        touched.clear();
+    }
+
+    /// The pools of a new configuration, continuing the old ones by name; then the whole
+    /// desired table, which the reconciler diffs.
+    fn reload(&mut self, reload: PoolsReload) {
+        let PoolsReload {
+            servers,
+            checkers,
+            subscribers,
+            continues,
+            counters,
+            mut summary,
+            reply,
+        } = reload;
+        let old_pools = std::mem::take(&mut self.pools);
+        let mut events = Vec::new();
+        for (v, vs) in servers.into_iter().enumerate() {
+            let mut pool = Pool::new(vs);
+            if let Some(old) = old_pools
+                .iter()
+                .find(|p| p.virtual_server().name == pool.virtual_server().name)
+            {
+                let (kept, changes) = pool.inherit(old);
+                summary.reals_kept += kept;
+                events.extend(changes.into_iter().map(|e| (v, e)));
+            }
+            self.pools.push(pool);
+        }
+        let old_statuses = std::mem::take(&mut self.statuses);
+        self.statuses = checkers
+            .iter()
+            .zip(&continues)
+            .map(|(c, old)| match old {
+                Some(old) => old_statuses[*old].clone(),
+                None => fresh_status(c),
+            })
+            .collect();
+        // A kept probe that now also serves a real server it did not: that one takes its
+        // current verdict.
+        for (probe, subs) in subscribers.iter().enumerate() {
+            if continues[probe].is_none() {
+                continue;
+            }
+            let up = self.statuses[probe].up;
+            for &(v, r, c) in subs {
+                if self.pools[v].check_up(r, c) != Some(up) {
+                    let changes = self.pools[v].set_check(r, c, up, None);
+                    events.extend(changes.into_iter().map(|e| (v, e)));
+                }
+            }
+        }
+        for (v, event) in events {
+            self.notify(v, event, "configuration reloaded");
+        }
+        self.log_all = checkers.iter().map(|c| c.log_all_failures).collect();
+        self.subscribers = Arc::new(subscribers);
+        let mut table = Table::new();
+        for pool in &self.pools {
+            table.extend(pool.desired());
+        }
+        summary.table_changed = self.desired.send_if_modified(|current| {
+            let changed = *current != table;
+            if changed {
+                *current = table;
+            }
+            changed
+        });
+        {
+            let mut shared = self
+                .shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *shared = Shared {
+                view: full_view(&self.pools, &self.statuses, &self.subscribers),
+                counters,
+                subscribers: self.subscribers.clone(),
+            };
+        }
+        info!(
+            kept = summary.probes_kept,
+            started = summary.probes_started,
+            stopped = summary.probes_stopped,
+            reals_kept = summary.reals_kept,
+            "health checks reloaded"
+        );
+        reply.send(summary).ok();
     }
 
     fn command(&mut self, command: Command) {
@@ -790,10 +1129,11 @@ impl Supervisor {
     /// Updates the status view where this batch changed it: the probes' own entries, and the
     /// touched pools' liveness, weights and quorum.
     fn refresh_view(&self, probed: &[usize], touched: &[usize]) {
-        let mut view = self
-            .view
+        let mut shared = self
+            .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let view = &mut shared.view;
         for &probe in probed {
             for &(v, r, c) in &self.subscribers[probe] {
                 if let Some(slot) = view[v].reals[r].checkers.get_mut(c) {

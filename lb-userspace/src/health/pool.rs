@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use super::state::WeightChange;
 use crate::{
-    model::{RealServer, ServiceKey, VirtualServer, Weight},
+    model::{Checker, RealServer, ServiceKey, VirtualServer, Weight},
     reconcile::{DestSettings, ServiceSettings, ServiceState, Table},
 };
 
@@ -73,6 +73,56 @@ impl Pool {
         };
         pool.quorum_up = pool.live_weight() >= u64::from(pool.vs.quorum);
         pool
+    }
+
+    /// Continues `old` (the same virtual server before a reload): real servers with the same
+    /// address keep their checkers' verdicts (checker by checker, where the checker is
+    /// unchanged) and their drain; out of service stays out of service, and quorum moves
+    /// from where it was. Returns how many real servers kept their health, and the changes
+    /// to notify (a real server whose failing checker was removed comes up, say).
+    pub fn inherit(&mut self, old: &Self) -> (usize, Vec<PoolEvent>) {
+        let mut events = Vec::new();
+        let mut kept = 0;
+        self.disabled = old.disabled;
+        for (i, rs) in self.vs.real_servers.iter().enumerate() {
+            let Some(j) = old.vs.real_servers.iter().position(|o| o.addr == rs.addr) else {
+                continue;
+            };
+            kept += 1;
+            self.drained[i] = old.drained[j];
+            let state = &mut self.reals[i];
+            for (c, checker) in rs.checkers.iter().enumerate() {
+                let same = old.vs.real_servers[j].checkers.iter().position(|o| {
+                    Checker {
+                        alpha: false,
+                        ..o.clone()
+                    } == Checker {
+                        alpha: false,
+                        ..checker.clone()
+                    }
+                });
+                if let Some(k) = same {
+                    state.checks_up[c] = old.reals[j].checks_up[k];
+                    state.weights[c] = old.reals[j].weights[k];
+                }
+            }
+            state.alive = state.checks_up.iter().all(|&u| u);
+            if state.alive != old.reals[j].alive {
+                events.push(if state.alive {
+                    PoolEvent::RealUp(i)
+                } else {
+                    PoolEvent::RealDown(i)
+                });
+            }
+        }
+        self.quorum_up = old.quorum_up;
+        events.extend(self.requorum());
+        (kept, events)
+    }
+
+    /// Checker `check` of real server `real`: its verdict as the pool holds it.
+    pub fn check_up(&self, real: usize, check: usize) -> Option<bool> {
+        self.reals.get(real)?.checks_up.get(check).copied()
     }
 
     /// The virtual server.
@@ -171,17 +221,24 @@ impl Pool {
                 PoolEvent::RealDown(real)
             });
         }
+        events.extend(self.requorum());
+        events
+    }
+
+    /// Quorum with hysteresis, from the live weight now.
+    fn requorum(&mut self) -> Option<PoolEvent> {
         let live = self.live_weight();
         let quorum = u64::from(self.vs.quorum);
         let hysteresis = u64::from(self.vs.hysteresis);
         if !self.quorum_up && live >= quorum + hysteresis && live > 0 {
             self.quorum_up = true;
-            events.push(PoolEvent::QuorumUp);
+            Some(PoolEvent::QuorumUp)
         } else if self.quorum_up && (live == 0 || live < quorum.saturating_sub(hysteresis)) {
             self.quorum_up = false;
-            events.push(PoolEvent::QuorumDown);
+            Some(PoolEvent::QuorumDown)
+        } else {
+            None
         }
-        events
     }
 
     fn dest(rs: &RealServer, weight: Weight) -> DestSettings {

@@ -88,6 +88,41 @@ pub struct GroupReport {
 /// A status request: answered with the state of every instance of the driver.
 pub type StatusQuery = oneshot::Sender<Vec<VrrpStatus>>;
 
+/// A reload's step for one driver. The daemon sends `Remove` to every driver, then `Apply`:
+/// an address moving between instances leaves the one before it joins the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadPhase {
+    /// Stop the instances that go; changed instances drop the addresses they no longer have.
+    Remove,
+    /// Change the changed instances in place, start the new ones.
+    Apply,
+}
+
+/// A reload for one interface's driver: its instances in the new configuration.
+#[derive(Debug)]
+pub struct ReloadCommand {
+    /// Which step.
+    pub phase: ReloadPhase,
+    /// The interface's instances, as the new configuration has them.
+    pub instances: Vec<VrrpInstance>,
+    /// What happened; in the `Remove` step, `Err` says why only a restart of the driver can
+    /// apply it (nothing was changed then).
+    pub reply: oneshot::Sender<Result<InstanceChanges, String>>,
+}
+
+/// What a reload did to a driver's instances, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceChanges {
+    /// Untouched: state, timers and addresses as they were.
+    pub kept: Vec<String>,
+    /// Changed in place, keeping their state.
+    pub changed: Vec<String>,
+    /// Started.
+    pub added: Vec<String>,
+    /// Stopped (a master sends its priority-0 advert and gives up its addresses).
+    pub removed: Vec<String>,
+}
+
 /// The address family of a virtual router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Family {
@@ -133,7 +168,60 @@ struct Running {
     kernel_takeovers: u64,
 }
 
+/// The tracked interfaces' and the VIPs' `dev` interfaces that `links` and `devs` do not
+/// know yet.
+async fn learn_links(
+    running: &HashMap<(Family, u8), Running>,
+    handle: &rtnetlink::Handle,
+    links: &mut HashMap<String, bool>,
+    devs: &mut HashMap<String, Link>,
+) -> Result<(), io::IoError> {
+    for r in running.values() {
+        for (source, _, _) in &r.tracked {
+            if let Source::Interface(name) = source
+                && !links.contains_key(name)
+            {
+                let up = io::link(handle, name).await.is_ok_and(|l| l.up);
+                links.insert(name.clone(), up);
+            }
+        }
+        for vip in &r.spec.addresses {
+            if let Some(dev) = &vip.dev
+                && !devs.contains_key(dev)
+            {
+                devs.insert(dev.clone(), io::link(handle, dev).await?);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Running {
+    fn new(
+        spec: VrrpInstance,
+        instance: Instance,
+        vmac: Option<VmacLink>,
+        globals: &VrrpGlobals,
+    ) -> Self {
+        Self {
+            tracked: tracked_objects(&spec, globals),
+            in_group: globals
+                .sync_groups
+                .iter()
+                .any(|g| g.members.contains(&spec.name)),
+            spec,
+            instance,
+            garp_again_at: None,
+            garp_delayed_sent: false,
+            holds_addresses: false,
+            own_fault: false,
+            group_fault: false,
+            vmac,
+            watched: None,
+            kernel_takeovers: 0,
+        }
+    }
+
     /// The interface its VIPs go on unless they name one: its VMAC, else the driver's.
     fn home<'a>(&'a self, link: &'a Link) -> &'a Link {
         self.vmac.as_ref().map_or(link, |v| &v.link)
@@ -181,6 +269,8 @@ struct Driver {
     shared: Shared,
     /// The kernel's record of adverts on the interface, when lbd's BPF object could attach.
     watch: Option<crate::dataplane::vrrp_watch::VrrpWatch>,
+    /// The adverts' source per family, for instances a reload adds.
+    sources: (Option<IpAddr>, Option<IpAddr>),
 }
 
 /// Runs the instances of one interface until `shutdown` turns true.
@@ -190,6 +280,7 @@ pub async fn run(
     mut shared: Shared,
     mut group_commands: mpsc::UnboundedReceiver<GroupCommand>,
     mut queries: mpsc::Receiver<StatusQuery>,
+    mut reloads: mpsc::Receiver<ReloadCommand>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), io::IoError> {
     let netlink_err = |op: &str| {
@@ -260,6 +351,10 @@ pub async fn run(
             Some(command) = group_commands.recv() => driver.group_command(command),
             Some(reply) = queries.recv() => {
                 reply.send(driver.statuses()).ok();
+            }
+            Some(command) = reloads.recv() => {
+                let done = driver.reload(command.phase, command.instances, &sockets).await;
+                command.reply.send(done).ok();
             }
             _ = shutdown.changed() => {
                 driver.shutdown(&sockets).await;
@@ -388,52 +483,15 @@ impl Driver {
                 }
                 None => None,
             };
-            let tracked = tracked_objects(&spec, &shared.globals);
-            let in_group = shared
-                .globals
-                .sync_groups
-                .iter()
-                .any(|g| g.members.contains(&spec.name));
             running.insert(
                 (family, spec.vrid),
-                Running {
-                    spec,
-                    instance,
-                    garp_again_at: None,
-                    garp_delayed_sent: false,
-                    holds_addresses: false,
-                    tracked,
-                    in_group,
-                    own_fault: false,
-                    group_fault: false,
-                    vmac,
-                    watched: None,
-                    kernel_takeovers: 0,
-                },
+                Running::new(spec, instance, vmac, &shared.globals),
             );
         }
         // The tracked interfaces' state now; events keep it current.
         let mut links = HashMap::new();
-        for r in running.values() {
-            for (source, _, _) in &r.tracked {
-                if let Source::Interface(name) = source
-                    && !links.contains_key(name)
-                {
-                    let up = io::link(&handle, name).await.is_ok_and(|l| l.up);
-                    links.insert(name.clone(), up);
-                }
-            }
-        }
         let mut devs = HashMap::new();
-        for r in running.values() {
-            for vip in &r.spec.addresses {
-                if let Some(dev) = &vip.dev
-                    && !devs.contains_key(dev)
-                {
-                    devs.insert(dev.clone(), io::link(&handle, dev).await?);
-                }
-            }
-        }
+        learn_links(&running, &handle, &mut links, &mut devs).await?;
         let watch = shared.bpf.as_ref().and_then(|object| {
             match crate::dataplane::vrrp_watch::VrrpWatch::attach(object, &link.name, link.index) {
                 Ok(watch) => {
@@ -447,6 +505,7 @@ impl Driver {
             }
         });
         let mut driver = Self {
+            sources: (v4_source.map(IpAddr::V4), v6_source.map(IpAddr::V6)),
             watch,
             link,
             devs,
@@ -764,6 +823,197 @@ impl Driver {
                 warn!(vmac = %name, error = %e, "removing the VMAC interface");
             }
         }
+    }
+
+    /// A reload's step (see [`ReloadPhase`]). An instance continues when the new
+    /// configuration has one with the same name, family and VRID; with the same settings it
+    /// is not touched at all.
+    async fn reload(
+        &mut self,
+        phase: ReloadPhase,
+        instances: Vec<VrrpInstance>,
+        sockets: &Sockets,
+    ) -> Result<InstanceChanges, String> {
+        let key = |spec: &VrrpInstance| (Family::of(spec), spec.vrid);
+        let continues = |r: &Running, specs: &[VrrpInstance]| {
+            specs
+                .iter()
+                .find(|s| key(s) == key(&r.spec))
+                .filter(|s| s.name == r.spec.name)
+                .cloned()
+        };
+        let now = crate::clock::now();
+        let mut changes = InstanceChanges::default();
+        match phase {
+            ReloadPhase::Remove => {
+                // Only what this driver can do in place; the rest restarts it.
+                for spec in &instances {
+                    match self.running.get(&key(spec)) {
+                        Some(r) if r.spec.name == spec.name => {
+                            if r.spec.vmac != spec.vmac || r.spec.unicast_src != spec.unicast_src {
+                                return Err(format!(
+                                    "{}: use_vmac or unicast_src changed",
+                                    spec.name
+                                ));
+                            }
+                        }
+                        _ => {
+                            let (family, vrid) = key(spec);
+                            let source = match family {
+                                Family::V4 => self.sources.0,
+                                Family::V6 => self.sources.1,
+                            };
+                            let plain = sockets.receivers.iter().any(|(r, only)| {
+                                only.is_none() && r.is_v6() == (family == Family::V6)
+                            });
+                            if spec.vmac.is_some()
+                                || source.is_none()
+                                || !plain
+                                || sockets.sender((family, vrid)).is_none()
+                                || spec.unicast_src.is_some_and(|s| Some(s) != source)
+                            {
+                                return Err(format!(
+                                    "{}: a new instance needs sockets the interface does not have open",
+                                    spec.name
+                                ));
+                            }
+                        }
+                    }
+                }
+                if let Some(r) = self
+                    .running
+                    .values()
+                    .find(|r| r.vmac.is_some() && continues(r, &instances).is_none())
+                {
+                    return Err(format!("{}: an instance with a VMAC goes", r.spec.name));
+                }
+                let gone: Vec<(Family, u8)> = self
+                    .running
+                    .iter()
+                    .filter(|(_, r)| continues(r, &instances).is_none())
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in gone {
+                    let Some(mut r) = self.running.remove(&k) else {
+                        continue;
+                    };
+                    info!(instance = %r.spec.name, "VRRP instance removed by a reload");
+                    r.instance.shutdown(now);
+                    flush(
+                        &mut r,
+                        sockets,
+                        (&self.link, &self.devs),
+                        &self.handle,
+                        &self.shared,
+                    )
+                    .await;
+                    self.shared.transitions.send_modify(|all| {
+                        all.remove(&r.spec.name);
+                    });
+                    changes.removed.push(r.spec.name);
+                }
+                for r in self.running.values_mut() {
+                    let Some(spec) = continues(r, &instances) else {
+                        continue;
+                    };
+                    let (keep, leave): (Vec<_>, Vec<_>) = r
+                        .spec
+                        .addresses
+                        .drain(..)
+                        .partition(|a| spec.addresses.contains(a));
+                    r.spec.addresses = keep;
+                    if r.holds_addresses {
+                        for vip in &leave {
+                            let index = vip_link(vip, r.home(&self.link), &self.devs).index;
+                            if let Err(e) = io::remove_address(&self.handle, index, vip).await {
+                                warn!(instance = %r.spec.name, error = %e, "removing a virtual address");
+                            }
+                        }
+                    }
+                }
+            }
+            ReloadPhase::Apply => {
+                let mut announce_new: Vec<((Family, u8), Vec<VirtualAddress>)> = Vec::new();
+                let mut started = Vec::new();
+                for spec in instances {
+                    let k = key(&spec);
+                    match self.running.get_mut(&k) {
+                        Some(r) if r.spec == spec => changes.kept.push(spec.name),
+                        Some(r) => {
+                            let new: Vec<VirtualAddress> = spec
+                                .addresses
+                                .iter()
+                                .filter(|a| !r.spec.addresses.contains(a))
+                                .cloned()
+                                .collect();
+                            let primary = r.instance.config().primary;
+                            r.instance.reconfigure(now, instance_config(&spec, primary));
+                            r.tracked = tracked_objects(&spec, &self.shared.globals);
+                            r.in_group = self
+                                .shared
+                                .globals
+                                .sync_groups
+                                .iter()
+                                .any(|g| g.members.contains(&spec.name));
+                            r.spec = spec;
+                            info!(instance = %r.spec.name, "VRRP instance changed by a reload, state kept");
+                            changes.changed.push(r.spec.name.clone());
+                            announce_new.push((k, new));
+                        }
+                        None => {
+                            let source = match k.0 {
+                                Family::V4 => self.sources.0,
+                                Family::V6 => self.sources.1,
+                            };
+                            let Some(primary) = source else {
+                                warn!(instance = %spec.name, "no address to send adverts from");
+                                continue;
+                            };
+                            info!(instance = %spec.name, vrid = spec.vrid, "VRRP instance added by a reload");
+                            changes.added.push(spec.name.clone());
+                            let instance = Instance::new(instance_config(&spec, primary));
+                            let r = Running::new(spec, instance, None, &self.shared.globals);
+                            self.running.insert(k, r);
+                            started.push(k);
+                        }
+                    }
+                }
+                if let Err(e) =
+                    learn_links(&self.running, &self.handle, &mut self.links, &mut self.devs).await
+                {
+                    warn!(error = %e, "a reloaded instance names an interface that is not there");
+                }
+                self.retrack();
+                for k in &started {
+                    if let Some(r) = self.running.get_mut(k) {
+                        r.instance.startup(now);
+                    }
+                }
+                for (k, new) in announce_new {
+                    let Some(r) = self.running.get(&k) else {
+                        continue;
+                    };
+                    if !r.holds_addresses {
+                        continue;
+                    }
+                    for vip in &new {
+                        let link = vip_link(vip, r.home(&self.link), &self.devs);
+                        if let Err(e) = io::add_address(&self.handle, link.index, vip).await {
+                            warn!(instance = %r.spec.name, error = %e, "adding a virtual address");
+                        }
+                    }
+                    for _ in 0..r.spec.garp.repeat {
+                        for vip in &new {
+                            let link = vip_link(vip, r.home(&self.link), &self.devs);
+                            if let Err(e) = sockets.announcer.announce(link, vip.addr) {
+                                warn!(instance = %r.spec.name, error = %e, "announcing a virtual address");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(changes)
     }
 
     fn statuses(&self) -> Vec<VrrpStatus> {

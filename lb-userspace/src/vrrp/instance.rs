@@ -301,6 +301,20 @@ impl Instance {
         }
     }
 
+    /// Takes a reloaded configuration without leaving its state: an active router stays
+    /// active, a backup keeps its down timer. The caller sets the effective priority next
+    /// ([`Self::set_priority`], from the tracked objects); becoming or ceasing to be the
+    /// address owner (255) applies here, as `set_priority` leaves an owner alone.
+    pub fn reconfigure(&mut self, now: Instant, config: Config) {
+        let owner_changed = (config.priority == 255) != (self.config.priority == 255);
+        self.config = config;
+        if owner_changed {
+            let configured = std::mem::replace(&mut self.config.priority, 0);
+            self.set_priority(now, configured);
+            self.config.priority = configured;
+        }
+    }
+
     /// Whether it is active.
     pub fn is_active(&self) -> bool {
         matches!(self.state, State::Active { .. })

@@ -335,6 +335,11 @@ fn raw_socket(v6: bool) -> io::Result<Socket> {
 }
 
 impl Receiver {
+    /// Whether it receives IPv6 adverts.
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
     /// Opens the receive socket of `family` (IPv6 when `v6`) on `link`, joined to the VRRP group.
     pub fn open(link: &Link, v6: bool) -> Result<Self, IoError> {
         let socket = raw_socket(v6).map_err(socket_err("opening a VRRP receive socket"))?;
