@@ -41,7 +41,7 @@ enum Job {
     },
     /// Run every test tier.
     Test(test::TestArgs),
-    /// Run a benchmark: `xdp`, `failover`, `watchdog` or `checks`.
+    /// Run a benchmark: `xdp`, `failover`, `watchdog`, `checks`, `ipvs` or `config`.
     Bench {
         /// Which benchmark.
         name: String,

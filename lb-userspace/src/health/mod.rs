@@ -359,25 +359,40 @@ struct Probes {
 }
 
 /// What makes two checkers one probe: everything but `alpha`, which only sets where a pool
-/// starts.
-fn probe_key(checker: &Checker) -> Checker {
-    Checker {
-        alpha: false,
-        ..checker.clone()
+/// starts ([`Checker::same_probe`]). Borrowed or shared, never cloned: a reload keys 30,000
+/// checkers.
+#[derive(Clone, Debug)]
+struct ProbeKey<C>(C);
+
+impl<C: std::ops::Deref<Target = Checker>> PartialEq for ProbeKey<C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_probe(&other.0)
+    }
+}
+
+impl<C: std::ops::Deref<Target = Checker>> Eq for ProbeKey<C> {}
+
+impl<C: std::ops::Deref<Target = Checker>> std::hash::Hash for ProbeKey<C> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let c: &Checker = &self.0;
+        c.probe.hash(state);
+        c.timing.hash(state);
+        c.rise.hash(state);
+        c.log_all_failures.hash(state);
     }
 }
 
 fn plan_probes(servers: &[VirtualServer]) -> Probes {
     // Pools that differ in `alpha` still share a probe, which starts down only if all of
     // them are alpha and reports its first result to all.
-    let mut index: HashMap<Checker, usize> = HashMap::new();
+    let mut index: HashMap<ProbeKey<&Checker>, usize> = HashMap::new();
     let mut checkers: Vec<&Checker> = Vec::new();
     let mut alpha: Vec<bool> = Vec::new();
     let mut subscribers: Vec<Vec<Subscriber>> = Vec::new();
     for (v, vs) in servers.iter().enumerate() {
         for (r, rs) in vs.real_servers.iter().enumerate() {
             for (c, checker) in rs.checkers.iter().enumerate() {
-                let id = *index.entry(probe_key(checker)).or_insert_with(|| {
+                let id = *index.entry(ProbeKey(checker)).or_insert_with(|| {
                     checkers.push(checker);
                     alpha.push(true);
                     subscribers.push(Vec::new());
@@ -565,8 +580,11 @@ struct Scheduler {
     generation: u64,
     /// Probe numbers by key, while probes started before the last reload are in flight,
     /// and how many are.
-    stale: Option<(HashMap<Checker, usize>, usize)>,
+    stale: Option<(ProbeNumbers, usize)>,
 }
+
+/// Probe numbers by key.
+type ProbeNumbers = HashMap<ProbeKey<Arc<Checker>>, usize>;
 
 type Due = std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>;
 
@@ -605,16 +623,16 @@ impl Scheduler {
         use std::cmp::Reverse;
         let now = Instant::now();
         let probes = plan_probes(&request.servers);
-        let ids: HashMap<Checker, usize> = probes
+        let ids: ProbeNumbers = probes
             .checkers
             .iter()
             .enumerate()
-            .map(|(id, c)| (probe_key(c), id))
+            .map(|(id, c)| (ProbeKey(c.clone()), id))
             .collect();
         let mut renumber: Vec<Option<usize>> = vec![None; self.checkers.len()];
         let mut continues: Vec<Option<usize>> = vec![None; probes.checkers.len()];
         for (old, c) in self.checkers.iter().enumerate() {
-            if let Some(&new) = ids.get(&probe_key(c)) {
+            if let Some(&new) = ids.get(&ProbeKey(c.clone())) {
                 renumber[old] = Some(new);
                 continues[new] = Some(old);
             }
@@ -674,12 +692,12 @@ impl Scheduler {
     }
 
     /// The current number of a probe started in `generation`; `None` when a reload removed it.
-    fn current_id(&mut self, id: usize, generation: u64, checker: &Checker) -> Option<usize> {
+    fn current_id(&mut self, id: usize, generation: u64, checker: &Arc<Checker>) -> Option<usize> {
         if generation == self.generation {
             return Some(id);
         }
         let (ids, left) = self.stale.as_mut()?;
-        let found = ids.get(&probe_key(checker)).copied();
+        let found = ids.get(&ProbeKey(checker.clone())).copied();
         *left -= 1;
         if *left == 0 {
             self.stale = None;

@@ -391,6 +391,17 @@ pub struct Checker {
     pub log_all_failures: bool,
 }
 
+impl Checker {
+    /// Whether `other` is the same probe: equal in everything but `alpha`, which only sets
+    /// where a pool starts.
+    pub fn same_probe(&self, other: &Self) -> bool {
+        self.probe == other.probe
+            && self.timing == other.timing
+            && self.rise == other.rise
+            && self.log_all_failures == other.log_all_failures
+    }
+}
+
 /// Checker timing, keepalived's names and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timing {

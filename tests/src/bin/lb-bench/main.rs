@@ -9,6 +9,8 @@
 //!   (10,000 TCP, 1,000 HTTP) against a bare connect loop, and detection latency ([`checks`]).
 //! - `ipvs [--rounds N]`: 300 x 100 applied by lbd's reconciler against `ipvsadm -R`, and one
 //!   real-server change, in the IPVS VM ([`ipvs`]).
+//! - `config [--rounds N] [--only parse,reload]`: the 65,024-instance `~SEQ` example parsed
+//!   against `keepalived -t`, and one-line reloads of 300 x 100 real servers ([`config`]).
 //! - `xdp [--repeat N] [--rounds R]`: BPF_PROG_TEST_RUN ns per packet of lbd's XDP program on
 //!   each path (VIP hit TCP/UDP/IPv6, non-VIP, non-IP), against an empty XDP program (the floor,
 //!   which is the harness's own cost) on the same frames.
@@ -18,6 +20,7 @@
 )]
 
 mod checks;
+mod config;
 mod failover;
 mod ipvs;
 mod watchdog;
@@ -48,10 +51,11 @@ fn main() -> ExitCode {
         Some("watchdog") => watchdog::bench_watchdog(&args[1..]),
         Some("checks") => checks::bench_checks(&args[1..]),
         Some("ipvs") => ipvs::bench_ipvs(&args[1..]),
+        Some("config") => config::bench_config(&args[1..]),
         Some("checks-floor") => checks::floor(&args[1..]),
         other => {
             eprintln!(
-                "unknown benchmark {other:?}; available: xdp, failover, watchdog, checks, ipvs"
+                "unknown benchmark {other:?}; available: xdp, failover, watchdog, checks, ipvs, config"
             );
             ExitCode::FAILURE
         }
