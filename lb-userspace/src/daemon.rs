@@ -51,8 +51,9 @@ pub struct RunOptions {
     pub keep_ipvs: bool,
     /// Serve `/metrics` and `/status` over HTTP on this address.
     pub http_address: Option<std::net::SocketAddr>,
-    /// Where SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.stats` and
-    /// `keepalived.json` (keepalived's own place: /tmp).
+    /// Where SIGUSR1, SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.data` (and
+    /// `keepalived_check.data`), `keepalived.stats` and `keepalived.json` (keepalived's own
+    /// place: /tmp).
     pub dump_dir: PathBuf,
     /// Reads and validates a configuration file the way lbd was started to (format, config
     /// id, overrides), for reloads; `None`: lbd cannot reload.
@@ -664,15 +665,13 @@ async fn query_status(queries: &mpsc::Sender<oneshot::Sender<Status>>) -> Option
     rx.await.ok()
 }
 
-/// keepalived's signal dumps: SIGUSR2 writes `keepalived.stats`, SIGRTMIN+2 (keepalived's
-/// JSON signal) `keepalived.json`, mode 0600, in `dir`.
-fn spawn_dumps(
-    queries: mpsc::Sender<oneshot::Sender<Status>>,
-    specs: Vec<crate::model::VrrpInstance>,
-    dir: PathBuf,
-) {
+/// keepalived's signal dumps, mode 0600, in `dir`: SIGUSR1 writes `keepalived.data` and
+/// `keepalived_check.data`, SIGUSR2 `keepalived.stats`, SIGRTMIN+2 (keepalived's JSON signal)
+/// `keepalived.json`. The task that owns the state renders them, so a reload shows at once.
+fn spawn_dumps(dumps: mpsc::Sender<DumpRequest>, dir: PathBuf) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut stats), Ok(mut json)) = (
+    let (Ok(mut data), Ok(mut stats), Ok(mut json)) = (
+        signal(SignalKind::user_defined1()),
         signal(SignalKind::user_defined2()),
         signal(SignalKind::from_raw(libc::SIGRTMIN() + 2)),
     ) else {
@@ -681,31 +680,33 @@ fn spawn_dumps(
     };
     tokio::spawn(async move {
         loop {
-            let as_json = tokio::select! {
-                Some(()) = stats.recv() => false,
-                Some(()) = json.recv() => true,
+            let kind = tokio::select! {
+                Some(()) = data.recv() => DumpKind::Data,
+                Some(()) = stats.recv() => DumpKind::Stats,
+                Some(()) = json.recv() => DumpKind::Json,
                 else => return,
             };
-            let Some(status) = query_status(&queries).await else {
+            let (reply, answer) = oneshot::channel();
+            if dumps.send(DumpRequest { kind, reply }).await.is_err() {
+                return;
+            }
+            let Ok(files) = answer.await else {
                 return;
             };
-            let (name, text) = if as_json {
-                ("keepalived.json", crate::dumps::json(&status.vrrp, &specs))
-            } else {
-                ("keepalived.stats", crate::dumps::stats_text(&status.vrrp))
-            };
-            let path = dir.join(name);
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
-            match written {
-                Ok(()) => info!(path = %path.display(), "dump written on signal"),
-                Err(e) => warn!(path = %path.display(), error = %e, "writing a dump"),
+            for (name, text) in files {
+                let path = dir.join(name);
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let written = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+                match written {
+                    Ok(()) => info!(path = %path.display(), "dump written on signal"),
+                    Err(e) => warn!(path = %path.display(), error = %e, "writing a dump"),
+                }
             }
         }
     });
@@ -1439,6 +1440,83 @@ async fn vrrp_statuses(
     all
 }
 
+/// Everything status shows, from the task that owns the state.
+async fn full_status(state: &State, lvs: Option<&Lvs>, vrrp: &Vrrp) -> Status {
+    let health = lvs.map(|l| l.health.view()).unwrap_or_default();
+    let mut status = state.status(&health);
+    let vrrp_queries: Vec<_> = vrrp.drivers.iter().map(|d| d.queries.clone()).collect();
+    status.vrrp = vrrp_statuses(&vrrp_queries).await;
+    if let Some(desired) = lvs.map(|l| &l.health.desired) {
+        status.desired_services = desired
+            .borrow()
+            .iter()
+            .map(|(key, svc)| crate::control::ServiceStatus {
+                service: key.to_string(),
+                scheduler: svc.settings.scheduler.clone(),
+                real_servers: svc
+                    .dests
+                    .iter()
+                    .map(|(addr, d)| crate::control::DestStatus {
+                        address: addr.to_string(),
+                        weight: d.weight,
+                        forwarding: d.forwarding.name().to_owned(),
+                    })
+                    .collect(),
+            })
+            .collect();
+    }
+    status.reconciler = lvs.map(|l| {
+        let s = l.stats.borrow();
+        crate::control::ReconcilerStatus {
+            backend: l.backend.to_owned(),
+            probes: l.health.probes(),
+            passes: s.passes,
+            applied: s.applied,
+            errors: s.errors,
+            last_error: s.last_error.clone(),
+        }
+    });
+    status
+}
+
+/// Which keepalived dump a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DumpKind {
+    /// SIGUSR1: `keepalived.data` and `keepalived_check.data`.
+    Data,
+    /// SIGUSR2: `keepalived.stats`.
+    Stats,
+    /// SIGRTMIN+2: `keepalived.json`.
+    Json,
+}
+
+/// A dump for the task that owns the state: the files to write, by name.
+#[derive(Debug)]
+struct DumpRequest {
+    kind: DumpKind,
+    reply: oneshot::Sender<Vec<(&'static str, String)>>,
+}
+
+fn render_dumps(kind: DumpKind, model: &Model, status: &Status) -> Vec<(&'static str, String)> {
+    match kind {
+        DumpKind::Data => vec![
+            (
+                "keepalived.data",
+                crate::dumps::data_text(model, &status.vrrp),
+            ),
+            (
+                "keepalived_check.data",
+                crate::dumps::check_data_text(model, status),
+            ),
+        ],
+        DumpKind::Stats => vec![("keepalived.stats", crate::dumps::stats_text(&status.vrrp))],
+        DumpKind::Json => vec![(
+            "keepalived.json",
+            crate::dumps::json(&status.vrrp, &model.vrrp_instances),
+        )],
+    }
+}
+
 /// Runs lbd on `model` until `shutdown` completes.
 pub async fn run(
     model: Model,
@@ -1516,16 +1594,18 @@ pub async fn run(
             }
         });
     }
-    spawn_dumps(
-        queries_tx.clone(),
-        state.model.vrrp_instances.clone(),
-        state.options.dump_dir.clone(),
-    );
+    let (dumps_tx, mut dumps_rx) = mpsc::channel::<DumpRequest>(4);
+    spawn_dumps(dumps_tx, state.options.dump_dir.clone());
     // Borrows the state, which outlives it: the XDP program is released or kept below.
     let owner = async {
         loop {
             let reply = tokio::select! {
                 Some(reply) = queries_rx.recv() => reply,
+                Some(request) = dumps_rx.recv() => {
+                    let status = full_status(&state, lvs.as_ref(), &vrrp).await;
+                    request.reply.send(render_dumps(request.kind, &state.model, &status)).ok();
+                    continue;
+                }
                 Some(request) = reloads_rx.recv() => {
                     let answer = reload(&mut state, lvs.as_mut(), &mut vrrp, request.dry_run, request.config).await;
                     request.reply.send(answer).ok();
@@ -1533,40 +1613,7 @@ pub async fn run(
                 }
                 else => return,
             };
-            let health = lvs.as_ref().map(|l| l.health.view()).unwrap_or_default();
-            let mut status = state.status(&health);
-            let vrrp_queries: Vec<_> = vrrp.drivers.iter().map(|d| d.queries.clone()).collect();
-            status.vrrp = vrrp_statuses(&vrrp_queries).await;
-            if let Some(desired) = lvs.as_ref().map(|l| &l.health.desired) {
-                status.desired_services = desired
-                    .borrow()
-                    .iter()
-                    .map(|(key, svc)| crate::control::ServiceStatus {
-                        service: key.to_string(),
-                        scheduler: svc.settings.scheduler.clone(),
-                        real_servers: svc
-                            .dests
-                            .iter()
-                            .map(|(addr, d)| crate::control::DestStatus {
-                                address: addr.to_string(),
-                                weight: d.weight,
-                                forwarding: d.forwarding.name().to_owned(),
-                            })
-                            .collect(),
-                    })
-                    .collect();
-            }
-            status.reconciler = lvs.as_ref().map(|l| {
-                let s = l.stats.borrow();
-                crate::control::ReconcilerStatus {
-                    backend: l.backend.to_owned(),
-                    probes: l.health.probes(),
-                    passes: s.passes,
-                    applied: s.applied,
-                    errors: s.errors,
-                    last_error: s.last_error.clone(),
-                }
-            });
+            let status = full_status(&state, lvs.as_ref(), &vrrp).await;
             // A client that went away no longer wants its answer.
             reply.send(status).ok();
         }

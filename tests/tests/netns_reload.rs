@@ -161,6 +161,9 @@ fn reloads_apply_only_the_difference_and_never_flap() {
         ("VI_2", 52, &["192.0.2.101"]),
     ];
     let d2_conf = conf("d2", 100, &two, &reals);
+    let dumps = lab.dir().join("dumps");
+    std::fs::create_dir_all(&dumps).expect("dump dir");
+    r[0].lbd_args = vec!["--dump-dir".into(), dumps.display().to_string()];
     r[1].start_conf(&mut lab, &d2_conf);
     r[0].start_conf(&mut lab, &conf("d1", 150, &two, &reals));
     wait_master(&r, 0, "higher priority");
@@ -236,6 +239,42 @@ fn reloads_apply_only_the_difference_and_never_flap() {
         "right after the reload: .3 is still known dead"
     );
     assert!(checker_probes(&r[0], "198.51.100.1:80") >= probes_before);
+
+    // SIGUSR1: keepalived's data dumps show the reloaded configuration and the live state.
+    let pid = r[0].pid.expect("d1 runs").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-USR1", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let check_data = dumps.join("keepalived_check.data");
+    wait_until("keepalived_check.data", Duration::from_secs(5), || {
+        std::fs::metadata(&check_data).is_ok_and(|m| m.len() > 0)
+    });
+    let text = std::fs::read_to_string(&check_data).expect("check data");
+    assert!(
+        text.contains("\n VS VIP = 203.0.113.1, VPORT = 80\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("   RIP = 198.51.100.2, RPORT = 80, WEIGHT = 3 EFF WEIGHT = 3\n"),
+        "{text}"
+    );
+    let dead = text
+        .split("------< Real server >------")
+        .find(|block| block.contains("RIP = 198.51.100.3,"))
+        .expect("the dead real server's block");
+    assert!(
+        dead.contains("\n   alive = 0\n") && dead.contains("num failed checkers = 1"),
+        "{dead}"
+    );
+    let data = std::fs::read_to_string(dumps.join("keepalived.data")).expect("data");
+    assert!(
+        data.contains(" VRRP Instance = VI_2\n   VRRP Version = 3\n   State = MASTER\n"),
+        "{data}"
+    );
 
     // 3. A VIP moves from VI_2 to VI_1, and VI_2 gets another: one reload, on both directors.
     let moved: [(&str, u8, &[&str]); 2] = [

@@ -955,7 +955,8 @@ fn a_crash_is_taken_over_on_the_kernel_timer_event() {
 }
 
 /// keepalived's signal dumps: lbd's SIGUSR2 `keepalived.stats` has the form of keepalived
-/// 2.2.7's own (numbers aside), and its JSON dump keepalived's structure and key names.
+/// 2.2.7's own (numbers aside), its JSON dump keepalived's structure and key names, and every
+/// line of its SIGUSR1 `keepalived.data` is one keepalived writes, at the same indentation.
 #[test]
 fn signal_dumps_have_keepalived_s_form() {
     let (mut lab, _, mut r) = lan(&[Kind::Lbd, Kind::Keepalived]);
@@ -966,11 +967,12 @@ fn signal_dumps_have_keepalived_s_form() {
     r[0].start(&mut lab, &Settings::new(3, 150, "0.1"));
     wait_master(&r, 0, "higher priority");
     // keepalived writes to fixed paths in /tmp; clear them first.
-    for name in ["keepalived.stats", "keepalived.json"] {
+    for name in ["keepalived.stats", "keepalived.json", "keepalived.data"] {
         std::fs::remove_file(std::path::Path::new("/tmp").join(name)).ok();
     }
     let json_signal = format!("{}", libc_sigrtmin() + 2);
     for (signal, name) in [
+        ("USR1", "keepalived.data"),
         ("USR2", "keepalived.stats"),
         (json_signal.as_str(), "keepalived.json"),
     ] {
@@ -1010,6 +1012,43 @@ fn signal_dumps_have_keepalived_s_form() {
         }
         out
     };
+    // A data line's key: its indentation and what comes before " = " (or its first two
+    // words), numbers masked.
+    let data_keys = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .map(|line| {
+                let key = match line.split_once(" = ") {
+                    Some((key, _)) => key.to_owned(),
+                    None => {
+                        let indent = line.len() - line.trim_start().len();
+                        let words: Vec<&str> = line.split_whitespace().take(2).collect();
+                        format!("{}{}", " ".repeat(indent), words.join(" "))
+                    }
+                };
+                mask(&key)
+            })
+            .collect()
+    };
+    let ours = std::fs::read_to_string(dumps.join("keepalived.data")).expect("lbd's data");
+    let theirs = std::fs::read_to_string("/tmp/keepalived.data").expect("keepalived's data");
+    let foreign: Vec<String> = data_keys(&ours)
+        .difference(&data_keys(&theirs))
+        .cloned()
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "lines keepalived does not write: {foreign:?}\nlbd:\n{ours}\nkeepalived:\n{theirs}"
+    );
+    for line in [
+        "------< VRRP Topology >------",
+        " VRRP Instance = VI_1",
+        "   State = MASTER",
+        "   Virtual Router ID = 51",
+        "   Advert interval = 100 milli-sec",
+    ] {
+        assert!(ours.lines().any(|l| l == line), "{line:?} in\n{ours}");
+    }
+    assert!(theirs.lines().any(|l| l == "   State = BACKUP"));
     let ours = std::fs::read_to_string(dumps.join("keepalived.stats")).expect("lbd's stats");
     let theirs = std::fs::read_to_string("/tmp/keepalived.stats").expect("keepalived's stats");
     assert_eq!(

@@ -143,8 +143,8 @@ enum Command {
         /// address (`--http` alone: 127.0.0.1:9467).
         #[arg(long = "http", value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:9467")]
         http_address: Option<std::net::SocketAddr>,
-        /// Where SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.stats` and
-        /// `keepalived.json`.
+        /// Where SIGUSR1, SIGUSR2 and SIGRTMIN+2 write keepalived's `keepalived.data` and
+        /// `keepalived_check.data`, `keepalived.stats` and `keepalived.json`.
         #[arg(long, value_name = "DIR", default_value = "/tmp")]
         dump_dir: PathBuf,
     },
