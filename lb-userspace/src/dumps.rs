@@ -34,7 +34,7 @@ fn globals(out: &mut String, model: &Model) {
     let garp = model
         .vrrp_instances
         .first()
-        .map(|i| i.garp.clone())
+        .map(|i| i.garp)
         .unwrap_or_default();
     let router_id = model.router_id.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
