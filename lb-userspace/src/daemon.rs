@@ -965,6 +965,70 @@ struct Vrrp {
     shared: crate::vrrp::driver::Shared,
     group_commands: GroupCommands,
     drivers: Vec<VrrpDriver>,
+    runtime: VrrpRuntime,
+}
+
+/// The thread the VRRP drivers run on: a current-thread runtime of their own. An advert, a
+/// kernel master-down event or a timer wakes that one thread, which then runs the takeover to
+/// its end (netlink acks included) without handing work to another: under CPU starvation
+/// every hand-off is one more wait for the scheduler. Nothing else (health checks, the
+/// control API, reloads' parsing) runs there.
+struct VrrpRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl VrrpRuntime {
+    fn start() -> Self {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lbd-vrrp".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        error!(error = %e, "starting the VRRP runtime");
+                        return;
+                    }
+                };
+                if handle_tx.send(runtime.handle().clone()).is_ok() {
+                    // Drivers run until they are stopped; then this returns.
+                    drop(runtime.block_on(stopped));
+                }
+            });
+        match (thread, handle_rx.recv()) {
+            (Ok(thread), Ok(handle)) => Self {
+                handle,
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            _ => {
+                warn!("no thread of its own for VRRP: its drivers share the main runtime");
+                Self {
+                    handle: tokio::runtime::Handle::current(),
+                    stop: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Ends the thread once its drivers have stopped.
+    fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            error!("the VRRP thread panicked");
+        }
+    }
 }
 
 /// `instances` grouped by interface, in configuration order.
@@ -1010,7 +1074,7 @@ impl Vrrp {
             stopped,
         );
         let name = interface.clone();
-        let task = tokio::spawn(async move {
+        let task = self.runtime.handle.spawn(async move {
             // Said at once: a driver that cannot start (no such interface, no address to
             // send from) leaves its instances down while the rest of lbd runs.
             let result = driver.await;
@@ -1131,6 +1195,7 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp
         bpf,
     };
     let mut vrrp = Vrrp {
+        runtime: VrrpRuntime::start(),
         shared,
         group_commands: GroupCommands::default(),
         drivers: Vec::new(),
@@ -1674,6 +1739,7 @@ pub async fn run(
     for driver in vrrp.drivers {
         driver.stop().await;
     }
+    vrrp.runtime.finish();
     for path in std::iter::once(socket).chain(pid_file) {
         if let Err(e) = std::fs::remove_file(&path) {
             warn!(path = %path.display(), error = %e, "removing at exit");
