@@ -980,12 +980,20 @@ struct VrrpRuntime {
 }
 
 impl VrrpRuntime {
-    fn start() -> Self {
+    /// Starts the thread; with `rt_priority` (keepalived's `vrrp_rt_priority`) it runs
+    /// SCHED_RR at that priority.
+    fn start(rt_priority: Option<u8>) -> Self {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("lbd-vrrp".to_owned())
             .spawn(move || {
+                if let Some(priority) = rt_priority {
+                    match crate::sys::set_realtime(priority) {
+                        Ok(()) => info!(priority, "VRRP thread runs SCHED_RR (vrrp_rt_priority)"),
+                        Err(e) => warn!(priority, error = %e, "vrrp_rt_priority not applied"),
+                    }
+                }
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -1195,7 +1203,7 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp
         bpf,
     };
     let mut vrrp = Vrrp {
-        runtime: VrrpRuntime::start(),
+        runtime: VrrpRuntime::start(model.vrrp.rt_priority),
         shared,
         group_commands: GroupCommands::default(),
         drivers: Vec::new(),

@@ -69,6 +69,21 @@ pub(crate) fn async_ring(
 
 /// Gives the heap's free pages back to the kernel: after startup, the configuration's parse
 /// tree (tens of MB for 10,000 real servers) is garbage that glibc would otherwise keep.
+/// Puts the calling thread under SCHED_RR at `priority` (1-99), as keepalived's
+/// `vrrp_rt_priority` does for its VRRP process.
+pub(crate) fn set_realtime(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub(crate) fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks glibc's own heap bookkeeping; it takes no pointers.

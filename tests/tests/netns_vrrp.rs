@@ -65,6 +65,51 @@ fn crash_failover_and_preempt_back_with(
     }
 }
 
+/// keepalived's `vrrp_rt_priority`: lbd's VRRP thread (`lbd-vrrp`, where every driver runs)
+/// is SCHED_RR at that priority, and only that thread.
+#[test]
+fn vrrp_rt_priority_puts_the_vrrp_thread_under_sched_rr() {
+    let (mut lab, _, mut r) = lan(&[Kind::Lbd]);
+    r[0].start(
+        &mut lab,
+        &Settings::new(3, 150, "0.1").global("vrrp_rt_priority 7"),
+    );
+    wait_master(&r, 0, "alone");
+    let pid = r[0].pid.expect("running");
+    // /proc/PID/task/TID/stat: field 40 is rt_priority, 41 the policy (2: SCHED_RR).
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after_comm = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        // Fields after "(comm) " start at field 3.
+        let (rt_priority, policy) = (fields[40 - 3], fields[41 - 3]);
+        threads.push((
+            comm.trim().to_owned(),
+            rt_priority.to_owned(),
+            policy.to_owned(),
+        ));
+    }
+    let vrrp: Vec<_> = threads.iter().filter(|t| t.0 == "lbd-vrrp").collect();
+    assert_eq!(vrrp.len(), 1, "{threads:?}");
+    assert_eq!(
+        (vrrp[0].1.as_str(), vrrp[0].2.as_str()),
+        ("7", "2"),
+        "{threads:?}"
+    );
+    assert!(
+        threads
+            .iter()
+            .filter(|t| t.0 != "lbd-vrrp")
+            .all(|t| t.2 == "0"),
+        "every other thread stays SCHED_OTHER: {threads:?}"
+    );
+}
+
 #[test]
 fn lbd_pair_v3_crash_failover_and_preempt_back() {
     crash_failover_and_preempt_back(Kind::Lbd, Kind::Lbd, 3);

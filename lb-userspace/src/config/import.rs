@@ -180,6 +180,12 @@ pub fn to_toml(spec: &Spec) -> String {
         spec.garp_master_refresh.as_ref(),
         |v| Value::Float(*v),
     );
+    put(
+        &mut root,
+        "vrrp_rt_priority",
+        spec.vrrp_rt_priority.as_ref(),
+        |v| Value::Integer(*v),
+    );
     let mut scripts = Vec::new();
     for s in &spec.vrrp_scripts {
         let mut t = Table::new();

@@ -37,6 +37,18 @@ pub enum Token {
 /// Splits `text` into tokens with their positions.
 pub fn lex(file: &str, text: &str) -> Result<Vec<At<Token>>, ConfigError> {
     let mut tokens = Vec::new();
+    lex_into(file, text, &mut tokens, |pos| pos)?;
+    Ok(tokens)
+}
+
+/// [`lex`], appending to `tokens` with each position passed through `place` (no vector per
+/// line: a reload lexes hundreds of thousands of lines).
+fn lex_into(
+    file: &str,
+    text: &str,
+    tokens: &mut Vec<At<Token>>,
+    place: impl Fn(Pos) -> Pos,
+) -> Result<(), ConfigError> {
     let mut chars = text.char_indices().peekable();
     let (mut line, mut line_start) = (1u32, 0usize);
     let pos_at = |line: u32, line_start: usize, i: usize| Pos {
@@ -45,7 +57,7 @@ pub fn lex(file: &str, text: &str) -> Result<Vec<At<Token>>, ConfigError> {
         col: u32::try_from(text[line_start..i].chars().count() + 1).unwrap_or(u32::MAX),
     };
     while let Some(&(i, c)) = chars.peek() {
-        let pos = pos_at(line, line_start, i);
+        let pos = place(pos_at(line, line_start, i));
         match c {
             '\n' => {
                 chars.next();
@@ -101,7 +113,7 @@ pub fn lex(file: &str, text: &str) -> Result<Vec<At<Token>>, ConfigError> {
             }
         }
     }
-    Ok(tokens)
+    Ok(())
 }
 
 /// keepalived's escapes in quoted strings: `\n`, `\t`, `\r`, `\\`, `\"`, `\xXX`, `\nnn` (octal),
@@ -136,17 +148,16 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> char 
     }
 }
 
-/// Groups tokens into statements.
-pub fn statements(file: &str, tokens: &[At<Token>]) -> Result<Vec<Statement>, ConfigError> {
-    let mut index = 0;
-    let list = block(file, tokens, &mut index, None)?;
-    Ok(list)
+/// Groups tokens into statements; the words move into them.
+pub fn statements(file: &str, tokens: Vec<At<Token>>) -> Result<Vec<Statement>, ConfigError> {
+    block(file, &mut tokens.into_iter().peekable(), None)
 }
+
+type Tokens = std::iter::Peekable<std::vec::IntoIter<At<Token>>>;
 
 fn block(
     file: &str,
-    tokens: &[At<Token>],
-    index: &mut usize,
+    tokens: &mut Tokens,
     opened_at: Option<Pos>,
 ) -> Result<Vec<Statement>, ConfigError> {
     let error = |pos, message: &str| ConfigError {
@@ -157,9 +168,8 @@ fn block(
     let mut list: Vec<Statement> = Vec::new();
     // Whether the last statement may still take a block opened on a later line.
     let mut may_open = false;
-    while let Some(token) = tokens.get(*index) {
-        *index += 1;
-        match &token.value {
+    while let Some(token) = tokens.next() {
+        match token.value {
             Token::Newline => {}
             Token::Close => {
                 return match opened_at {
@@ -171,20 +181,25 @@ fn block(
                 let Some(last) = list.last_mut().filter(|s| may_open && s.block.is_none()) else {
                     return Err(error(token.pos, "'{' without a keyword before it"));
                 };
-                last.block = Some(block(file, tokens, index, Some(token.pos))?);
+                last.block = Some(block(file, tokens, Some(token.pos))?);
                 may_open = false;
                 continue;
             }
             Token::Word(word) => {
-                let keyword = At::new(word.clone(), token.pos);
+                let keyword = At::new(word, token.pos);
                 let mut args = Vec::new();
                 while let Some(At {
-                    value: Token::Word(w),
-                    pos,
-                }) = tokens.get(*index)
+                    value: Token::Word(_),
+                    ..
+                }) = tokens.peek()
                 {
-                    args.push(At::new(w.clone(), *pos));
-                    *index += 1;
+                    if let Some(At {
+                        value: Token::Word(w),
+                        pos,
+                    }) = tokens.next()
+                    {
+                        args.push(At::new(w, pos));
+                    }
                 }
                 list.push(Statement {
                     keyword,
@@ -348,7 +363,6 @@ const KNOWN_UNIMPLEMENTED: &[&str] = &[
     "vrrp_priority",
     "checker_priority",
     "bfd_priority",
-    "vrrp_rt_priority",
     "checker_rt_priority",
     "bfd_rt_priority",
     "vrrp_rlimit_rttime",
@@ -625,6 +639,9 @@ impl Reader<'_> {
                 }
                 "vrrp_garp_master_refresh" => {
                     spec.garp_master_refresh = self.one(s).and_then(|a| self.float(&a));
+                }
+                "vrrp_rt_priority" => {
+                    spec.vrrp_rt_priority = self.one(s).and_then(|a| self.number(&a));
                 }
                 _ => self.other(s, "global_defs"),
             }
@@ -906,11 +923,10 @@ pub fn lex_lines(pre: &super::preprocess::Preprocessed) -> Result<Vec<At<Token>>
             pos.line = line.line;
             pos
         };
-        let lexed = lex(name, &line.text).map_err(|mut e| {
+        lex_into(name, &line.text, &mut tokens, place).map_err(|mut e| {
             e.pos = place(e.pos);
             e
         })?;
-        tokens.extend(lexed.into_iter().map(|t| At::new(t.value, place(t.pos))));
         tokens.push(At::new(Token::Newline, place(Pos::default())));
     }
     Ok(tokens)
@@ -928,7 +944,7 @@ pub fn parse_lines(
 ) -> Result<Spec, Vec<ConfigError>> {
     let file = pre.files[0].as_str();
     let tokens = lex_lines(pre).map_err(|e| vec![e])?;
-    let statements = statements(file, &tokens).map_err(|e| vec![e])?;
+    let statements = statements(file, tokens).map_err(|e| vec![e])?;
     let mut reader = Reader {
         file,
         unimplemented,
@@ -936,10 +952,11 @@ pub fn parse_lines(
         warnings,
     };
     let mut spec = Spec::default();
-    for s in &statements {
+    for statement in statements {
+        let s = &statement;
         match s.keyword.value.as_str() {
-            // Read by the LVS reader, shared with the TOML front-end.
-            "virtual_server" | "virtual_server_group" | "SSL" => spec.lvs.push(s.clone()),
+            // Read by the LVS reader, shared with the TOML front-end; moved, not copied.
+            "virtual_server" | "virtual_server_group" | "SSL" => spec.lvs.push(statement),
             "global_defs" => reader.global_defs(s, &mut spec),
             "vrrp_instance" => {
                 if let Some(vi) = reader.vrrp_instance(s) {
@@ -1017,7 +1034,7 @@ mod tests {
     #[test]
     fn statements_take_blocks_on_the_same_or_the_next_line() {
         let tokens = lex("t", "a 1 {\n b 2\n}\nc\n{\n d\n}\ne").expect("lexes");
-        let list = statements("t", &tokens).expect("parses");
+        let list = statements("t", tokens).expect("parses");
         let names: Vec<(&str, usize, Option<usize>)> = list
             .iter()
             .map(|s| {

@@ -541,6 +541,7 @@ global_defs {
     script_user lbd-script lbd-group
     vrrp_garp_master_delay 2
     vrrp_garp_master_refresh 60
+    vrrp_rt_priority 10
 }
 vrrp_script chk_web {
     script "/usr/local/bin/check 'web server' 80"
@@ -597,6 +598,7 @@ script_user = "lbd-script"
 script_group = "lbd-group"
 garp_master_delay = 2
 garp_master_refresh = 60
+vrrp_rt_priority = 10
 
 [[vrrp_script]]
 name = "chk_web"
@@ -678,6 +680,13 @@ notify_master = "/bin/group.sh up"
             "instance repeat, global delay and refresh"
         );
         assert_eq!(a.vrrp.sync_groups[0].members, ["VI_1", "VI_2"]);
+        assert_eq!(a.vrrp.rt_priority, Some(10));
+        let out_of_range = keepalived.replace("vrrp_rt_priority 10", "vrrp_rt_priority 100");
+        let errors = load_keepalived(&out_of_range, Unimplemented::Reject).expect_err("invalid");
+        assert_eq!(
+            messages(&errors),
+            ["keepalived.conf:7:22: vrrp_rt_priority 100 is not in 1-99"]
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Spec {
     pub garp_master_repeat: Option<At<i64>>,
     /// `global_defs { vrrp_garp_master_refresh }` in seconds (0: never).
     pub garp_master_refresh: Option<At<f64>>,
+    /// `global_defs { vrrp_rt_priority }`: the VRRP thread's real-time priority.
+    pub vrrp_rt_priority: Option<At<i64>>,
 }
 
 /// A command as written: the command line (split like a shell line, quotes honoured), and

@@ -96,6 +96,7 @@ struct FileDto {
     garp_master_delay: Option<Spanned<f64>>,
     garp_master_repeat: Option<Spanned<i64>>,
     garp_master_refresh: Option<Spanned<f64>>,
+    vrrp_rt_priority: Option<Spanned<i64>>,
 }
 
 /// A command: its line, or a table with the user and group to run it as. (Untagged enums
@@ -417,6 +418,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         garp_master_delay: dto.garp_master_delay.as_ref().map(float),
         garp_master_repeat: dto.garp_master_repeat.as_ref().map(at_int),
         garp_master_refresh: dto.garp_master_refresh.as_ref().map(float),
+        vrrp_rt_priority: dto.vrrp_rt_priority.as_ref().map(at_int),
     })
 }
 

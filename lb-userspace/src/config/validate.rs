@@ -589,6 +589,16 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
             user: u.value.clone(),
             group: g.as_ref().map(|g| g.value.clone()),
         }),
+        rt_priority: spec.vrrp_rt_priority.as_ref().and_then(|p| {
+            let priority = u8::try_from(p.value).ok().filter(|p| (1..=99).contains(p));
+            if priority.is_none() {
+                errors.push(
+                    p.pos,
+                    format!("vrrp_rt_priority {} is not in 1-99", p.value),
+                );
+            }
+            priority
+        }),
     }
 }
 

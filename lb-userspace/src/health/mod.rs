@@ -952,13 +952,17 @@ impl Supervisor {
             }
             self.pools.push(pool);
         }
-        let old_statuses = std::mem::take(&mut self.statuses);
+        // Each old probe continues as one new probe at most: its status moves.
+        let mut old_statuses: Vec<Option<CheckerView>> = std::mem::take(&mut self.statuses)
+            .into_iter()
+            .map(Some)
+            .collect();
         self.statuses = checkers
             .iter()
             .zip(&continues)
-            .map(|(c, old)| match old {
-                Some(old) => old_statuses[*old].clone(),
-                None => fresh_status(c),
+            .map(|(c, old)| {
+                old.and_then(|o| old_statuses.get_mut(o)?.take())
+                    .unwrap_or_else(|| fresh_status(c))
             })
             .collect();
         // A kept probe that now also serves a real server it did not: that one takes its

@@ -43,6 +43,9 @@ pub struct VrrpGlobals {
     /// Who scripts run as unless they say otherwise (keepalived's `script_user`); `None`: the
     /// `keepalived_script` user if it exists, else `nobody`, never root by default.
     pub script_user: Option<ScriptUser>,
+    /// keepalived's `vrrp_rt_priority`: the VRRP thread runs SCHED_RR at this priority (1-99),
+    /// ahead of every ordinary task on the machine; `None`: an ordinary thread.
+    pub rt_priority: Option<u8>,
 }
 
 /// A user, and optionally a group, to run a script as.
