@@ -40,6 +40,23 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The desired table of `service` in a status (`desired_services`): (real server, weight).
+pub fn desired(status: &serde_json::Value, service: &str) -> Vec<(String, u64)> {
+    status["desired_services"]
+        .as_array()
+        .expect("desired_services")
+        .iter()
+        .filter(|s| s["service"] == service)
+        .flat_map(|s| s["real_servers"].as_array().expect("reals").clone())
+        .map(|d| {
+            (
+                d["address"].as_str().expect("address").to_owned(),
+                d["weight"].as_u64().expect("weight"),
+            )
+        })
+        .collect()
+}
+
 /// `lbctl --control-socket SOCKET status --json`, parsed; fails the test when lbctl does.
 pub fn lbctl_status(socket: &std::path::Path) -> serde_json::Value {
     let out = std::process::Command::new(workspace_bin("lbctl"))

@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::lab::{Lab, Netns, TcpServer, wait_until};
+use lb_tests::{
+    desired,
+    lab::{Lab, Netns, TcpServer, wait_until},
+};
 use lbd::{
     health::{probe, state::Outcome},
     model::{
@@ -796,22 +799,6 @@ fn fifo_lines(fifo: &mut std::fs::File, seen: &mut String) -> String {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     seen.clone()
-}
-
-fn desired(status: &serde_json::Value, service: &str) -> Vec<(String, u64)> {
-    status["desired_services"]
-        .as_array()
-        .expect("desired_services")
-        .iter()
-        .filter(|s| s["service"] == service)
-        .flat_map(|s| s["real_servers"].as_array().expect("reals").clone())
-        .map(|d| {
-            (
-                d["address"].as_str().expect("address").to_owned(),
-                d["weight"].as_u64().expect("weight"),
-            )
-        })
-        .collect()
 }
 
 #[test]

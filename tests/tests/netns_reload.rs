@@ -80,20 +80,7 @@ fn reload(r: &Router) -> serde_json::Value {
 
 /// The desired table of the virtual server: (real server, weight).
 fn desired(r: &Router) -> Vec<(String, u64)> {
-    let status = r.lbctl_status();
-    status["desired_services"]
-        .as_array()
-        .expect("desired_services")
-        .iter()
-        .filter(|s| s["service"] == VS)
-        .flat_map(|s| s["real_servers"].as_array().expect("reals").clone())
-        .map(|d| {
-            (
-                d["address"].as_str().expect("address").to_owned(),
-                d["weight"].as_u64().expect("weight"),
-            )
-        })
-        .collect()
+    lb_tests::desired(&r.lbctl_status(), VS)
 }
 
 fn instance(r: &Router, name: &str) -> serde_json::Value {

@@ -59,13 +59,20 @@ fn http_targets() -> Vec<SocketAddr> {
         .collect()
 }
 
-struct Load {
-    lab: Lab,
-    director: Netns,
+pub(crate) struct Load {
+    pub(crate) lab: Lab,
+    pub(crate) director: Netns,
 }
 
 /// The director and the servers, with wildcard listeners for both target sets.
 fn load_lab() -> Load {
+    load_lab_with(TCP_PORTS, HTTP_PORTS)
+}
+
+/// The director and the servers (`lo` holding 198.51.100.0/24 and 203.0.113.0/24), with
+/// wildcard TCP listeners on ports 10,000 + `0..tcp_ports` that accept and close, and HTTP
+/// ones on 8,000 + `0..http_ports`.
+pub(crate) fn load_lab_with(tcp_ports: u16, http_ports: u16) -> Load {
     let mut lab = Lab::new();
     let director = lab.netns("director");
     let servers = lab.netns("servers");
@@ -79,13 +86,13 @@ fn load_lab() -> Load {
     // Room for 10,000 connections a second through one client address.
     lb_tests::lab::sysctl(&director, "net.ipv4.ip_local_port_range", "10000 65000");
     lb_tests::lab::sysctl(&servers, "net.core.somaxconn", "4096");
-    let ready = servers.spawn_within(|| {
+    let ready = servers.spawn_within(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(async {
-            for p in 0..TCP_PORTS {
+            for p in 0..tcp_ports {
                 let l = tokio::net::TcpListener::bind(("0.0.0.0", 10_000 + p))
                     .await
                     .expect("bind");
@@ -97,7 +104,7 @@ fn load_lab() -> Load {
                     }
                 });
             }
-            for p in 0..HTTP_PORTS {
+            for p in 0..http_ports {
                 let l = tokio::net::TcpListener::bind(("0.0.0.0", 8_000 + p))
                     .await
                     .expect("bind");

@@ -188,37 +188,8 @@ fn transitions(socket: &std::path::Path) -> u64 {
 }
 
 fn reloads(rounds: u32) {
-    let mut lab = Lab::new();
-    let director = lab.netns("director");
-    let servers = lab.netns("servers");
-    lab.veth(&director, "d0", &servers, "s0");
-    director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    servers.ip(&["addr", "add", "192.0.2.2/24", "dev", "s0"]);
-    servers.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
-    director.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
-    lb_tests::lab::sysctl(&servers, "net.core.somaxconn", "4096");
     // Wildcard listeners, one per port: every real server answers its TCP_CHECK.
-    let _listeners = servers.spawn_within(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            for port in 0..SERVICES {
-                let l = tokio::net::TcpListener::bind(("0.0.0.0", 10_000 + port))
-                    .await
-                    .expect("bind");
-                tokio::spawn(async move {
-                    loop {
-                        if let Ok((s, _)) = l.accept().await {
-                            drop(s);
-                        }
-                    }
-                });
-            }
-            std::future::pending::<()>().await;
-        });
-    });
+    let crate::checks::Load { mut lab, director } = crate::checks::load_lab_with(SERVICES, 0);
     let dir = lab.dir().to_owned();
     let path = dir.join("lbd.conf");
     std::fs::write(&path, reload_conf(1)).expect("config");
