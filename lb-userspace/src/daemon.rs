@@ -965,7 +965,9 @@ struct Vrrp {
     shared: crate::vrrp::driver::Shared,
     group_commands: GroupCommands,
     drivers: Vec<VrrpDriver>,
-    runtime: VrrpRuntime,
+    /// Started with the first driver: a director without VRRP has no such thread.
+    runtime: Option<VrrpRuntime>,
+    rt_priority: Option<u8>,
 }
 
 /// The thread the VRRP drivers run on: a current-thread runtime of their own. An advert, a
@@ -1055,7 +1057,7 @@ fn by_interface(
 
 impl Vrrp {
     fn spawn_driver(
-        &self,
+        &mut self,
         interface: String,
         instances: Vec<crate::model::VrrpInstance>,
     ) -> VrrpDriver {
@@ -1082,7 +1084,11 @@ impl Vrrp {
             stopped,
         );
         let name = interface.clone();
-        let task = self.runtime.handle.spawn(async move {
+        let rt_priority = self.rt_priority;
+        let runtime = self
+            .runtime
+            .get_or_insert_with(|| VrrpRuntime::start(rt_priority));
+        let task = runtime.handle.spawn(async move {
             // Said at once: a driver that cannot start (no such interface, no address to
             // send from) leaves its instances down while the rest of lbd runs.
             let result = driver.await;
@@ -1203,7 +1209,8 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp
         bpf,
     };
     let mut vrrp = Vrrp {
-        runtime: VrrpRuntime::start(model.vrrp.rt_priority),
+        runtime: None,
+        rt_priority: model.vrrp.rt_priority,
         shared,
         group_commands: GroupCommands::default(),
         drivers: Vec::new(),
@@ -1747,7 +1754,9 @@ pub async fn run(
     for driver in vrrp.drivers {
         driver.stop().await;
     }
-    vrrp.runtime.finish();
+    if let Some(runtime) = vrrp.runtime {
+        runtime.finish();
+    }
     for path in std::iter::once(socket).chain(pid_file) {
         if let Err(e) = std::fs::remove_file(&path) {
             warn!(path = %path.display(), error = %e, "removing at exit");
