@@ -566,6 +566,12 @@ async fn reload(
             message: "this lbd was started without a way to re-read its configuration".to_owned(),
         };
     };
+    if config.is_some() && !dry_run {
+        return Response::Error {
+            message: "a reload reads the file lbd runs; another file is only for a dry run (check-config --diff)"
+                .to_owned(),
+        };
+    }
     let path = config.unwrap_or_else(|| state.options.config_path.clone());
     // Parsing a big file takes a while: off the runtime's threads.
     let read = path.clone();
@@ -602,7 +608,12 @@ async fn reload(
     }
     crate::systemd::reloading();
     info!(file = %path, "reloading");
-    let new = crate::reload::effective(&state.model, new);
+    let mut new = crate::reload::effective(&state.model, new);
+    if lvs.is_none() {
+        // No health checks run (lbd started with no virtual server): none are taken on
+        // until a restart, and status does not show them as if they were.
+        new.virtual_servers.clear();
+    }
     if let Some(lvs) = lvs {
         let mut stats = lvs.stats.clone();
         let (passes, applied) = {
@@ -1603,6 +1614,10 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    // SIGHUP's default is to terminate: its handler goes in first, and a reload asked for
+    // while lbd starts waits for the state to be there.
+    let (reloads_tx, mut reloads_rx) = mpsc::channel::<ReloadRequest>(4);
+    spawn_reload_signal(reloads_tx.clone());
     let listener = bind_control(&options.control_socket).await?;
     let http = match options.http_address {
         Some(address) => Some(
@@ -1649,8 +1664,6 @@ pub async fn run(
     crate::sys::release_free_memory();
 
     let (queries_tx, mut queries_rx) = mpsc::channel::<oneshot::Sender<Status>>(16);
-    let (reloads_tx, mut reloads_rx) = mpsc::channel::<ReloadRequest>(4);
-    spawn_reload_signal(reloads_tx.clone());
     if let Some(http) = http {
         info!(address = ?http.local_addr().ok(), "serving /metrics and /status over HTTP");
         tokio::spawn(serve_http(

@@ -479,7 +479,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         notifier,
         shared: shared.clone(),
     };
-    let servers = servers.to_vec();
+    let vips = suspend_vips(servers);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("lbd-health".to_owned())
@@ -506,8 +506,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
                     generation: 0,
                     stale: None,
                 };
-                scheduler.watch_suspendable(&servers, &suspendable);
-                drop(servers);
+                scheduler.watch_suspendable(vips, &suspendable);
                 tokio::spawn(scheduler.run(reload_rx));
                 tokio::spawn(supervisor.run(reports, command_rx));
                 // Dropping the runtime after this cancels every task.
@@ -534,19 +533,10 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
 /// `ha_suspend`: a probe all of whose virtual servers have it runs only while one of their
 /// addresses is on a local interface (this director is the VRRP master for it).
 async fn watch_local_addresses(
-    servers: Vec<VirtualServer>,
+    vips: Vec<std::net::IpAddr>,
     suspendable: Vec<usize>,
     enabled: Arc<Vec<AtomicBool>>,
 ) {
-    let vips: Vec<std::net::IpAddr> = servers
-        .iter()
-        .filter(|vs| vs.ha_suspend)
-        .flat_map(|vs| &vs.services)
-        .filter_map(|k| match k {
-            ServiceKey::Addr { addr, .. } => Some(addr.ip()),
-            ServiceKey::Fwmark { .. } => None,
-        })
-        .collect();
     loop {
         let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
             .map(|list| {
@@ -565,6 +555,19 @@ async fn watch_local_addresses(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The addresses of the virtual servers with `ha_suspend`.
+fn suspend_vips(servers: &[VirtualServer]) -> Vec<std::net::IpAddr> {
+    servers
+        .iter()
+        .filter(|vs| vs.ha_suspend)
+        .flat_map(|vs| &vs.services)
+        .filter_map(|k| match k {
+            ServiceKey::Addr { addr, .. } => Some(addr.ip()),
+            ServiceKey::Fwmark { .. } => None,
+        })
+        .collect()
 }
 
 /// What the probe scheduler needs.
@@ -591,7 +594,7 @@ type Due = std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>;
 impl Scheduler {
     /// `ha_suspend`: watches the local addresses for the probes all of whose virtual servers
     /// have it.
-    fn watch_suspendable(&mut self, servers: &[VirtualServer], suspendable: &[bool]) {
+    fn watch_suspendable(&mut self, vips: Vec<std::net::IpAddr>, suspendable: &[bool]) {
         if let Some(old) = self.watcher.take() {
             old.abort();
         }
@@ -602,11 +605,7 @@ impl Scheduler {
         );
         if suspendable.iter().any(|&s| s) {
             let indices = (0..suspendable.len()).filter(|&i| suspendable[i]).collect();
-            let task = tokio::spawn(watch_local_addresses(
-                servers.to_vec(),
-                indices,
-                self.enabled.clone(),
-            ));
+            let task = tokio::spawn(watch_local_addresses(vips, indices, self.enabled.clone()));
             self.watcher = Some(task.abort_handle());
         }
     }
@@ -675,9 +674,9 @@ impl Scheduler {
         self.counters = Arc::new(counters);
         self.checkers = probes.checkers;
         self.generation += 1;
-        let stale = self.stale.take().map_or(0, |(_, n)| n) + in_flight;
-        self.stale = (stale > 0).then_some((ids, stale));
-        self.watch_suspendable(&request.servers, &probes.suspendable);
+        // Every probe in flight now started before this reload, whatever its generation.
+        self.stale = (in_flight > 0).then_some((ids, in_flight));
+        self.watch_suspendable(suspend_vips(&request.servers), &probes.suspendable);
         let reload = PoolsReload {
             servers: request.servers,
             checkers: self.checkers.clone(),
