@@ -633,12 +633,7 @@ async fn reload(
             }
         }
         report.dataplane_operations = lvs.stats.borrow().applied.saturating_sub(applied);
-        lvs.servers = new
-            .virtual_servers
-            .iter()
-            .filter(|vs| vs.omega)
-            .cloned()
-            .collect();
+        lvs.servers = omega_servers(&new.virtual_servers);
     }
     vrrp.reload(&new.vrrp_instances, &mut report).await;
     state.model = new;
@@ -978,7 +973,6 @@ struct Vrrp {
     drivers: Vec<VrrpDriver>,
     /// Started with the first driver: a director without VRRP has no such thread.
     runtime: Option<VrrpRuntime>,
-    rt_priority: Option<u8>,
 }
 
 /// The thread the VRRP drivers run on: a current-thread runtime of their own. An advert, a
@@ -1095,7 +1089,7 @@ impl Vrrp {
             stopped,
         );
         let name = interface.clone();
-        let rt_priority = self.rt_priority;
+        let rt_priority = self.shared.globals.rt_priority;
         let runtime = self
             .runtime
             .get_or_insert_with(|| VrrpRuntime::start(rt_priority));
@@ -1221,7 +1215,6 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp
     };
     let mut vrrp = Vrrp {
         runtime: None,
-        rt_priority: model.vrrp.rt_priority,
         shared,
         group_commands: GroupCommands::default(),
         drivers: Vec::new(),
@@ -1329,6 +1322,11 @@ impl Lvs {
             }
         }
     }
+}
+
+/// The virtual servers with `omega`, which [`Lvs::stop`] needs: usually none.
+fn omega_servers(servers: &[crate::model::VirtualServer]) -> Vec<crate::model::VirtualServer> {
+    servers.iter().filter(|vs| vs.omega).cloned().collect()
 }
 
 /// How often the reconciler compares the kernel with the desired state even when nothing
@@ -1473,13 +1471,7 @@ fn start_lvs(state: &mut State, mut stopped: watch::Receiver<bool>) -> Option<Lv
         reconciler,
         xdp_reconciler,
         notifier,
-        // Only what `omega` needs at stop: usually nothing.
-        servers: model
-            .virtual_servers
-            .iter()
-            .filter(|vs| vs.omega)
-            .cloned()
-            .collect(),
+        servers: omega_servers(&model.virtual_servers),
     })
 }
 

@@ -269,7 +269,7 @@ struct Driver {
     shared: Shared,
     /// The kernel's record of adverts on the interface, when lbd's BPF object could attach.
     watch: Option<crate::dataplane::vrrp_watch::VrrpWatch>,
-    /// The adverts' source per family, for instances a reload adds.
+    /// The adverts' source per family (IPv4, IPv6), for instances a reload adds.
     sources: (Option<IpAddr>, Option<IpAddr>),
 }
 
@@ -825,6 +825,14 @@ impl Driver {
         }
     }
 
+    /// Where adverts of `family` leave from.
+    fn source(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => self.sources.0,
+            Family::V6 => self.sources.1,
+        }
+    }
+
     /// A reload's step (see [`ReloadPhase`]). An instance continues when the new
     /// configuration has one with the same name, family and VRID; with the same settings it
     /// is not touched at all.
@@ -859,10 +867,7 @@ impl Driver {
                         }
                         _ => {
                             let (family, vrid) = key(spec);
-                            let source = match family {
-                                Family::V4 => self.sources.0,
-                                Family::V6 => self.sources.1,
-                            };
+                            let source = self.source(family);
                             let plain = sockets.receivers.iter().any(|(r, only)| {
                                 only.is_none() && r.is_v6() == (family == Family::V6)
                             });
@@ -961,11 +966,7 @@ impl Driver {
                             announce_new.push((k, new));
                         }
                         None => {
-                            let source = match k.0 {
-                                Family::V4 => self.sources.0,
-                                Family::V6 => self.sources.1,
-                            };
-                            let Some(primary) = source else {
+                            let Some(primary) = self.source(k.0) else {
                                 warn!(instance = %spec.name, "no address to send adverts from");
                                 continue;
                             };
