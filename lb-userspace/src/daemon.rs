@@ -13,6 +13,7 @@ use std::{
     future::Future,
     os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -65,7 +66,7 @@ pub type LoadConfig = dyn Fn(&str) -> Result<Model, Vec<String>> + Send + Sync;
 
 /// Reads a configuration file into a model, or says every error in it.
 #[derive(Clone)]
-pub struct ConfigLoader(pub std::sync::Arc<LoadConfig>);
+pub struct ConfigLoader(pub Arc<LoadConfig>);
 
 impl ConfigLoader {
     fn load(&self, path: &str) -> Result<Model, Vec<String>> {
@@ -394,7 +395,7 @@ async fn serve_connection(
     stream: UnixStream,
     queries: mpsc::Sender<oneshot::Sender<Status>>,
     reloads: mpsc::Sender<ReloadRequest>,
-    health: Option<std::sync::Arc<crate::health::Health>>,
+    health: Option<Arc<crate::health::Health>>,
 ) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -724,7 +725,7 @@ async fn serve_http(
     listener: tokio::net::TcpListener,
     queries: mpsc::Sender<oneshot::Sender<Status>>,
     reloads: mpsc::Sender<ReloadRequest>,
-    health: Option<std::sync::Arc<crate::health::Health>>,
+    health: Option<Arc<crate::health::Health>>,
 ) {
     loop {
         let (stream, _) = match listener.accept().await {
@@ -960,7 +961,7 @@ impl VrrpDriver {
 
 /// Each sync-group member's driver, for the group task; a driver that (re)starts puts its
 /// members here.
-type GroupCommands = std::sync::Arc<
+type GroupCommands = Arc<
     std::sync::Mutex<
         std::collections::HashMap<String, mpsc::UnboundedSender<crate::vrrp::sync::Command>>,
     >,
@@ -1188,7 +1189,7 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp
     let (shutdown, stopped) = watch::channel(false);
     // The kernel's record of adverts needs lbd's BPF object; without one VRRP runs on user
     // space alone, and says so once.
-    let bpf: Option<std::sync::Arc<[u8]>> = match object.bytes() {
+    let bpf: Option<Arc<[u8]>> = match object.bytes() {
         _ if !options.vrrp_bpf => None,
         Ok(Some(bytes)) if !model.vrrp_instances.is_empty() => Some(bytes.as_ref().into()),
         Ok(_) => None,
@@ -1203,12 +1204,12 @@ fn start_vrrp(model: &Model, options: &RunOptions) -> (watch::Sender<bool>, Vrrp
             "no BPF object, or --no-vrrp-bpf: VRRP adverts recorded in user space only"
         );
     }
-    let notifier = std::sync::Arc::new(crate::scripts::Notifier::start(&model.vrrp));
+    let notifier = Arc::new(crate::scripts::Notifier::start(&model.vrrp));
     let (groups_tx, groups_rx) = mpsc::unbounded_channel();
     let shared = crate::vrrp::driver::Shared {
-        globals: std::sync::Arc::new(model.vrrp.clone()),
+        globals: Arc::new(model.vrrp.clone()),
         track: crate::vrrp::tracker::start(&model.vrrp, &stopped),
-        notifier: std::sync::Arc::clone(&notifier),
+        notifier: Arc::clone(&notifier),
         groups: groups_tx,
         transitions: transitions_tx,
         bpf,
@@ -1237,7 +1238,7 @@ async fn run_sync_groups(
     groups: Vec<crate::model::SyncGroup>,
     mut reports: mpsc::UnboundedReceiver<crate::vrrp::driver::GroupReport>,
     drivers: GroupCommands,
-    notifier: std::sync::Arc<crate::scripts::Notifier>,
+    notifier: Arc<crate::scripts::Notifier>,
 ) {
     use crate::{
         scripts::NotifyState,
@@ -1273,14 +1274,14 @@ async fn run_sync_groups(
 
 /// The health checks and the reconciler that programs what they decide.
 struct Lvs {
-    health: std::sync::Arc<crate::health::Health>,
+    health: Arc<crate::health::Health>,
     backend: &'static str,
     stats: watch::Receiver<crate::reconcile::ReconcileStats>,
     reconciler: tokio::task::JoinHandle<()>,
     /// The XDP backend's reconciler, next to the IPVS (or check-only) one.
     xdp_reconciler: Option<tokio::task::JoinHandle<()>>,
-    notifier: std::sync::Arc<crate::scripts::Notifier>,
-    servers: Vec<crate::model::VirtualServer>,
+    notifier: Arc<crate::scripts::Notifier>,
+    servers: Vec<Arc<crate::model::VirtualServer>>,
 }
 
 impl Lvs {
@@ -1325,7 +1326,9 @@ impl Lvs {
 }
 
 /// The virtual servers with `omega`, which [`Lvs::stop`] needs: usually none.
-fn omega_servers(servers: &[crate::model::VirtualServer]) -> Vec<crate::model::VirtualServer> {
+fn omega_servers(
+    servers: &[Arc<crate::model::VirtualServer>],
+) -> Vec<Arc<crate::model::VirtualServer>> {
     servers.iter().filter(|vs| vs.omega).cloned().collect()
 }
 
@@ -1341,12 +1344,12 @@ fn start_lvs(state: &mut State, mut stopped: watch::Receiver<bool>) -> Option<Lv
     if model.virtual_servers.is_empty() {
         return None;
     }
-    let notifier = std::sync::Arc::new(crate::scripts::Notifier::with_fifo(
+    let notifier = Arc::new(crate::scripts::Notifier::with_fifo(
         model.lvs_notify_fifo.as_deref(),
         model.vrrp.script_user.clone(),
     ));
     let ctx = crate::health::probe::ProbeContext::new(model.vrrp.script_user.clone());
-    let health = std::sync::Arc::new(crate::health::start(
+    let health = Arc::new(crate::health::start(
         &model.virtual_servers,
         ctx,
         notifier.clone(),

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use crate::model::{Model, VirtualServer};
 
@@ -67,7 +67,7 @@ impl ReloadPlan {
     /// The difference from `old` (running) to `new`.
     pub fn between(old: &Model, new: &Model) -> Self {
         let mut real_servers = Changes::default();
-        let old_servers: HashMap<&str, &VirtualServer> = old
+        let old_servers: HashMap<&str, &Arc<VirtualServer>> = old
             .virtual_servers
             .iter()
             .map(|v| (v.name.as_str(), v))

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use lbd::config::{
-    Format, Overrides, Unimplemented, import::to_toml, keepalived_spec, load, load_with,
-    preprocess::Sources,
+    ConfigError, Format, Loaded, Overrides, ParseCache, Unimplemented, import::to_toml,
+    keepalived_spec, load, load_cached, load_with, preprocess::Sources,
 };
 
 const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
@@ -84,6 +84,21 @@ fn keepalived_s_samples_load() {
             "high",
             &NoIncludes,
         );
+        // A reload's cached parse reads it the same, cold and warm.
+        let mut cache = ParseCache::default();
+        for round in ["cold", "warm"] {
+            let cached = load_cached(
+                name,
+                &text,
+                Format::Keepalived,
+                Unimplemented::Warn,
+                &Overrides::default(),
+                "high",
+                &NoIncludes,
+                &mut cache,
+            );
+            assert_eq!(outcome(&cached), outcome(&result), "{name}, {round} cache");
+        }
         let expected = EXPECTED_FAILURES.iter().find(|(n, _)| *n == name);
         match (result, expected) {
             (Ok(loaded), None) => {
@@ -116,5 +131,14 @@ fn keepalived_s_samples_load() {
                     .join("\n")
             ),
         }
+    }
+}
+
+/// A load's model (debug-printed) and messages, to compare two ways of loading.
+fn outcome(result: &Result<Loaded, Vec<ConfigError>>) -> (String, Vec<String>) {
+    let messages = |list: &[ConfigError]| list.iter().map(ToString::to_string).collect();
+    match result {
+        Ok(loaded) => (format!("{:?}", loaded.model), messages(&loaded.warnings)),
+        Err(errors) => (String::new(), messages(errors)),
     }
 }

@@ -14,7 +14,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use lbd::{
-    config::{self, Format, Overrides, Unimplemented},
+    config::{self, Format, Overrides, ParseCache, Unimplemented},
     control::DEFAULT_SOCKET,
     daemon::{self, RunOptions},
     dataplane::BpfObject,
@@ -174,9 +174,13 @@ enum Command {
 }
 
 /// Reads and validates the file; prints warnings and errors; `None` when invalid.
-fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Model>> {
+fn load(
+    file: &str,
+    args: &ConfigArgs,
+    cache: Option<&mut ParseCache>,
+) -> anyhow::Result<Option<lbd::model::Model>> {
     std::fs::metadata(file).with_context(|| format!("reading {file}"))?;
-    match load_model(file, args) {
+    match load_model(file, args, cache) {
         Ok((model, warnings)) => {
             for warning in &warnings {
                 eprintln!("warning: {warning}");
@@ -197,10 +201,12 @@ fn load(file: &str, args: &ConfigArgs) -> anyhow::Result<Option<lbd::model::Mode
     }
 }
 
-/// The model in `file` and its warnings, or every error.
+/// The model in `file` and its warnings, or every error. With a `cache` (lbd run's), only
+/// what changed since the last load is parsed again.
 fn load_model(
     file: &str,
     args: &ConfigArgs,
+    cache: Option<&mut ParseCache>,
 ) -> Result<(lbd::model::Model, Vec<String>), Vec<String>> {
     let text = std::fs::read_to_string(file).map_err(|e| vec![format!("reading {file}: {e}")])?;
     let format = match args.format {
@@ -218,20 +224,33 @@ fn load_model(
         xdp_interface: args.xdp_interface.clone(),
     };
     let config_id = args.config_id.clone().unwrap_or_else(default_config_id);
-    config::load_with(
-        file,
-        &text,
-        format,
-        unimplemented,
-        &overrides,
-        &config_id,
-        &FileSystem,
-    )
-    .map(|loaded| {
-        let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
-        (loaded.model, warnings)
-    })
-    .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    let loaded = match cache {
+        Some(cache) => config::load_cached(
+            file,
+            &text,
+            format,
+            unimplemented,
+            &overrides,
+            &config_id,
+            &FileSystem,
+            cache,
+        ),
+        None => config::load_with(
+            file,
+            &text,
+            format,
+            unimplemented,
+            &overrides,
+            &config_id,
+            &FileSystem,
+        ),
+    };
+    loaded
+        .map(|loaded| {
+            let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
+            (loaded.model, warnings)
+        })
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }
 
 /// `check-config --diff`: what the running lbd would change on reloading `file`.
@@ -334,7 +353,7 @@ fn main() -> anyhow::Result<ExitCode> {
             diff,
             control_socket,
         } => {
-            if load(&file, &config_args)?.is_none() {
+            if load(&file, &config_args, None)?.is_none() {
                 return Ok(ExitCode::FAILURE);
             }
             if diff {
@@ -354,12 +373,18 @@ fn main() -> anyhow::Result<ExitCode> {
             dump_dir,
         } => {
             init_logging();
-            let Some(model) = load(&config, &config_args)? else {
+            // A reload parses again only what changed since the last load.
+            let mut cache = ParseCache::default();
+            let Some(model) = load(&config, &config_args, Some(&mut cache))? else {
                 return Ok(ExitCode::FAILURE);
             };
+            let cache = std::sync::Mutex::new(cache);
             let loader_args = config_args;
             let loader = daemon::ConfigLoader(std::sync::Arc::new(move |path: &str| {
-                load_model(path, &loader_args).map(|(model, warnings)| {
+                let mut cache = cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                load_model(path, &loader_args, Some(&mut cache)).map(|(model, warnings)| {
                     for warning in warnings {
                         tracing::warn!("{warning}");
                     }

@@ -917,19 +917,29 @@ impl Reader<'_> {
 pub fn lex_lines(pre: &super::preprocess::Preprocessed) -> Result<Vec<At<Token>>, ConfigError> {
     let mut tokens = Vec::new();
     for line in &pre.lines {
-        let name = &pre.files[line.file as usize];
-        let place = |mut pos: Pos| {
-            pos.file = line.file;
-            pos.line = line.line;
-            pos
-        };
-        lex_into(name, &line.text, &mut tokens, place).map_err(|mut e| {
-            e.pos = place(e.pos);
-            e
-        })?;
-        tokens.push(At::new(Token::Newline, place(Pos::default())));
+        lex_line(&pre.files, line, &mut tokens)?;
     }
     Ok(tokens)
+}
+
+/// Lexes one preprocessed line onto `tokens`, its newline included.
+fn lex_line(
+    files: &[String],
+    line: &super::preprocess::Line,
+    tokens: &mut Vec<At<Token>>,
+) -> Result<(), ConfigError> {
+    let name = files.get(line.file as usize).map_or("", String::as_str);
+    let place = |mut pos: Pos| {
+        pos.file = line.file;
+        pos.line = line.line;
+        pos
+    };
+    lex_into(name, &line.text, tokens, place).map_err(|mut e| {
+        e.pos = place(e.pos);
+        e
+    })?;
+    tokens.push(At::new(Token::Newline, place(Pos::default())));
+    Ok(())
 }
 
 /// Parses keepalived.conf lines already preprocessed (includes, conditionals, parameters,
@@ -945,6 +955,209 @@ pub fn parse_lines(
     let file = pre.files[0].as_str();
     let tokens = lex_lines(pre).map_err(|e| vec![e])?;
     let statements = statements(file, tokens).map_err(|e| vec![e])?;
+    Ok(read_statements(
+        file,
+        statements,
+        unimplemented,
+        warnings,
+        errors,
+    ))
+}
+
+/// A top-level statement's lines, as [`top_level`] finds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopLevel {
+    /// Its lines in [`super::preprocess::Preprocessed::lines`], with the blank and comment
+    /// lines after it.
+    pub lines: std::ops::Range<usize>,
+    /// It is one `virtual_server` with its block, alone on its lines.
+    pub virtual_server: bool,
+}
+
+/// Whitespace as the lexer sees it, in ASCII.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// Splits preprocessed lines into top-level statements by reading their braces as the lexer
+/// and [`statements`] do (quotes, escapes, comments, a block opened on a later line), without
+/// making tokens. `None` where they would find an error (they then say which), and for text
+/// outside quotes and comments that is not ASCII (whose whitespace only the lexer knows).
+pub fn top_level(lines: &[super::preprocess::Line]) -> Option<Vec<TopLevel>> {
+    let mut found: Vec<TopLevel> = Vec::new();
+    let mut depth = 0u32;
+    // The current statement's block was opened and closed.
+    let mut closed = false;
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(current) = found.last_mut() {
+            current.lines.end = i + 1;
+        }
+        let bytes = line.text.as_bytes();
+        let mut at = 0;
+        let mut first_on_line = true;
+        while let Some(&b) = bytes.get(at) {
+            let word = match b {
+                b'#' | b'!' => break,
+                b if is_space(b) => {
+                    at += 1;
+                    continue;
+                }
+                b'{' => {
+                    if depth == 0 {
+                        let current = found.last_mut()?;
+                        // A second block: the parser's error to report.
+                        current.virtual_server &= !closed;
+                    }
+                    depth += 1;
+                    at += 1;
+                    None
+                }
+                b'}' => {
+                    depth = depth.checked_sub(1)?;
+                    closed |= depth == 0;
+                    at += 1;
+                    None
+                }
+                b'"' => {
+                    at += 1;
+                    loop {
+                        match bytes.get(at)? {
+                            b'"' => break,
+                            b'\\' => at += 2,
+                            _ => at += 1,
+                        }
+                    }
+                    at += 1;
+                    Some(None)
+                }
+                _ => {
+                    let start = at;
+                    while let Some(&c) = bytes.get(at) {
+                        if is_space(c) || matches!(c, b'{' | b'}' | b'"' | b'#' | b'!') {
+                            break;
+                        }
+                        if !c.is_ascii() {
+                            return None;
+                        }
+                        at += 1;
+                    }
+                    Some(Some(&bytes[start..at]))
+                }
+            };
+            if let Some(word) = word
+                && depth == 0
+            {
+                if first_on_line {
+                    // A keyword: a new statement, and the end of the one before.
+                    if let Some(before) = found.last_mut() {
+                        before.lines.end = i;
+                    }
+                    found.push(TopLevel {
+                        lines: i..i + 1,
+                        virtual_server: word == Some(b"virtual_server".as_slice()),
+                    });
+                    closed = false;
+                } else if closed && let Some(current) = found.last_mut() {
+                    // Another statement after the block, on the same line.
+                    current.virtual_server = false;
+                }
+            }
+            first_on_line = false;
+        }
+    }
+    if depth != 0 {
+        return None;
+    }
+    // A virtual_server whose block never came is the parser's to report.
+    if !closed && let Some(last) = found.last_mut() {
+        last.virtual_server = false;
+    }
+    Some(found)
+}
+
+/// What [`parse_lines_cached`] read: the tree, and the `virtual_server` blocks' texts.
+pub type CachedParse = (Spec, Vec<String>);
+
+/// [`parse_lines`], with the `virtual_server` blocks among `blocks` (from [`top_level`], in
+/// order) set apart in [`Spec::lvs_blocks`]: `known(text)` gives what a block of that text
+/// read to in the last load, and is not parsed again; the others are parsed alone. Returns
+/// the blocks' texts, in order, for the next load. `None` when the split and the parser
+/// disagree (the plain parse then reads the file).
+pub fn parse_lines_cached(
+    pre: &super::preprocess::Preprocessed,
+    blocks: &[TopLevel],
+    unimplemented: Unimplemented,
+    warnings: &mut Vec<ConfigError>,
+    errors: &mut Vec<ConfigError>,
+    known: &dyn Fn(&str) -> Option<std::sync::Arc<crate::model::VirtualServer>>,
+) -> Option<Result<CachedParse, Vec<ConfigError>>> {
+    use super::spec::LvsBlock;
+    let file = pre.files[0].as_str();
+    let blocks: Vec<&TopLevel> = blocks.iter().filter(|b| b.virtual_server).collect();
+    let mut texts = Vec::with_capacity(blocks.len());
+    let mut lvs_blocks = Vec::with_capacity(blocks.len());
+    let mut tokens = Vec::new();
+    let mut next_line = 0;
+    let run = |tokens: &mut Vec<At<Token>>, lines: std::ops::Range<usize>| {
+        pre.lines[lines]
+            .iter()
+            .try_for_each(|line| lex_line(&pre.files, line, tokens))
+    };
+    for (index, block) in blocks.iter().enumerate() {
+        if let Err(e) = run(&mut tokens, next_line..block.lines.start) {
+            return Some(Err(vec![e]));
+        }
+        next_line = block.lines.end;
+        let lines = &pre.lines[block.lines.clone()];
+        let mut text = String::with_capacity(lines.iter().map(|l| l.text.len() + 1).sum());
+        for line in lines {
+            text.push_str(&line.text);
+            text.push('\n');
+        }
+        let parsed = match known(&text) {
+            Some(vs) => LvsBlock::Read(vs),
+            None => {
+                let mut own = Vec::new();
+                if let Err(e) = run(&mut own, block.lines.clone()) {
+                    return Some(Err(vec![e]));
+                }
+                match statements(file, own).map_err(|e| vec![e]) {
+                    Ok(mut list) if list.len() == 1 => LvsBlock::Parse(list.remove(0)),
+                    // The split and the parser disagree: let the plain parse read it.
+                    Ok(_) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        };
+        let placeholder = Statement::placeholder(index);
+        tokens.push(At::new(
+            Token::Word(placeholder.keyword.value),
+            placeholder.keyword.pos,
+        ));
+        tokens.push(At::new(Token::Newline, placeholder.keyword.pos));
+        texts.push(text);
+        lvs_blocks.push(parsed);
+    }
+    if let Err(e) = run(&mut tokens, next_line..pre.lines.len()) {
+        return Some(Err(vec![e]));
+    }
+    let statements = match statements(file, tokens) {
+        Ok(s) => s,
+        Err(e) => return Some(Err(vec![e])),
+    };
+    let mut spec = read_statements(file, statements, unimplemented, warnings, errors);
+    spec.lvs_blocks = lvs_blocks;
+    Some(Ok((spec, texts)))
+}
+
+/// The tree of top-level statements, read into a [`Spec`].
+fn read_statements(
+    file: &str,
+    statements: Vec<Statement>,
+    unimplemented: Unimplemented,
+    warnings: &mut Vec<ConfigError>,
+    errors: &mut Vec<ConfigError>,
+) -> Spec {
     let mut reader = Reader {
         file,
         unimplemented,
@@ -989,7 +1202,7 @@ pub fn parse_lines(
         }
     }
     errors.append(&mut reader.errors);
-    Ok(spec)
+    spec
 }
 
 #[cfg(test)]
@@ -1057,5 +1270,45 @@ mod tests {
                 file: 0
             })
         );
+    }
+
+    #[test]
+    fn top_level_statements_are_split_as_the_parser_reads_them() {
+        let text = "# head\n\
+            virtual_server 192.0.2.1 80\n\
+            {\n\
+            \x20 real_server 198.51.100.1 80 { weight \"}{\" }\n\
+            }\n\
+            ! between\n\
+            \n\
+            virtual_server 192.0.2.1 81 { } global_defs { }\n\
+            virtual_server_group G {\n\
+            }\n\
+            \"virtual_server\" 192.0.2.1 82 { }\n\
+            virtual_server 192.0.2.1 83 {\n\
+            } # done\n";
+        let pre = super::super::preprocess::preprocess("t", text, "", &super::super::NoFiles)
+            .expect("preprocesses");
+        let found = top_level(&pre.lines).expect("splits");
+        let got: Vec<(std::ops::Range<usize>, bool)> = found
+            .into_iter()
+            .map(|t| (t.lines, t.virtual_server))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1..7, true),
+                (7..8, false),
+                (8..10, false),
+                (10..11, false),
+                (11..13, true),
+            ]
+        );
+        // What the lexer or the parser would refuse is not split.
+        for bad in ["a {\n", "}\n", "a \"b\n", "{ a }\n", "a é {\n}\n"] {
+            let pre = super::super::preprocess::preprocess("t", bad, "", &super::super::NoFiles)
+                .expect("preprocesses");
+            assert_eq!(top_level(&pre.lines), None, "{bad:?}");
+        }
     }
 }

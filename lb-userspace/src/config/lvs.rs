@@ -10,12 +10,13 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
 use super::{
     ConfigError, Pos, Unimplemented,
-    spec::{At, Statement},
+    spec::{At, LvsBlock, Statement},
     validate::split_command,
 };
 use crate::model::{
@@ -92,8 +93,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the top-level LVS statements, in order (groups and `SSL` first, as keepalived
-    /// allows them anywhere in the file).
-    pub(super) fn read(&mut self, statements: &[Statement]) -> Vec<VirtualServer> {
+    /// allows them anywhere in the file). A placeholder stands for `blocks[i]`: already read,
+    /// or read here; `read_blocks[i]` gets what it read to, where that took no warning.
+    pub(super) fn read(
+        &mut self,
+        statements: &[Statement],
+        blocks: &[LvsBlock],
+        read_blocks: &mut Vec<Option<Arc<VirtualServer>>>,
+    ) -> Vec<Arc<VirtualServer>> {
         for s in statements {
             match s.keyword.value.as_str() {
                 "virtual_server_group" => self.group(s),
@@ -101,13 +108,33 @@ impl<'a> Reader<'a> {
                 _ => {}
             }
         }
+        read_blocks.clear();
+        read_blocks.resize(blocks.len(), None);
         let mut servers = Vec::new();
         let mut seen: HashMap<ServiceKey, Pos> = HashMap::new();
         for s in statements
             .iter()
             .filter(|s| s.keyword.value == "virtual_server")
         {
-            let Some(vs) = self.virtual_server(s) else {
+            let block = s
+                .placeholder_index()
+                .and_then(|i| Some((i, blocks.get(i)?)));
+            let vs = match block {
+                Some((i, LvsBlock::Read(vs))) => {
+                    read_blocks[i] = Some(vs.clone());
+                    Some(vs.clone())
+                }
+                Some((i, LvsBlock::Parse(s))) => {
+                    let warnings = self.warnings.len();
+                    let vs = self.virtual_server(s).map(Arc::new);
+                    if self.warnings.len() == warnings {
+                        read_blocks[i].clone_from(&vs);
+                    }
+                    vs
+                }
+                None => self.virtual_server(s).map(Arc::new),
+            };
+            let Some(vs) = vs else {
                 continue;
             };
             let mut duplicate = false;

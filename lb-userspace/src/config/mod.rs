@@ -195,20 +195,11 @@ pub fn load_with(
     sources: &dyn preprocess::Sources,
 ) -> Result<Loaded, Vec<ConfigError>> {
     let mut files = vec![file.to_owned()];
-    // An error in an included file names that file.
-    let name_file = |mut list: Vec<ConfigError>, files: &[String]| {
-        for e in &mut list {
-            if let Some(name) = files.get(e.pos.file as usize) {
-                e.file.clone_from(name);
-            }
-        }
-        list
-    };
     let mut warnings = Vec::new();
     // Errors of statements the parser could skip; validation still runs, so one pass reports
     // every error.
     let mut errors = Vec::new();
-    let mut spec = match format {
+    let spec = match format {
         Format::Toml => toml::parse(file, text)?,
         Format::Keepalived => {
             let pre = preprocess::preprocess(file, text, config_id, sources)?;
@@ -217,30 +208,179 @@ pub fn load_with(
                 .map_err(|e| name_file(e, &files))?
         }
     };
-    if overrides.dataplane.is_some() || overrides.xdp_interface.is_some() {
-        // Command-line values have no position in the file: line 0 prints as "file: message".
-        let cli = |v: &Option<String>| v.clone().map(|v| spec::At::new(v, Pos::default()));
-        let dataplane = spec
-            .dataplane
-            .get_or_insert_with(spec::DataplaneSpec::default);
-        if overrides.dataplane.is_some() {
-            dataplane.mode = cli(&overrides.dataplane);
+    let parsed = Parsed {
+        spec,
+        files,
+        warnings,
+        errors,
+    };
+    parsed.validate(file, unimplemented, overrides, &mut Vec::new())
+}
+
+/// What one load of a keepalived.conf leaves for the next (a reload): the text of each
+/// `virtual_server` block and the virtual server it read to. While everything outside those
+/// blocks is unchanged, a block of the same text is not parsed again and its virtual server is
+/// the same allocation, which tells the layers after the configuration (the reload plan, the
+/// health checks) that it did not change. A load with errors or warnings in a block does not
+/// keep it.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    /// A hash of what the blocks are read in: the lines outside them, the files, the settings.
+    context: u64,
+    blocks: std::collections::HashMap<String, std::sync::Arc<crate::model::VirtualServer>>,
+}
+
+/// [`load_with`], parsing again only the `virtual_server` blocks that changed since the last
+/// load through `cache`. The result is the same as [`load_with`]'s; errors are always those of
+/// a whole parse.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "load_with's arguments and the cache"
+)]
+pub fn load_cached(
+    file: &str,
+    text: &str,
+    format: Format,
+    unimplemented: Unimplemented,
+    overrides: &Overrides,
+    config_id: &str,
+    sources: &dyn preprocess::Sources,
+    cache: &mut ParseCache,
+) -> Result<Loaded, Vec<ConfigError>> {
+    // Errors are a whole parse's, in its order; the cache still describes the last good load.
+    let whole = || {
+        load_with(
+            file,
+            text,
+            format,
+            unimplemented,
+            overrides,
+            config_id,
+            sources,
+        )
+    };
+    if format != Format::Keepalived {
+        return whole();
+    }
+    let pre = preprocess::preprocess(file, text, config_id, sources)?;
+    let Some(mut blocks) = keepalived::top_level(&pre.lines) else {
+        return whole();
+    };
+    blocks.retain(|b| b.virtual_server);
+    // Everything a virtual_server block's reading may depend on, outside the blocks.
+    let context = {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (file, &pre.files, unimplemented == Unimplemented::Warn).hash(&mut h);
+        let mut next = 0;
+        for block in &blocks {
+            for line in &pre.lines[next..block.lines.start] {
+                line.text.hash(&mut h);
+            }
+            next = block.lines.end;
         }
-        if overrides.xdp_interface.is_some() {
-            dataplane.xdp_interface = cli(&overrides.xdp_interface);
+        for line in &pre.lines[next..] {
+            line.text.hash(&mut h);
+        }
+        h.finish()
+    };
+    let same_context = context == cache.context;
+    let known = |text: &str| {
+        same_context
+            .then(|| cache.blocks.get(text).cloned())
+            .flatten()
+    };
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let parsed = keepalived::parse_lines_cached(
+        &pre,
+        &blocks,
+        unimplemented,
+        &mut warnings,
+        &mut errors,
+        &known,
+    );
+    let Some(Ok((spec, texts))) = parsed else {
+        return whole();
+    };
+    let parsed = Parsed {
+        spec,
+        files: pre.files,
+        warnings,
+        errors,
+    };
+    let mut read = Vec::new();
+    let Ok(loaded) = parsed.validate(file, unimplemented, overrides, &mut read) else {
+        return whole();
+    };
+    cache.context = context;
+    cache.blocks = texts
+        .into_iter()
+        .zip(read)
+        .filter_map(|(text, vs)| Some((text, vs?)))
+        .collect();
+    Ok(loaded)
+}
+
+/// A parsed configuration on its way to validation.
+struct Parsed {
+    spec: spec::Spec,
+    /// The files read, for the errors' names.
+    files: Vec<String>,
+    warnings: Vec<ConfigError>,
+    errors: Vec<ConfigError>,
+}
+
+/// An error in an included file names that file.
+fn name_file(mut list: Vec<ConfigError>, files: &[String]) -> Vec<ConfigError> {
+    for e in &mut list {
+        if let Some(name) = files.get(e.pos.file as usize) {
+            e.file.clone_from(name);
         }
     }
-    let result = validate(file, &spec, unimplemented, &mut warnings);
-    warnings.sort_by_key(|w| w.pos);
-    let warnings = name_file(warnings, &files);
-    match result {
-        Ok(model) if errors.is_empty() => Ok(Loaded { model, warnings }),
-        Ok(_) => Err(name_file(errors, &files)),
-        Err(more) => {
-            errors.extend(more);
-            // In file order, whichever layer found them.
-            errors.sort_by_key(|e| e.pos);
-            Err(name_file(errors, &files))
+    list
+}
+
+impl Parsed {
+    /// The command line's choices applied, then [`validate`]; `read_blocks` as there.
+    fn validate(
+        self,
+        file: &str,
+        unimplemented: Unimplemented,
+        overrides: &Overrides,
+        read_blocks: &mut Vec<Option<std::sync::Arc<crate::model::VirtualServer>>>,
+    ) -> Result<Loaded, Vec<ConfigError>> {
+        let Self {
+            mut spec,
+            files,
+            mut warnings,
+            mut errors,
+        } = self;
+        if overrides.dataplane.is_some() || overrides.xdp_interface.is_some() {
+            // Command-line values have no position in the file: line 0 prints as "file: message".
+            let cli = |v: &Option<String>| v.clone().map(|v| spec::At::new(v, Pos::default()));
+            let dataplane = spec
+                .dataplane
+                .get_or_insert_with(spec::DataplaneSpec::default);
+            if overrides.dataplane.is_some() {
+                dataplane.mode = cli(&overrides.dataplane);
+            }
+            if overrides.xdp_interface.is_some() {
+                dataplane.xdp_interface = cli(&overrides.xdp_interface);
+            }
+        }
+        let result = validate(file, &spec, unimplemented, &mut warnings, read_blocks);
+        warnings.sort_by_key(|w| w.pos);
+        let warnings = name_file(warnings, &files);
+        match result {
+            Ok(model) if errors.is_empty() => Ok(Loaded { model, warnings }),
+            Ok(_) => Err(name_file(errors, &files)),
+            Err(more) => {
+                errors.extend(more);
+                // In file order, whichever layer found them.
+                errors.sort_by_key(|e| e.pos);
+                Err(name_file(errors, &files))
+            }
         }
     }
 }
@@ -950,5 +1090,124 @@ unicast_peer = ["192.0.2.12"]
                 file: 0
             }
         );
+    }
+
+    /// A director's file: a VRRP instance, a group, and three virtual servers; `weight` is
+    /// the second one's real server's, `group_port` the group's port.
+    fn director(weight: u32, group_port: u16) -> String {
+        format!(
+            r#"vrrp_instance VI_1 {{
+  interface eth0
+  virtual_router_id 1
+  virtual_ipaddress {{
+    192.0.2.1/24
+  }}
+}}
+virtual_server_group G {{
+  192.0.2.9 {group_port}
+}}
+virtual_server 192.0.2.1 80 {{
+  real_server 198.51.100.1 80 {{
+    TCP_CHECK {{
+      connect_timeout 1
+    }}
+  }}
+}}
+# the second
+virtual_server 192.0.2.1 443
+{{
+  real_server 198.51.100.1 443 {{ weight {weight} }}
+}}
+virtual_server group G {{
+  real_server 198.51.100.2 80 {{
+    HTTP_GET {{
+      url {{
+        path "/{{x}}"
+        status_code 200
+      }}
+    }}
+  }}
+}}
+"#
+        )
+    }
+
+    fn cached(text: &str, cache: &mut ParseCache) -> Result<Loaded, Vec<ConfigError>> {
+        load_cached(
+            "lbd.conf",
+            text,
+            Format::Keepalived,
+            Unimplemented::Reject,
+            &Overrides::default(),
+            "",
+            &NoFiles,
+            cache,
+        )
+    }
+
+    fn whole(text: &str) -> Result<Loaded, Vec<ConfigError>> {
+        load(
+            "lbd.conf",
+            text,
+            Format::Keepalived,
+            Unimplemented::Reject,
+            &Overrides::default(),
+        )
+    }
+
+    /// Which virtual servers of `now` are the very allocations of `before`'s.
+    fn shared(before: &Model, now: &Model) -> Vec<bool> {
+        now.virtual_servers
+            .iter()
+            .zip(&before.virtual_servers)
+            .map(|(n, b)| std::sync::Arc::ptr_eq(n, b))
+            .collect()
+    }
+
+    #[test]
+    fn a_cached_load_reads_only_the_changed_virtual_servers() {
+        let mut cache = ParseCache::default();
+        let first = cached(&director(1, 80), &mut cache).expect("valid").model;
+        assert_eq!(first, whole(&director(1, 80)).expect("valid").model);
+        // One weight: the other two are the same allocations, and the model a whole parse's.
+        let second = cached(&director(2, 80), &mut cache).expect("valid").model;
+        assert_eq!(second, whole(&director(2, 80)).expect("valid").model);
+        assert_eq!(shared(&first, &second), [true, false, true]);
+        assert_eq!(second.virtual_servers[1].real_servers[0].weight.get(), 2);
+        // The same file again: everything shared.
+        let third = cached(&director(2, 80), &mut cache).expect("valid").model;
+        assert_eq!(shared(&second, &third), [true, true, true]);
+        // The group changes outside the blocks: every block is read again.
+        let fourth = cached(&director(2, 8080), &mut cache).expect("valid").model;
+        assert_eq!(fourth, whole(&director(2, 8080)).expect("valid").model);
+        assert_eq!(shared(&third, &fourth), [false, false, false]);
+        assert_ne!(fourth.virtual_servers[2], third.virtual_servers[2]);
+    }
+
+    #[test]
+    fn a_cached_load_reports_a_whole_parse_s_errors_and_keeps_the_last_good_one() {
+        let mut cache = ParseCache::default();
+        let good = cached(&director(1, 80), &mut cache).expect("valid").model;
+        for bad in [
+            // In a block: a weight out of range.
+            director(70_000, 80),
+            // A duplicate of a cached block's service.
+            format!(
+                "{}virtual_server 192.0.2.1 80 {{\n  real_server 198.51.100.3 80\n}}\n",
+                director(1, 80)
+            ),
+            // Braces that do not close.
+            format!("{}virtual_server 192.0.2.1 81 {{\n", director(1, 80)),
+        ] {
+            let errors = |r: Result<Loaded, Vec<ConfigError>>| -> Vec<String> {
+                r.expect_err("invalid")
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            };
+            assert_eq!(errors(cached(&bad, &mut cache)), errors(whole(&bad)));
+        }
+        let again = cached(&director(1, 80), &mut cache).expect("valid").model;
+        assert_eq!(shared(&good, &again), [true, true, true]);
     }
 }

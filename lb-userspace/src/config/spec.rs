@@ -52,6 +52,18 @@ pub struct Spec {
     pub garp_master_refresh: Option<At<f64>>,
     /// `global_defs { vrrp_rt_priority }`: the VRRP thread's real-time priority.
     pub vrrp_rt_priority: Option<At<i64>>,
+    /// `virtual_server` blocks a reload's parse cache set apart (see
+    /// [`super::ParseCache`]); each has a [`Statement::placeholder`] in `lvs` where it stands.
+    pub lvs_blocks: Vec<LvsBlock>,
+}
+
+/// A `virtual_server` block the parse cache set apart.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LvsBlock {
+    /// Its text is the same as in the last load, in the same context: what it read to then.
+    Read(std::sync::Arc<crate::model::VirtualServer>),
+    /// New or changed: its statement, to read.
+    Parse(Statement),
 }
 
 /// A command as written: the command line (split like a shell line, quotes honoured), and
@@ -179,6 +191,31 @@ pub struct Statement {
     pub args: Vec<At<String>>,
     /// The statements inside its braces.
     pub block: Option<Vec<Statement>>,
+}
+
+/// The file index of a placeholder's position: no file has it (a configuration reads far
+/// fewer than 2^32 files).
+const PLACEHOLDER_FILE: u32 = u32::MAX;
+
+impl Statement {
+    /// A `virtual_server` standing for [`Spec::lvs_blocks`]`[index]`, where that block was.
+    pub fn placeholder(index: usize) -> Self {
+        let pos = Pos {
+            file: PLACEHOLDER_FILE,
+            line: u32::try_from(index).unwrap_or(u32::MAX),
+            col: 0,
+        };
+        Self {
+            keyword: At::new("virtual_server".to_owned(), pos),
+            args: Vec::new(),
+            block: None,
+        }
+    }
+
+    /// The index into [`Spec::lvs_blocks`] of a placeholder.
+    pub fn placeholder_index(&self) -> Option<usize> {
+        (self.keyword.pos.file == PLACEHOLDER_FILE).then_some(self.keyword.pos.line as usize)
+    }
 }
 
 /// A VRRP instance as written.

@@ -419,6 +419,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         garp_master_repeat: dto.garp_master_repeat.as_ref().map(at_int),
         garp_master_refresh: dto.garp_master_refresh.as_ref().map(float),
         vrrp_rt_priority: dto.vrrp_rt_priority.as_ref().map(at_int),
+        lvs_blocks: Vec::new(),
     })
 }
 

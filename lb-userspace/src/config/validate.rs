@@ -36,6 +36,7 @@ pub fn validate(
     spec: &Spec,
     unimplemented: Unimplemented,
     warnings: &mut Vec<ConfigError>,
+    read_blocks: &mut Vec<Option<std::sync::Arc<crate::model::VirtualServer>>>,
 ) -> Result<Model, Vec<ConfigError>> {
     let mut errors = Errors {
         file,
@@ -50,7 +51,7 @@ pub fn validate(
             Some((t.name.value.clone(), std::path::PathBuf::from(&path.value)))
         }),
     );
-    let virtual_servers = lvs.read(&spec.lvs);
+    let virtual_servers = lvs.read(&spec.lvs, &spec.lvs_blocks, read_blocks);
     let ipvs = lvs.globals(&spec.lvs);
     // The sync daemon follows a VRRP instance: it must exist.
     if let Some(d) = &ipvs.sync_daemon

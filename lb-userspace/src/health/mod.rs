@@ -217,7 +217,7 @@ pub struct HealthReload {
 /// A reload on its way: the scheduler remaps the probes, then the supervisor the pools.
 #[derive(Debug)]
 struct ReloadRequest {
-    servers: Vec<VirtualServer>,
+    servers: Vec<Arc<VirtualServer>>,
     reply: tokio::sync::oneshot::Sender<HealthReload>,
 }
 
@@ -229,15 +229,22 @@ enum Event {
     Reload(Box<PoolsReload>),
 }
 
-/// The supervisor's half of a reload.
+/// New probe numbers, after a reload that added, removed or changed checkers.
 #[derive(Debug)]
-struct PoolsReload {
-    servers: Vec<VirtualServer>,
+struct Renumbered {
     checkers: Vec<Arc<Checker>>,
     subscribers: Vec<Vec<Subscriber>>,
     /// Per new probe: the old probe it continues.
     continues: Vec<Option<usize>>,
     counters: Arc<Vec<Counters>>,
+}
+
+/// The supervisor's half of a reload.
+#[derive(Debug)]
+struct PoolsReload {
+    servers: Vec<Arc<VirtualServer>>,
+    /// `None`: every probe keeps its number (see [`same_probes`]).
+    probes: Option<Renumbered>,
     summary: HealthReload,
     reply: tokio::sync::oneshot::Sender<HealthReload>,
 }
@@ -258,7 +265,7 @@ impl Health {
     /// schedule and counters), a real server keeps its health, drain and weight, a virtual
     /// server taken out of service stays out; only new or changed checkers start afresh.
     /// The desired table follows, so the reconciler applies only the difference.
-    pub async fn reload(&self, servers: Vec<VirtualServer>) -> Option<HealthReload> {
+    pub async fn reload(&self, servers: Vec<Arc<VirtualServer>>) -> Option<HealthReload> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.reloads.send(ReloadRequest { servers, reply }).ok()?;
         answer.await.ok()
@@ -382,7 +389,27 @@ impl<C: std::ops::Deref<Target = Checker>> std::hash::Hash for ProbeKey<C> {
     }
 }
 
-fn plan_probes(servers: &[VirtualServer]) -> Probes {
+/// Whether `new` has exactly the probes of `old`, under the same numbers: the same virtual
+/// servers (name, services, `ha_suspend`) in the same order, each with the same real servers
+/// (by address) carrying equal checkers. What a reload that changes weights, thresholds,
+/// schedulers, scripts or quorum leaves: then no probe is re-keyed, and only the changed
+/// pools are rebuilt. An unchanged virtual server is the same allocation, compared by pointer.
+fn same_probes(old: &[Arc<VirtualServer>], new: &[Arc<VirtualServer>]) -> bool {
+    old.len() == new.len()
+        && old.iter().zip(new).all(|(o, n)| {
+            Arc::ptr_eq(o, n)
+                || (o.name == n.name
+                    && o.services == n.services
+                    && o.ha_suspend == n.ha_suspend
+                    && o.real_servers.len() == n.real_servers.len()
+                    && o.real_servers
+                        .iter()
+                        .zip(&n.real_servers)
+                        .all(|(a, b)| a.addr == b.addr && a.checkers == b.checkers))
+        })
+}
+
+fn plan_probes(servers: &[Arc<VirtualServer>]) -> Probes {
     // Pools that differ in `alpha` still share a probe, which starts down only if all of
     // them are alpha and reports its first result to all.
     let mut index: HashMap<ProbeKey<&Checker>, usize> = HashMap::new();
@@ -448,7 +475,7 @@ fn fresh_counters(n: usize) -> Vec<Counters> {
 
 /// Starts the probes and the supervisor for `servers`. `notifier` writes the LVS FIFO lines
 /// and runs notify and quorum scripts.
-pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
+pub fn start(servers: &[Arc<VirtualServer>], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
     let pools: Vec<Pool> = servers.iter().cloned().map(Pool::new).collect();
     let Probes {
         checkers,
@@ -480,6 +507,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
         shared: shared.clone(),
     };
     let vips = suspend_vips(servers);
+    let servers = servers.to_vec();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("lbd-health".to_owned())
@@ -497,6 +525,7 @@ pub fn start(servers: &[VirtualServer], ctx: ProbeContext, notifier: Arc<Notifie
             runtime.block_on(async move {
                 let (reports_tx, reports) = mpsc::channel(16 * 1024);
                 let mut scheduler = Scheduler {
+                    servers,
                     enabled: Arc::new(Vec::new()),
                     watcher: None,
                     checkers,
@@ -558,7 +587,7 @@ async fn watch_local_addresses(
 }
 
 /// The addresses of the virtual servers with `ha_suspend`.
-fn suspend_vips(servers: &[VirtualServer]) -> Vec<std::net::IpAddr> {
+fn suspend_vips(servers: &[Arc<VirtualServer>]) -> Vec<std::net::IpAddr> {
     servers
         .iter()
         .filter(|vs| vs.ha_suspend)
@@ -572,6 +601,8 @@ fn suspend_vips(servers: &[VirtualServer]) -> Vec<std::net::IpAddr> {
 
 /// What the probe scheduler needs.
 struct Scheduler {
+    /// The configuration the probes come from.
+    servers: Vec<Arc<VirtualServer>>,
     checkers: Vec<Arc<Checker>>,
     ctx: Arc<ProbeContext>,
     reports: mpsc::Sender<Event>,
@@ -620,6 +651,23 @@ impl Scheduler {
         in_flight: usize,
     ) {
         use std::cmp::Reverse;
+        if same_probes(&self.servers, &request.servers) {
+            // Every probe carries on under its number: nothing to re-key.
+            let n = self.checkers.len();
+            self.servers.clone_from(&request.servers);
+            let reload = PoolsReload {
+                servers: request.servers,
+                probes: None,
+                summary: HealthReload {
+                    probes_kept: n,
+                    ..HealthReload::default()
+                },
+                reply: request.reply,
+            };
+            // Closed only while shutting down.
+            drop(self.reports.send(Event::Reload(Box::new(reload))).await);
+            return;
+        }
         let now = Instant::now();
         let probes = plan_probes(&request.servers);
         let ids: ProbeNumbers = probes
@@ -677,12 +725,15 @@ impl Scheduler {
         // Every probe in flight now started before this reload, whatever its generation.
         self.stale = (in_flight > 0).then_some((ids, in_flight));
         self.watch_suspendable(suspend_vips(&request.servers), &probes.suspendable);
+        self.servers.clone_from(&request.servers);
         let reload = PoolsReload {
             servers: request.servers,
-            checkers: self.checkers.clone(),
-            subscribers: probes.subscribers,
-            continues,
-            counters: self.counters.clone(),
+            probes: Some(Renumbered {
+                checkers: self.checkers.clone(),
+                subscribers: probes.subscribers,
+                continues,
+                counters: self.counters.clone(),
+            }),
             summary,
             reply: request.reply,
         };
@@ -925,32 +976,94 @@ impl Supervisor {
         touched.clear();
     }
 
-    /// The pools of a new configuration, continuing the old ones by name; then the whole
-    /// desired table, which the reconciler diffs.
+    /// The pools of a new configuration: an unchanged virtual server keeps its pool as it is,
+    /// a changed one continues the old pool of its name; then the desired table, which the
+    /// reconciler diffs.
     fn reload(&mut self, reload: PoolsReload) {
         let PoolsReload {
             servers,
-            checkers,
-            subscribers,
-            continues,
-            counters,
+            probes,
             mut summary,
             reply,
         } = reload;
-        let old_pools = std::mem::take(&mut self.pools);
+        let mut old_pools: Vec<Option<Pool>> = std::mem::take(&mut self.pools)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut events = Vec::new();
+        let mut rebuilt = Vec::new();
         for (v, vs) in servers.into_iter().enumerate() {
+            // Unchanged: the same allocation, usually at the same place.
+            let unchanged = old_pools
+                .get_mut(v)
+                .filter(|p| p.as_ref().is_some_and(|p| p.is(&vs)))
+                .and_then(Option::take);
+            if let Some(pool) = unchanged {
+                summary.reals_kept += pool.virtual_server().real_servers.len();
+                self.pools.push(pool);
+                continue;
+            }
             let mut pool = Pool::new(vs);
             if let Some(old) = old_pools
                 .iter()
+                .flatten()
                 .find(|p| p.virtual_server().name == pool.virtual_server().name)
             {
                 let (kept, changes) = pool.inherit(old);
                 summary.reals_kept += kept;
                 events.extend(changes.into_iter().map(|e| (v, e)));
             }
+            rebuilt.push(v);
             self.pools.push(pool);
         }
+        summary.table_changed = match probes {
+            Some(renumbered) => self.renumber(renumbered, &mut events),
+            None => {
+                // The same services in every pool: only the rebuilt pools' can differ.
+                let changed = self.desired.send_if_modified(|table| {
+                    let mut changed = false;
+                    for &v in &rebuilt {
+                        let pool = &self.pools[v];
+                        let mut fresh = pool.desired();
+                        for key in &pool.virtual_server().services {
+                            let entry = fresh.remove(key);
+                            if table.get(key) != entry.as_ref() {
+                                changed = true;
+                                match entry {
+                                    Some(e) => table.insert(*key, e),
+                                    None => table.remove(key),
+                                };
+                            }
+                        }
+                    }
+                    changed
+                });
+                self.refresh_view(&[], &rebuilt);
+                changed
+            }
+        };
+        for (v, event) in events {
+            self.notify(v, event, "configuration reloaded");
+        }
+        info!(
+            kept = summary.probes_kept,
+            started = summary.probes_started,
+            stopped = summary.probes_stopped,
+            reals_kept = summary.reals_kept,
+            "health checks reloaded"
+        );
+        reply.send(summary).ok();
+    }
+
+    /// A reload's new probe numbers: statuses move with their probes, the whole desired
+    /// table and status view are rebuilt. Returns whether the table changed.
+    fn renumber(&mut self, renumbered: Renumbered, events: &mut Vec<(usize, PoolEvent)>) -> bool {
+        let Renumbered {
+            checkers,
+            subscribers,
+            continues,
+            counters,
+        } = renumbered;
         // Each old probe continues as one new probe at most: its status moves.
         let mut old_statuses: Vec<Option<CheckerView>> = std::mem::take(&mut self.statuses)
             .into_iter()
@@ -978,41 +1091,29 @@ impl Supervisor {
                 }
             }
         }
-        for (v, event) in events {
-            self.notify(v, event, "configuration reloaded");
-        }
         self.log_all = checkers.iter().map(|c| c.log_all_failures).collect();
         self.subscribers = Arc::new(subscribers);
         let mut table = Table::new();
         for pool in &self.pools {
             table.extend(pool.desired());
         }
-        summary.table_changed = self.desired.send_if_modified(|current| {
+        let changed = self.desired.send_if_modified(|current| {
             let changed = *current != table;
             if changed {
                 *current = table;
             }
             changed
         });
-        {
-            let mut shared = self
-                .shared
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *shared = Shared {
-                view: full_view(&self.pools, &self.statuses, &self.subscribers),
-                counters,
-                subscribers: self.subscribers.clone(),
-            };
-        }
-        info!(
-            kept = summary.probes_kept,
-            started = summary.probes_started,
-            stopped = summary.probes_stopped,
-            reals_kept = summary.reals_kept,
-            "health checks reloaded"
-        );
-        reply.send(summary).ok();
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *shared = Shared {
+            view: full_view(&self.pools, &self.statuses, &self.subscribers),
+            counters,
+            subscribers: self.subscribers.clone(),
+        };
+        changed
     }
 
     fn command(&mut self, command: Command) {
@@ -1172,5 +1273,42 @@ impl Supervisor {
                 real.drained = pool.is_drained(i);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(text: &str) -> Vec<Arc<VirtualServer>> {
+        crate::config::load(
+            "t.conf",
+            text,
+            crate::config::Format::Keepalived,
+            crate::config::Unimplemented::Reject,
+            &crate::config::Overrides::default(),
+        )
+        .expect("valid")
+        .model
+        .virtual_servers
+    }
+
+    fn conf(weight: u32, port: u16, timeout: u32) -> String {
+        format!(
+            "virtual_server 192.0.2.1 80 {{\n  real_server 198.51.100.1 {port} {{\n    weight {weight}\n    \
+             TCP_CHECK {{\n      connect_timeout {timeout}\n    }}\n  }}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn only_a_change_of_probes_renumbers_them() {
+        let base = servers(&conf(1, 80, 1));
+        assert!(same_probes(&base, &base));
+        // A weight is the pool's business: every probe keeps its number.
+        assert!(same_probes(&base, &servers(&conf(5, 80, 1))));
+        // Another checker, another real server: renumbered.
+        assert!(!same_probes(&base, &servers(&conf(1, 80, 2))));
+        assert!(!same_probes(&base, &servers(&conf(1, 81, 1))));
+        assert!(!same_probes(&base, &[]));
     }
 }

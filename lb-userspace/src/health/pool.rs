@@ -7,7 +7,7 @@
 //! `quorum + hysteresis`. While it is lost a `sorry_server` takes the traffic and the live real
 //! servers step aside; `sorry_server_inhibit` keeps the sorry server at weight 0 when unused.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use super::state::WeightChange;
 use crate::{
@@ -38,7 +38,7 @@ struct RealState {
 /// A virtual server's live state.
 #[derive(Clone, Debug)]
 pub struct Pool {
-    vs: VirtualServer,
+    vs: Arc<VirtualServer>,
     reals: Vec<RealState>,
     quorum_up: bool,
     /// Real servers an operator drained: weight 0 in the table whatever their health (no new
@@ -50,7 +50,8 @@ pub struct Pool {
 
 impl Pool {
     /// The pool before any probe: every real server as its checkers start (up unless alpha).
-    pub fn new(vs: VirtualServer) -> Self {
+    pub fn new(vs: impl Into<Arc<VirtualServer>>) -> Self {
+        let vs = vs.into();
         let reals: Vec<RealState> = vs
             .real_servers
             .iter()
@@ -129,6 +130,11 @@ impl Pool {
     /// Checker `check` of real server `real`: its verdict as the pool holds it.
     pub fn check_up(&self, real: usize, check: usize) -> Option<bool> {
         self.reals.get(real)?.checks_up.get(check).copied()
+    }
+
+    /// Whether this pool is `vs`'s: the same allocation, unchanged by a reload.
+    pub fn is(&self, vs: &Arc<VirtualServer>) -> bool {
+        Arc::ptr_eq(&self.vs, vs)
     }
 
     /// The virtual server.
@@ -308,7 +314,7 @@ impl Pool {
                     .collect();
                 (
                     *key,
-                    std::sync::Arc::new(ServiceState {
+                    Arc::new(ServiceState {
                         settings: settings.clone(),
                         dests,
                     }),

@@ -15,8 +15,10 @@ pub use lvs::*;
 pub struct Model {
     /// Which data plane programs the virtual servers.
     pub dataplane: Dataplane,
-    /// Virtual servers, in configuration order.
-    pub virtual_servers: Vec<VirtualServer>,
+    /// Virtual servers, in configuration order. Shared: a reload that leaves one unchanged
+    /// keeps the same allocation, so the layers after it tell unchanged from changed by
+    /// pointer.
+    pub virtual_servers: Vec<std::sync::Arc<VirtualServer>>,
     /// VRRP instances, in configuration order.
     pub vrrp_instances: Vec<VrrpInstance>,
     /// keepalived's `router_id`, shown in status.
