@@ -132,12 +132,18 @@ fn checker_probes(r: &Router, real: &str) -> u64 {
 fn reloads_apply_only_the_difference_and_never_flap() {
     let (mut lab, switch, mut r) = lan(&[Kind::Lbd, Kind::Lbd]);
     // Real servers on d1 itself: .1 and .2 answer, .3 does not.
-    for addr in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+    for addr in [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+    ] {
         r[0].ns
             .ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
     }
     let _one = TcpServer::start(&r[0].ns, "198.51.100.1:80");
     let _two = TcpServer::start(&r[0].ns, "198.51.100.2:80");
+    let _four = TcpServer::start(&r[0].ns, "198.51.100.4:80");
     let reals = [
         ("198.51.100.1", 1),
         ("198.51.100.2", 1),
@@ -226,6 +232,39 @@ fn reloads_apply_only_the_difference_and_never_flap() {
         "right after the reload: .3 is still known dead"
     );
     assert!(checker_probes(&r[0], "198.51.100.1:80") >= probes_before);
+
+    // A real server added, then removed: the probes are numbered anew; the others carry on
+    // (the dead one is still dead, the live ones keep their counters), only the newcomer's
+    // probe starts, and only it reaches the data plane.
+    for (added, expected) in [(true, 3), (false, 2)] {
+        let probes_before = checker_probes(&r[0], "198.51.100.1:80");
+        let mut reals = reals2.to_vec();
+        if added {
+            reals.push(("198.51.100.4", 1));
+        }
+        write(&r[0], &conf("d1", 150, &two, &reals));
+        let report = reload(&r[0]);
+        assert_eq!(report["health"]["probes_kept"], 3, "{report}");
+        assert_eq!(report["health"]["probes_started"], u64::from(added), "{report}");
+        assert_eq!(report["health"]["probes_stopped"], u64::from(!added), "{report}");
+        assert_eq!(report["health"]["reals_kept"], 3, "{report}");
+        assert!(checker_probes(&r[0], "198.51.100.1:80") >= probes_before);
+        let now = desired(&r[0]);
+        assert!(
+            !now.iter().any(|(a, _)| a == "198.51.100.3:80"),
+            "right after the reload: .3 is still known dead: {now:?}"
+        );
+        wait_until("the newcomer up, or gone", Duration::from_secs(5), || {
+            desired(&r[0]).len() == expected
+        });
+        assert_eq!(
+            r[0].lbctl_status()["virtual_servers"][0]["real_servers"]
+                .as_array()
+                .map(Vec::len),
+            Some(expected + 1),
+            "status shows every real server"
+        );
+    }
 
     // SIGUSR1: keepalived's data dumps show the reloaded configuration and the live state.
     let pid = r[0].pid.expect("d1 runs").to_string();

@@ -876,35 +876,49 @@ fn full_view(
     statuses: &[CheckerView],
     subscribers: &[Vec<Subscriber>],
 ) -> Vec<PoolView> {
-    let mut view: Vec<PoolView> = pools
-        .iter()
-        .map(|pool| {
-            let vs = pool.virtual_server();
-            PoolView {
-                name: vs.name.clone(),
-                quorum_up: pool.has_quorum(),
-                disabled: pool.is_disabled(),
-                reals: vs
-                    .real_servers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, rs)| RealView {
-                        address: rs.addr.to_string(),
-                        alive: pool.is_alive(i),
-                        weight: pool.weight(i).get(),
-                        drained: pool.is_drained(i),
-                        checkers: Vec::with_capacity(rs.checkers.len()),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    let mut view: Vec<PoolView> = pools.iter().map(pool_view).collect();
+    fill_checkers(&mut view, statuses, subscribers, |_| true);
+    view
+}
+
+/// A pool's status view, its checkers as they start.
+fn pool_view(pool: &Pool) -> PoolView {
+    let vs = pool.virtual_server();
+    PoolView {
+        name: vs.name.clone(),
+        quorum_up: pool.has_quorum(),
+        disabled: pool.is_disabled(),
+        reals: vs
+            .real_servers
+            .iter()
+            .enumerate()
+            .map(|(i, rs)| RealView {
+                address: rs.addr.to_string(),
+                alive: pool.is_alive(i),
+                weight: pool.weight(i).get(),
+                drained: pool.is_drained(i),
+                checkers: rs.checkers.iter().map(fresh_status).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Each checker's entry in the pools `which` selects, from its probe's status.
+fn fill_checkers(
+    view: &mut [PoolView],
+    statuses: &[CheckerView],
+    subscribers: &[Vec<Subscriber>],
+    which: impl Fn(usize) -> bool,
+) {
     for (probe, subs) in subscribers.iter().enumerate() {
-        for &(v, r, _) in subs {
-            view[v].reals[r].checkers.push(statuses[probe].clone());
+        for &(v, r, c) in subs {
+            if which(v)
+                && let Some(slot) = view[v].reals[r].checkers.get_mut(c)
+            {
+                slot.clone_from(&statuses[probe]);
+            }
         }
     }
-    view
 }
 
 struct Supervisor {
@@ -977,8 +991,8 @@ impl Supervisor {
     }
 
     /// The pools of a new configuration: an unchanged virtual server keeps its pool as it is,
-    /// a changed one continues the old pool of its name; then the desired table, which the
-    /// reconciler diffs.
+    /// a changed one continues the old pool of its name; then the desired table, where only
+    /// the changed pools' services can differ, which the reconciler diffs.
     fn reload(&mut self, reload: PoolsReload) {
         let PoolsReload {
             servers,
@@ -991,16 +1005,22 @@ impl Supervisor {
             .map(Some)
             .collect();
         let mut events = Vec::new();
-        let mut rebuilt = Vec::new();
+        // Per pool: the old pool it is, unchanged.
+        let mut moved_from: Vec<Option<usize>> = Vec::with_capacity(servers.len());
         for (v, vs) in servers.into_iter().enumerate() {
-            // Unchanged: the same allocation, usually at the same place.
-            let unchanged = old_pools
-                .get_mut(v)
-                .filter(|p| p.as_ref().is_some_and(|p| p.is(&vs)))
-                .and_then(Option::take);
-            if let Some(pool) = unchanged {
+            let is_it = |p: &Option<Pool>| p.as_ref().is_some_and(|p| p.is(&vs));
+            // Usually at the same place.
+            let unchanged = if old_pools.get(v).is_some_and(is_it) {
+                Some(v)
+            } else {
+                old_pools.iter().position(is_it)
+            };
+            if let Some(j) = unchanged
+                && let Some(pool) = old_pools[j].take()
+            {
                 summary.reals_kept += pool.virtual_server().real_servers.len();
                 self.pools.push(pool);
+                moved_from.push(Some(j));
                 continue;
             }
             let mut pool = Pool::new(vs);
@@ -1013,35 +1033,44 @@ impl Supervisor {
                 summary.reals_kept += kept;
                 events.extend(changes.into_iter().map(|e| (v, e)));
             }
-            rebuilt.push(v);
             self.pools.push(pool);
+            moved_from.push(None);
         }
-        summary.table_changed = match probes {
-            Some(renumbered) => self.renumber(renumbered, &mut events),
-            None => {
-                // The same services in every pool: only the rebuilt pools' can differ.
-                let changed = self.desired.send_if_modified(|table| {
-                    let mut changed = false;
-                    for &v in &rebuilt {
-                        let pool = &self.pools[v];
-                        let mut fresh = pool.desired();
-                        for key in &pool.virtual_server().services {
-                            let entry = fresh.remove(key);
-                            if table.get(key) != entry.as_ref() {
-                                changed = true;
-                                match entry {
-                                    Some(e) => table.insert(*key, e),
-                                    None => table.remove(key),
-                                };
-                            }
-                        }
-                    }
-                    changed
-                });
-                self.refresh_view(&[], &rebuilt);
-                changed
+        let mut touched: Vec<usize> = (0..self.pools.len())
+            .filter(|&v| moved_from[v].is_none())
+            .collect();
+        match probes {
+            Some(renumbered) => self.renumber(renumbered, &moved_from, &mut events, &mut touched),
+            // The same probes, so the same names and addresses: the touched pools' entries.
+            None => self.refresh_view(&[], &touched),
+        }
+        // The services of the pools that went or changed, and of those that came or changed.
+        let mut keys: Vec<ServiceKey> = old_pools
+            .iter()
+            .flatten()
+            .chain(touched.iter().map(|&v| &self.pools[v]))
+            .flat_map(|p| p.virtual_server().services.iter().copied())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut fresh = Table::new();
+        for &v in &touched {
+            fresh.extend(self.pools[v].desired());
+        }
+        summary.table_changed = self.desired.send_if_modified(|table| {
+            let mut changed = false;
+            for key in keys {
+                let entry = fresh.remove(&key);
+                if table.get(&key) != entry.as_ref() {
+                    changed = true;
+                    match entry {
+                        Some(e) => table.insert(key, e),
+                        None => table.remove(&key),
+                    };
+                }
             }
-        };
+            changed
+        });
         for (v, event) in events {
             self.notify(v, event, "configuration reloaded");
         }
@@ -1055,9 +1084,16 @@ impl Supervisor {
         reply.send(summary).ok();
     }
 
-    /// A reload's new probe numbers: statuses move with their probes, the whole desired
-    /// table and status view are rebuilt. Returns whether the table changed.
-    fn renumber(&mut self, renumbered: Renumbered, events: &mut Vec<(usize, PoolEvent)>) -> bool {
+    /// A reload's new probe numbers: statuses move with their probes; a pool that changed, or
+    /// whose verdicts a kept probe sets, joins `touched`. The status view keeps the unchanged
+    /// pools' entries (their probes' statuses moved with them) and builds the others'.
+    fn renumber(
+        &mut self,
+        renumbered: Renumbered,
+        moved_from: &[Option<usize>],
+        events: &mut Vec<(usize, PoolEvent)>,
+        touched: &mut Vec<usize>,
+    ) {
         let Renumbered {
             checkers,
             subscribers,
@@ -1088,32 +1124,41 @@ impl Supervisor {
                 if self.pools[v].check_up(r, c) != Some(up) {
                     let changes = self.pools[v].set_check(r, c, up, None);
                     events.extend(changes.into_iter().map(|e| (v, e)));
+                    touched.push(v);
                 }
             }
         }
+        touched.sort_unstable();
+        touched.dedup();
         self.log_all = checkers.iter().map(|c| c.log_all_failures).collect();
         self.subscribers = Arc::new(subscribers);
-        let mut table = Table::new();
-        for pool in &self.pools {
-            table.extend(pool.desired());
-        }
-        let changed = self.desired.send_if_modified(|current| {
-            let changed = *current != table;
-            if changed {
-                *current = table;
-            }
-            changed
-        });
         let mut shared = self
             .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut old_view: Vec<Option<PoolView>> = std::mem::take(&mut shared.view)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut view: Vec<PoolView> = self
+            .pools
+            .iter()
+            .zip(moved_from)
+            .map(|(pool, from)| {
+                from.and_then(|j| old_view.get_mut(j)?.take())
+                    .unwrap_or_else(|| pool_view(pool))
+            })
+            .collect();
+        let rebuilt = |v: usize| moved_from[v].is_none();
+        fill_checkers(&mut view, &self.statuses, &self.subscribers, rebuilt);
         *shared = Shared {
-            view: full_view(&self.pools, &self.statuses, &self.subscribers),
+            view,
             counters,
             subscribers: self.subscribers.clone(),
         };
-        changed
+        drop(shared);
+        // Pools whose verdicts a kept probe set show them.
+        self.refresh_view(&[], touched);
     }
 
     fn command(&mut self, command: Command) {

@@ -130,8 +130,9 @@ const REALS: u8 = 100;
 const INSTANCES: u8 = 10;
 
 /// 300 virtual servers of 100 real servers each (distinct address and port: 30,000 probes),
-/// and 10 VRRP instances; `weight` is the weight of real server 50 of virtual server 150.
-fn reload_conf(weight: u32) -> String {
+/// and 10 VRRP instances; `weight` is the weight of real server 50 of virtual server 150, and
+/// with `extra` that virtual server has a 101st real server.
+fn reload_conf(weight: u32, extra: bool) -> String {
     let mut conf = String::new();
     for vrid in 1..=INSTANCES {
         conf.push_str(&format!(
@@ -145,7 +146,8 @@ fn reload_conf(weight: u32) -> String {
             "virtual_server 192.0.2.100 {} {{\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n",
             1000 + vs
         ));
-        for real in 1..=REALS {
+        let last = if extra && vs == 150 { REALS + 1 } else { REALS };
+        for real in 1..=last {
             let w = if vs == 150 && real == 50 { weight } else { 1 };
             conf.push_str(&format!(
                 "  real_server 198.51.100.{real} {} {{\n    weight {w}\n    TCP_CHECK {{\n      connect_timeout 1\n      retry 0\n    }}\n  }}\n",
@@ -192,7 +194,7 @@ fn reloads(rounds: u32) {
     let crate::checks::Load { mut lab, director } = crate::checks::load_lab_with(SERVICES, 0);
     let dir = lab.dir().to_owned();
     let path = dir.join("lbd.conf");
-    std::fs::write(&path, reload_conf(1)).expect("config");
+    std::fs::write(&path, reload_conf(1, false)).expect("config");
     let socket = dir.join("lbd.sock");
     let mut cmd = director.command(lb_tests::workspace_bin("lbd"));
     cmd.arg("run")
@@ -215,6 +217,8 @@ fn reloads(rounds: u32) {
     let transitions_before = transitions(&socket);
     let mut same = Vec::new();
     let mut changed = Vec::new();
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
     let mut worst_ops = 0;
     let mut worst_restarts = 0;
     let mut worst_vrrp = 0;
@@ -223,7 +227,8 @@ fn reloads(rounds: u32) {
         let (report, wall) = reload_once(&socket);
         same.push((report["took_us"].as_f64().unwrap_or(0.0) / 1000.0, wall));
         // One line: real server 50 of virtual server 150 changes weight.
-        std::fs::write(&path, reload_conf(2 + round % 2)).expect("config");
+        let weight = 2 + round % 2;
+        std::fs::write(&path, reload_conf(weight, false)).expect("config");
         let (report, wall) = reload_once(&socket);
         changed.push((report["took_us"].as_f64().unwrap_or(0.0) / 1000.0, wall));
         let restarts = report["health"]["probes_started"]
@@ -247,6 +252,12 @@ fn reloads(rounds: u32) {
             serde_json::json!(["[192.0.2.100]:tcp:1150 / 198.51.100.50:10150"]),
             "{report}"
         );
+        // A real server added, then removed: new probe numbers (no goal; reported).
+        for (extra, list) in [(true, &mut added), (false, &mut removed)] {
+            std::fs::write(&path, reload_conf(weight, extra)).expect("config");
+            let (report, wall) = reload_once(&socket);
+            list.push((report["took_us"].as_f64().unwrap_or(0.0) / 1000.0, wall));
+        }
     }
     let transitions_after = transitions(&socket);
     lab.stop(pid, "TERM");
@@ -265,12 +276,18 @@ fn reloads(rounds: u32) {
         max(&same),
         med(&same, 1)
     );
-    println!(
-        "| one real server's weight | {:.1} | {:.1} | {:.1} |",
-        med(&changed, 0),
-        max(&changed),
-        med(&changed, 1)
-    );
+    for (name, list) in [
+        ("one real server's weight", &changed),
+        ("a real server added (no goal)", &added),
+        ("that real server removed (no goal)", &removed),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            med(list, 0),
+            max(list),
+            med(list, 1)
+        );
+    }
     println!(
         "\none line / unchanged: {:.2}. Per one-line reload, at worst: {worst_ops} data-plane operations, \
          {worst_restarts} checker restarts, {worst_vrrp} VRRP instances touched; VRRP transitions over the \
