@@ -245,8 +245,16 @@ fn reloads_apply_only_the_difference_and_never_flap() {
         write(&r[0], &conf("d1", 150, &two, &reals));
         let report = reload(&r[0]);
         assert_eq!(report["health"]["probes_kept"], 3, "{report}");
-        assert_eq!(report["health"]["probes_started"], u64::from(added), "{report}");
-        assert_eq!(report["health"]["probes_stopped"], u64::from(!added), "{report}");
+        assert_eq!(
+            report["health"]["probes_started"],
+            u64::from(added),
+            "{report}"
+        );
+        assert_eq!(
+            report["health"]["probes_stopped"],
+            u64::from(!added),
+            "{report}"
+        );
         assert_eq!(report["health"]["reals_kept"], 3, "{report}");
         assert!(checker_probes(&r[0], "198.51.100.1:80") >= probes_before);
         let now = desired(&r[0]);

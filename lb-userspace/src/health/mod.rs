@@ -10,12 +10,12 @@
 //! fire in the same millisecond. Each probe's latency and counts are kept in atomics; only
 //! verdict changes and failures are messages, to the supervisor that owns the pools.
 
+mod numbering;
 pub mod pool;
 pub mod probe;
 pub mod state;
 
 use std::{
-    collections::HashMap,
     hash::{Hash as _, Hasher as _},
     sync::{
         Arc, Mutex,
@@ -145,8 +145,7 @@ struct Report {
     detail: String,
 }
 
-/// Where a probe's verdict goes: (virtual server, real server, checker) indices.
-type Subscriber = (usize, usize, usize);
+use numbering::{Numbering, Plan, Subscriber};
 
 /// A probe's running figures, written by its task and read by status: a healthy probe never
 /// has to message anyone.
@@ -357,38 +356,6 @@ fn first_offset(checker: &Checker, warmup: Duration) -> Duration {
     warmup.mul_f64(fraction)
 }
 
-/// The distinct probes of a configuration and where their verdicts go.
-struct Probes {
-    checkers: Vec<Arc<Checker>>,
-    subscribers: Vec<Vec<Subscriber>>,
-    /// Per probe: every virtual server it serves has `ha_suspend`.
-    suspendable: Vec<bool>,
-}
-
-/// What makes two checkers one probe: everything but `alpha`, which only sets where a pool
-/// starts ([`Checker::same_probe`]). Borrowed or shared, never cloned: a reload keys 30,000
-/// checkers.
-#[derive(Clone, Debug)]
-struct ProbeKey<C>(C);
-
-impl<C: std::ops::Deref<Target = Checker>> PartialEq for ProbeKey<C> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.same_probe(&other.0)
-    }
-}
-
-impl<C: std::ops::Deref<Target = Checker>> Eq for ProbeKey<C> {}
-
-impl<C: std::ops::Deref<Target = Checker>> std::hash::Hash for ProbeKey<C> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let c: &Checker = &self.0;
-        c.probe.hash(state);
-        c.timing.hash(state);
-        c.rise.hash(state);
-        c.log_all_failures.hash(state);
-    }
-}
-
 /// Whether `new` has exactly the probes of `old`, under the same numbers: the same virtual
 /// servers (name, services, `ha_suspend`) in the same order, each with the same real servers
 /// (by address) carrying equal checkers. What a reload that changes weights, thresholds,
@@ -407,46 +374,6 @@ fn same_probes(old: &[Arc<VirtualServer>], new: &[Arc<VirtualServer>]) -> bool {
                         .zip(&n.real_servers)
                         .all(|(a, b)| a.addr == b.addr && a.checkers == b.checkers))
         })
-}
-
-fn plan_probes(servers: &[Arc<VirtualServer>]) -> Probes {
-    // Pools that differ in `alpha` still share a probe, which starts down only if all of
-    // them are alpha and reports its first result to all.
-    let mut index: HashMap<ProbeKey<&Checker>, usize> = HashMap::new();
-    let mut checkers: Vec<&Checker> = Vec::new();
-    let mut alpha: Vec<bool> = Vec::new();
-    let mut subscribers: Vec<Vec<Subscriber>> = Vec::new();
-    for (v, vs) in servers.iter().enumerate() {
-        for (r, rs) in vs.real_servers.iter().enumerate() {
-            for (c, checker) in rs.checkers.iter().enumerate() {
-                let id = *index.entry(ProbeKey(checker)).or_insert_with(|| {
-                    checkers.push(checker);
-                    alpha.push(true);
-                    subscribers.push(Vec::new());
-                    checkers.len() - 1
-                });
-                alpha[id] &= checker.alpha;
-                subscribers[id].push((v, r, c));
-            }
-        }
-    }
-    drop(index);
-    // Exactly sized: 10,000 probes live as long as lbd.
-    let checkers: Vec<Arc<Checker>> = checkers
-        .iter()
-        .zip(&alpha)
-        .map(|(&c, &alpha)| Arc::new(Checker { alpha, ..c.clone() }))
-        .collect();
-    subscribers.shrink_to_fit();
-    let suspendable: Vec<bool> = subscribers
-        .iter()
-        .map(|subs| subs.iter().all(|(v, ..)| servers[*v].ha_suspend))
-        .collect();
-    Probes {
-        checkers,
-        subscribers,
-        suspendable,
-    }
 }
 
 /// A fresh probe's status entry.
@@ -477,11 +404,13 @@ fn fresh_counters(n: usize) -> Vec<Counters> {
 /// and runs notify and quorum scripts.
 pub fn start(servers: &[Arc<VirtualServer>], ctx: ProbeContext, notifier: Arc<Notifier>) -> Health {
     let pools: Vec<Pool> = servers.iter().cloned().map(Pool::new).collect();
-    let Probes {
-        checkers,
+    let Plan {
+        numbering,
         subscribers,
         suspendable,
-    } = plan_probes(servers);
+        ..
+    } = Numbering::default().next(servers);
+    let checkers = numbering.checkers();
     let mut table = Table::new();
     for pool in &pools {
         table.extend(pool.desired());
@@ -507,7 +436,6 @@ pub fn start(servers: &[Arc<VirtualServer>], ctx: ProbeContext, notifier: Arc<No
         shared: shared.clone(),
     };
     let vips = suspend_vips(servers);
-    let servers = servers.to_vec();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("lbd-health".to_owned())
@@ -525,15 +453,14 @@ pub fn start(servers: &[Arc<VirtualServer>], ctx: ProbeContext, notifier: Arc<No
             runtime.block_on(async move {
                 let (reports_tx, reports) = mpsc::channel(16 * 1024);
                 let mut scheduler = Scheduler {
-                    servers,
+                    numbering,
                     enabled: Arc::new(Vec::new()),
                     watcher: None,
-                    checkers,
                     ctx: Arc::new(ctx),
                     reports: reports_tx,
                     counters,
                     generation: 0,
-                    stale: None,
+                    stale: 0,
                 };
                 scheduler.watch_suspendable(vips, &suspendable);
                 tokio::spawn(scheduler.run(reload_rx));
@@ -601,9 +528,8 @@ fn suspend_vips(servers: &[Arc<VirtualServer>]) -> Vec<std::net::IpAddr> {
 
 /// What the probe scheduler needs.
 struct Scheduler {
-    /// The configuration the probes come from.
-    servers: Vec<Arc<VirtualServer>>,
-    checkers: Vec<Arc<Checker>>,
+    /// The probes, and the configuration they come from.
+    numbering: Numbering,
     ctx: Arc<ProbeContext>,
     reports: mpsc::Sender<Event>,
     enabled: Arc<Vec<AtomicBool>>,
@@ -612,13 +538,9 @@ struct Scheduler {
     counters: Arc<Vec<Counters>>,
     /// Bumped by each reload; a probe in flight across one finds its new number by its key.
     generation: u64,
-    /// Probe numbers by key, while probes started before the last reload are in flight,
-    /// and how many are.
-    stale: Option<(ProbeNumbers, usize)>,
+    /// How many probes started before the last reload are still in flight.
+    stale: usize,
 }
-
-/// Probe numbers by key.
-type ProbeNumbers = HashMap<ProbeKey<Arc<Checker>>, usize>;
 
 type Due = std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>;
 
@@ -651,10 +573,9 @@ impl Scheduler {
         in_flight: usize,
     ) {
         use std::cmp::Reverse;
-        if same_probes(&self.servers, &request.servers) {
+        if self.numbering.keep(&request.servers) {
             // Every probe carries on under its number: nothing to re-key.
-            let n = self.checkers.len();
-            self.servers.clone_from(&request.servers);
+            let n = self.numbering.checkers().len();
             let reload = PoolsReload {
                 servers: request.servers,
                 probes: None,
@@ -669,24 +590,23 @@ impl Scheduler {
             return;
         }
         let now = Instant::now();
-        let probes = plan_probes(&request.servers);
-        let ids: ProbeNumbers = probes
-            .checkers
-            .iter()
-            .enumerate()
-            .map(|(id, c)| (ProbeKey(c.clone()), id))
-            .collect();
-        let mut renumber: Vec<Option<usize>> = vec![None; self.checkers.len()];
-        let mut continues: Vec<Option<usize>> = vec![None; probes.checkers.len()];
-        for (old, c) in self.checkers.iter().enumerate() {
-            if let Some(&new) = ids.get(&ProbeKey(c.clone())) {
+        let Plan {
+            numbering,
+            subscribers,
+            suspendable,
+            continues,
+        } = self.numbering.next(&request.servers);
+        let old_count = self.numbering.checkers().len();
+        self.numbering = numbering;
+        let checkers = self.numbering.checkers();
+        let mut renumber: Vec<Option<usize>> = vec![None; old_count];
+        for (new, old) in continues.iter().enumerate() {
+            if let Some(old) = *old {
                 renumber[old] = Some(new);
-                continues[new] = Some(old);
             }
         }
         let mut old_states: Vec<Option<CheckState>> = states.drain(..).map(Some).collect();
-        *states = probes
-            .checkers
+        *states = checkers
             .iter()
             .zip(&continues)
             .map(|(c, old)| {
@@ -700,12 +620,12 @@ impl Scheduler {
                 .into_iter()
                 .filter_map(|Reverse((at, old))| Some(Reverse((at, renumber[old]?)))),
         );
-        for (id, c) in probes.checkers.iter().enumerate() {
+        for (id, c) in checkers.iter().enumerate() {
             if continues[id].is_none() {
                 due.push(Reverse((now + first_offset(c, c.timing.warmup), id)));
             }
         }
-        let counters = fresh_counters(probes.checkers.len());
+        let counters = fresh_counters(checkers.len());
         for (new, old) in continues.iter().enumerate() {
             if let Some(old) = *old {
                 counters[new].copy_from(&self.counters[old]);
@@ -714,23 +634,22 @@ impl Scheduler {
         let kept = continues.iter().flatten().count();
         let summary = HealthReload {
             probes_kept: kept,
-            probes_started: probes.checkers.len() - kept,
-            probes_stopped: self.checkers.len() - kept,
+            probes_started: checkers.len() - kept,
+            probes_stopped: old_count - kept,
             reals_kept: 0,
             table_changed: false,
         };
+        let checkers = checkers.to_vec();
         self.counters = Arc::new(counters);
-        self.checkers = probes.checkers;
         self.generation += 1;
         // Every probe in flight now started before this reload, whatever its generation.
-        self.stale = (in_flight > 0).then_some((ids, in_flight));
-        self.watch_suspendable(suspend_vips(&request.servers), &probes.suspendable);
-        self.servers.clone_from(&request.servers);
+        self.stale = in_flight;
+        self.watch_suspendable(suspend_vips(&request.servers), &suspendable);
         let reload = PoolsReload {
             servers: request.servers,
             probes: Some(Renumbered {
-                checkers: self.checkers.clone(),
-                subscribers: probes.subscribers,
+                checkers,
+                subscribers,
                 continues,
                 counters: self.counters.clone(),
             }),
@@ -746,13 +665,11 @@ impl Scheduler {
         if generation == self.generation {
             return Some(id);
         }
-        let (ids, left) = self.stale.as_mut()?;
-        let found = ids.get(&ProbeKey(checker.clone())).copied();
-        *left -= 1;
-        if *left == 0 {
-            self.stale = None;
+        if self.stale == 0 {
+            return None;
         }
-        found
+        self.stale -= 1;
+        self.numbering.find(checker)
     }
 
     /// Runs every probe when it is due: one timer heap and the probes in flight, in one task.
@@ -762,10 +679,15 @@ impl Scheduler {
         use futures_util::{StreamExt as _, stream::FuturesUnordered};
         use std::cmp::Reverse;
         let now = Instant::now();
-        let mut states: Vec<CheckState> =
-            self.checkers.iter().map(|c| CheckState::new(c)).collect();
+        let mut states: Vec<CheckState> = self
+            .numbering
+            .checkers()
+            .iter()
+            .map(|c| CheckState::new(c))
+            .collect();
         let mut due: Due = self
-            .checkers
+            .numbering
+            .checkers()
             .iter()
             .enumerate()
             .map(|(id, c)| Reverse((now + first_offset(c, c.timing.warmup), id)))
@@ -781,7 +703,7 @@ impl Scheduler {
                     break;
                 }
                 due.pop();
-                let checker = self.checkers[id].clone();
+                let checker = self.numbering.checkers()[id].clone();
                 if !self.enabled[id].load(Ordering::Relaxed) {
                     due.push(Reverse((at + checker.timing.delay_loop, id)));
                     continue;
@@ -841,7 +763,7 @@ impl Scheduler {
         let first = !state.has_run();
         let (changed, delay) = state.observe(&outcome);
         // A tracked file is read often (keepalived watches it with inotify): one read.
-        let delay = match self.checkers[id].probe.kind {
+        let delay = match self.numbering.checkers()[id].probe.kind {
             crate::model::ProbeKind::File(_) => Duration::from_millis(100),
             _ => delay,
         };
