@@ -170,15 +170,16 @@ impl State<'_> {
             self.generator(file, number, trimmed, depth);
             return;
         }
-        let substituted = self.substitute(raw);
-        if substituted != raw {
+        if let std::borrow::Cow::Owned(substituted) = self.substitute(raw)
+            && substituted != raw
+        {
             for part in substituted.split('\n') {
                 self.line(file, number, part, depth + 1);
             }
             return;
         }
         let mut words = trimmed.split_whitespace();
-        if words.next() == Some("include") {
+        if trimmed.starts_with("include") && words.next() == Some("include") {
             let patterns: Vec<&str> = words.take_while(|w| !w.starts_with(['#', '!'])).collect();
             if patterns.is_empty() {
                 self.error(file, number, "include needs a file or a glob".into());
@@ -277,7 +278,11 @@ impl State<'_> {
 
     /// Replaces `${NAME}`, `${_RANDOM ...}`, `${_ENV NAME}` and `$NAME` (followed by a
     /// non-name character or the end) by their values, once; undefined names stay as written.
-    fn substitute(&self, text: &str) -> String {
+    /// Most lines have none and are not copied.
+    fn substitute<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        if !text.contains('$') {
+            return text.into();
+        }
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(at) = rest.find('$') {
@@ -318,7 +323,7 @@ impl State<'_> {
             rest = &after[len..];
         }
         out.push_str(rest);
-        out
+        out.into()
     }
 
     fn value_of(&self, expr: &str) -> Option<String> {
