@@ -190,9 +190,16 @@ impl Lab {
 
     /// A veth pair `a_if` in `a` and `b_if` in `b`, both up, with no IPv6 DAD delay.
     pub fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+        self.veth_queues(a, a_if, b, b_if, 1);
+    }
+
+    /// [`Lab::veth`] with `queues` transmit and receive queues each way, as a multi-queue NIC
+    /// has (native XDP on a veth runs one NAPI instance per receive queue).
+    pub fn veth_queues(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str, queues: usize) {
+        let q = queues.to_string();
         ip(&[
-            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
-            &b.name,
+            "link", "add", a_if, "numtxqueues", &q, "numrxqueues", &q, "netns", &a.name, "type",
+            "veth", "peer", "name", b_if, "numtxqueues", &q, "numrxqueues", &q, "netns", &b.name,
         ]);
         for (ns, ifname) in [(a, a_if), (b, b_if)] {
             // Addresses are usable at once (tests must not wait out duplicate address detection).

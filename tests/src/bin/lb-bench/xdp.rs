@@ -346,8 +346,10 @@ fn forwarding_lab() -> ForwardingLab {
     let gen_ns = lab.netns("gen");
     let director = lab.netns("director");
     let servers = lab.netns("servers");
-    lab.veth(&gen_ns, "g0", &director, "d0");
-    lab.veth(&director, "d1", &servers, "s0");
+    // A queue per core, as the director's NIC would have.
+    let queues = std::thread::available_parallelism().map_or(1, usize::from);
+    lab.veth_queues(&gen_ns, "g0", &director, "d0", queues);
+    lab.veth_queues(&director, "d1", &servers, "s0", queues);
     gen_ns.ip(&["addr", "add", "198.51.100.2/24", "dev", "g0"]);
     director.ip(&["addr", "add", "198.51.100.1/24", "dev", "d0"]);
     director.ip(&["addr", "add", "192.0.2.1/24", "dev", "d1"]);
