@@ -198,8 +198,26 @@ impl Lab {
     pub fn veth_queues(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str, queues: usize) {
         let q = queues.to_string();
         ip(&[
-            "link", "add", a_if, "numtxqueues", &q, "numrxqueues", &q, "netns", &a.name, "type",
-            "veth", "peer", "name", b_if, "numtxqueues", &q, "numrxqueues", &q, "netns", &b.name,
+            "link",
+            "add",
+            a_if,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &b.name,
         ]);
         for (ns, ifname) in [(a, a_if), (b, b_if)] {
             // Addresses are usable at once (tests must not wait out duplicate address detection).

@@ -77,14 +77,19 @@ pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
             weight: e.weight,
             credit: 0,
             id: e.id,
+            inverse: 0,
         })
         .collect();
     let mut left = slots.len();
     // Which slots are taken, one bit each: the probes hit this (8 KiB for 65,537 slots, in
     // L1) rather than the table (256 KiB).
     let mut taken = vec![0u64; slots.len().div_ceil(64)];
-    loop {
-        for w in &mut walkers {
+    // The walker whose turn it is when probing stops.
+    let resume = 'probing: loop {
+        for (i, w) in walkers.iter_mut().enumerate() {
+            if left <= TAIL {
+                break 'probing i;
+            }
             // A real server takes a turn each time its weight has built up a full credit, so
             // the heaviest one takes one every round and the others in proportion (with equal
             // weights, every one every round).
@@ -117,11 +122,79 @@ pub fn table(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
             }
             w.position = position;
             left -= 1;
-            if left == 0 {
-                return slots;
+        }
+    };
+    // The last free slots: each turn finds its walker's next one by arithmetic over the free
+    // list instead of by probing (M / F probes a turn with F slots left: the last 256 of
+    // 65,537 slots took half of all probes).
+    let mut free: Vec<u32> = Vec::with_capacity(left);
+    for (word, &bits) in (0u32..).zip(&taken) {
+        let mut open = !bits;
+        while open != 0 {
+            let slot = word * 64 + open.trailing_zeros();
+            if slot < m {
+                free.push(slot);
             }
+            open &= open - 1;
         }
     }
+    for w in &mut walkers {
+        w.inverse = inverse(w.skip, m);
+    }
+    let count = walkers.len();
+    for i in (0..count).cycle().skip(resume) {
+        let w = &mut walkers[i];
+        if free.is_empty() {
+            break;
+        }
+        if !equal {
+            w.credit += w.weight;
+            if w.credit < max_weight {
+                continue;
+            }
+            w.credit -= max_weight;
+        }
+        // Steps from the walker's position to each free slot along its permutation: the
+        // nearest is the slot probing would have found.
+        let (at, _) = free
+            .iter()
+            .enumerate()
+            .map(|(at, &slot)| {
+                let ahead = if slot >= w.position {
+                    slot - w.position
+                } else {
+                    slot + m - w.position
+                };
+                (at, u64::from(ahead) * u64::from(w.inverse) % u64::from(m))
+            })
+            .min_by_key(|&(_, steps)| steps)
+            .unwrap_or((0, 0));
+        let slot = free.swap_remove(at);
+        if let Some(owner) = slots.get_mut(slot as usize) {
+            *owner = w.id;
+        }
+        w.position = slot + w.skip;
+        if w.position >= m {
+            w.position -= m;
+        }
+    }
+    slots
+}
+
+/// Free slots left when a table's population stops probing: below this, finding a walker's
+/// next free slot over the free list costs less than probing for it.
+const TAIL: usize = 256;
+
+/// The inverse of `a` modulo the prime `m` (extended Euclid).
+fn inverse(a: u32, m: u32) -> u32 {
+    let (mut old_r, mut r) = (i64::from(a), i64::from(m));
+    let (mut old_s, mut s) = (1i64, 0i64);
+    while r != 0 {
+        let q = old_r / r;
+        (old_r, r) = (r, old_r - q * r);
+        (old_s, s) = (s, old_s - q * s);
+    }
+    u32::try_from(old_s.rem_euclid(i64::from(m))).unwrap_or(0)
 }
 
 /// A real server's walk through its permutation of the slots.
@@ -131,6 +204,8 @@ struct Walker {
     weight: u32,
     credit: u32,
     id: u32,
+    /// `skip`'s inverse modulo the table size, for the last slots.
+    inverse: u32,
 }
 
 /// Writes `new` over `current` where they differ; returns how many slots changed. `current`
@@ -246,5 +321,79 @@ mod tests {
     fn primes() {
         assert!(is_prime(65_537) && is_prime(13) && is_prime(2));
         assert!(!is_prime(65_536) && !is_prime(1) && !is_prime(0) && !is_prime(91));
+    }
+
+    /// Maglev as written: every turn probes its walker's permutation to the next free slot.
+    fn reference(endpoints: &[Endpoint], size: u32) -> Vec<u32> {
+        let mut live: Vec<Endpoint> = endpoints.iter().copied().filter(|e| e.weight > 0).collect();
+        live.sort_unstable_by_key(|e| (e.hash, e.id));
+        let mut slots = vec![0u32; size as usize];
+        if live.is_empty() {
+            return slots;
+        }
+        let m = u64::from(size);
+        let max = live.iter().map(|e| e.weight).max().unwrap_or(1);
+        let mut next: Vec<u64> = vec![0; live.len()];
+        let mut credit: Vec<u32> = vec![0; live.len()];
+        let mut left = slots.len();
+        loop {
+            for (i, e) in live.iter().enumerate() {
+                credit[i] += e.weight;
+                if credit[i] < max {
+                    continue;
+                }
+                credit[i] -= max;
+                let offset = e.hash % m;
+                let skip = if m > 1 {
+                    splitmix(e.hash) % (m - 1) + 1
+                } else {
+                    1
+                };
+                loop {
+                    let slot = ((offset + next[i] * skip) % m) as usize;
+                    next[i] += 1;
+                    if slots[slot] == 0 {
+                        slots[slot] = e.id;
+                        break;
+                    }
+                }
+                left -= 1;
+                if left == 0 {
+                    return slots;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tail_by_arithmetic_fills_as_probing_does() {
+        for (n, size, weighted) in [
+            (1, 13, false),
+            (3, 13, true),
+            (7, 61, false),
+            (10, 251, true),
+            (100, 65_537, false),
+            (37, 65_537, true),
+            (5, 1_009, true),
+        ] {
+            let mut e = endpoints(n);
+            if weighted {
+                for (i, e) in e.iter_mut().enumerate() {
+                    e.weight = 1 + (i as u32 * 7) % 5;
+                }
+            }
+            assert_eq!(
+                table(&e, size),
+                reference(&e, size),
+                "{n} real servers, {size} slots"
+            );
+        }
+    }
+
+    #[test]
+    fn inverses_modulo_a_prime() {
+        for a in [1u32, 2, 3, 1000, 65_536] {
+            assert_eq!(u64::from(a) * u64::from(inverse(a, 65_537)) % 65_537, 1);
+        }
     }
 }
