@@ -144,6 +144,9 @@ fn per_call(
     total.as_nanos() as f64 / f64::from(calls)
 }
 
+/// The frame of each call of a path.
+type Frames = Box<dyn Fn(u32) -> Vec<u8>>;
+
 /// A client port and address for flow `i`: every call of a new-flow path is a new 5-tuple.
 fn client_port(i: u32) -> (u16, u32) {
     ((1024 + i % 64_000) as u16, i / 64_000)
@@ -201,9 +204,9 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
     // SYN is a retransmission.
     let same = |frame: &Vec<u8>| {
         let frame = frame.clone();
-        Box::new(move |_: u32| frame.clone()) as Box<dyn Fn(u32) -> Vec<u8>>
+        Box::new(move |_: u32| frame.clone()) as Frames
     };
-    let paths: [(&str, Box<dyn Fn(u32) -> Vec<u8>>, bool); 5] = [
+    let paths: [(&str, Frames, bool); 5] = [
         ("new TCP flow (SYN) to a DR VIP", Box::new(syn), true),
         ("established TCP flow to a DR VIP", same(&ack), true),
         ("established UDP flow, IPIP", same(&query), false),
