@@ -61,16 +61,17 @@ pub struct RunOptions {
     pub loader: Option<ConfigLoader>,
 }
 
-/// Reads a configuration file into a model, or every error in it.
-pub type LoadConfig = dyn Fn(&str) -> Result<Model, Vec<String>> + Send + Sync;
+/// Reads a configuration file into a model, or every error in it; the flag says the model is
+/// only looked at (a dry run), not run.
+pub type LoadConfig = dyn Fn(&str, bool) -> Result<Model, Vec<String>> + Send + Sync;
 
 /// Reads a configuration file into a model, or says every error in it.
 #[derive(Clone)]
 pub struct ConfigLoader(pub Arc<LoadConfig>);
 
 impl ConfigLoader {
-    fn load(&self, path: &str) -> Result<Model, Vec<String>> {
-        (self.0)(path)
+    fn load(&self, path: &str, dry_run: bool) -> Result<Model, Vec<String>> {
+        (self.0)(path, dry_run)
     }
 }
 
@@ -576,7 +577,7 @@ async fn reload(
     let path = config.unwrap_or_else(|| state.options.config_path.clone());
     // Parsing a big file takes a while: off the runtime's threads.
     let read = path.clone();
-    let loaded = tokio::task::spawn_blocking(move || loader.load(&read)).await;
+    let loaded = tokio::task::spawn_blocking(move || loader.load(&read, dry_run)).await;
     let loaded = loaded.unwrap_or_else(|e| Err(vec![format!("reading the configuration: {e}")]));
     let new = match loaded {
         Ok(model) => model,

@@ -380,11 +380,14 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             let cache = std::sync::Mutex::new(cache);
             let loader_args = config_args;
-            let loader = daemon::ConfigLoader(std::sync::Arc::new(move |path: &str| {
+            let loader = daemon::ConfigLoader(std::sync::Arc::new(move |path: &str, dry_run| {
+                // A dry run (check-config --diff) reads the whole file: the cache keeps what
+                // runs.
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                load_model(path, &loader_args, Some(&mut cache)).map(|(model, warnings)| {
+                let cache = (!dry_run).then_some(&mut *cache);
+                load_model(path, &loader_args, cache).map(|(model, warnings)| {
                     for warning in warnings {
                         tracing::warn!("{warning}");
                     }
