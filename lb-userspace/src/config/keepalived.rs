@@ -51,17 +51,27 @@ fn lex_into(
 ) -> Result<(), ConfigError> {
     let mut chars = text.char_indices().peekable();
     let (mut line, mut line_start) = (1u32, 0usize);
-    let pos_at = |line: u32, line_start: usize, i: usize| Pos {
-        file: 0,
-        line,
-        col: u32::try_from(text[line_start..i].chars().count() + 1).unwrap_or(u32::MAX),
+    // Taken where a token starts only: counting the characters before each one is most of
+    // what lexing costs otherwise.
+    let pos_at = |line: u32, line_start: usize, i: usize| {
+        let before = &text[line_start..i];
+        let chars = if before.is_ascii() {
+            before.len()
+        } else {
+            before.chars().count()
+        };
+        Pos {
+            file: 0,
+            line,
+            col: u32::try_from(chars + 1).unwrap_or(u32::MAX),
+        }
     };
     while let Some(&(i, c)) = chars.peek() {
-        let pos = place(pos_at(line, line_start, i));
+        let pos = || place(pos_at(line, line_start, i));
         match c {
             '\n' => {
                 chars.next();
-                tokens.push(At::new(Token::Newline, pos));
+                tokens.push(At::new(Token::Newline, pos()));
                 line += 1;
                 line_start = i + 1;
             }
@@ -75,13 +85,14 @@ fn lex_into(
             }
             '{' => {
                 chars.next();
-                tokens.push(At::new(Token::Open, pos));
+                tokens.push(At::new(Token::Open, pos()));
             }
             '}' => {
                 chars.next();
-                tokens.push(At::new(Token::Close, pos));
+                tokens.push(At::new(Token::Close, pos()));
             }
             '"' => {
+                let pos = pos();
                 chars.next();
                 let mut word = String::new();
                 loop {
@@ -101,15 +112,15 @@ fn lex_into(
                 tokens.push(At::new(Token::Word(word), pos));
             }
             _ => {
-                let mut word = String::new();
-                while let Some(&(_, c)) = chars.peek() {
+                let mut end = text.len();
+                while let Some(&(j, c)) = chars.peek() {
                     if c.is_whitespace() || matches!(c, '{' | '}' | '"' | '#' | '!') {
+                        end = j;
                         break;
                     }
-                    word.push(c);
                     chars.next();
                 }
-                tokens.push(At::new(Token::Word(word), pos));
+                tokens.push(At::new(Token::Word(text[i..end].to_owned()), pos()));
             }
         }
     }

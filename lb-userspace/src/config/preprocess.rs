@@ -8,10 +8,7 @@
 //! Pure: files, globs, the environment and randomness come through [`Sources`]; every line out
 //! keeps the file and line it came from, so errors point into the file the user wrote.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use super::{ConfigError, Pos};
 
@@ -57,7 +54,7 @@ pub const MAX_LINES: usize = 10_000_000;
 struct State<'a> {
     config_id: &'a str,
     sources: &'a dyn Sources,
-    params: HashMap<String, String>,
+    params: foldhash::HashMap<String, String>,
     out: Preprocessed,
     errors: Vec<ConfigError>,
 }
@@ -72,7 +69,7 @@ pub fn preprocess(
     let mut state = State {
         config_id,
         sources,
-        params: HashMap::new(),
+        params: foldhash::HashMap::default(),
         out: Preprocessed::default(),
         errors: Vec::new(),
     };
@@ -449,7 +446,7 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Files(HashMap<String, String>);
+    struct Files(std::collections::HashMap<String, String>);
 
     impl Sources for Files {
         fn read(&self, path: &Path) -> std::io::Result<String> {

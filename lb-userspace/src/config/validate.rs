@@ -94,9 +94,9 @@ pub fn validate(
     );
     let mut vrrp_instances: Vec<VrrpInstance> = Vec::new();
     // Indexes: 65,024 instances (keepalived's ~SEQ example) must not be compared pairwise.
-    let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut routers: std::collections::HashMap<(String, u8, Option<bool>), String> =
-        std::collections::HashMap::new();
+    let mut names: foldhash::HashSet<String> = foldhash::HashSet::default();
+    let mut routers: foldhash::HashMap<(String, u8, Option<bool>), String> =
+        foldhash::HashMap::default();
     for written in &spec.vrrp_instances {
         let Some(instance) = vrrp_instance(written, default_version, garp_default, &mut errors)
         else {
@@ -513,7 +513,7 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
         });
     }
     let mut track_files: Vec<TrackFile> = Vec::new();
-    let mut file_names: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut file_names: foldhash::HashSet<String> = foldhash::HashSet::default();
     for tf in &spec.track_files {
         let name = tf.name.value.clone();
         if !file_names.insert(name.clone()) {
@@ -551,7 +551,7 @@ fn vrrp_globals(spec: &Spec, instances: &[VrrpInstance], errors: &mut Errors<'_>
         }
     }
     let mut sync_groups: Vec<SyncGroup> = Vec::new();
-    let instance_names: std::collections::HashSet<&str> =
+    let instance_names: foldhash::HashSet<&str> =
         instances.iter().map(|i| i.name.as_str()).collect();
     for sg in &spec.sync_groups {
         let mut members = Vec::new();
