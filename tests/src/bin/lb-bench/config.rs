@@ -97,7 +97,7 @@ fn parse(rounds: u32) {
         .map(|_| {
             timed(
                 Command::new("timeout")
-                    .arg("300")
+                    .arg(KEEPALIVED_TIMEOUT_SECS.to_string())
                     .args(["keepalived", "-t", "-l", "-f"])
                     .arg(&path),
             )
@@ -105,25 +105,34 @@ fn parse(rounds: u32) {
         .collect();
     let lbd_median = median(lbd.clone());
     let ka_median = median(keepalived.iter().map(|(s, _)| *s).collect());
+    // `timeout` stops it at 300 s: then its figure is a lower bound.
+    let timed_out = ka_median >= KEEPALIVED_TIMEOUT_SECS - 0.5;
     println!("\n## Parse and validate the ~SEQ example ({instances} VRRP instances)\n");
     println!("| parser | median s | rounds | exit |");
     println!("| --- | --- | --- | --- |");
     println!("| lbd check-config | {lbd_median:.3} | {} | 0 |", lbd.len());
     println!(
-        "| keepalived -t (2.2.7) | {ka_median:.3} | {} | {} |",
+        "| keepalived -t (2.2.7) | {}{ka_median:.3} | {} | {} |",
+        if timed_out { "> " } else { "" },
         keepalived.len(),
-        if keepalived.iter().all(|(_, ok)| *ok) {
+        if timed_out {
+            "stopped by the timeout"
+        } else if keepalived.iter().all(|(_, ok)| *ok) {
             "0"
         } else {
             "non-zero (its own validation: missing interfaces)"
         }
     );
     println!(
-        "\nlbd / keepalived: {:.3}. Goal: within 1 s: {} ({lbd_median:.3} s).",
+        "\nlbd / keepalived: {}{:.4}. Goal: within 1 s: {} ({lbd_median:.3} s).",
+        if timed_out { "< " } else { "" },
         lbd_median / ka_median,
         if lbd_median <= 1.0 { "met" } else { "MISSED" }
     );
 }
+
+/// How long `keepalived -t` may take on the ~SEQ example (221 s when this was written).
+const KEEPALIVED_TIMEOUT_SECS: f64 = 300.0;
 
 const SERVICES: u16 = 300;
 const REALS: u8 = 100;
