@@ -158,17 +158,7 @@ pub fn effective(old: &Model, mut new: Model) -> Model {
 mod tests {
     use super::*;
 
-    fn model(text: &str) -> Model {
-        crate::config::load(
-            "test.conf",
-            text,
-            crate::config::Format::Keepalived,
-            crate::config::Unimplemented::Reject,
-            &crate::config::Overrides::default(),
-        )
-        .expect("valid")
-        .model
-    }
+    use crate::config::test_model as model;
 
     const BASE: &str = r#"
 vrrp_instance A {

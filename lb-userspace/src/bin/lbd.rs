@@ -224,33 +224,21 @@ fn load_model(
         xdp_interface: args.xdp_interface.clone(),
     };
     let config_id = args.config_id.clone().unwrap_or_else(default_config_id);
-    let loaded = match cache {
-        Some(cache) => config::load_cached(
-            file,
-            &text,
-            format,
-            unimplemented,
-            &overrides,
-            &config_id,
-            &FileSystem,
-            cache,
-        ),
-        None => config::load_with(
-            file,
-            &text,
-            format,
-            unimplemented,
-            &overrides,
-            &config_id,
-            &FileSystem,
-        ),
-    };
-    loaded
-        .map(|loaded| {
-            let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
-            (loaded.model, warnings)
-        })
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    config::load_cached(
+        file,
+        &text,
+        format,
+        unimplemented,
+        &overrides,
+        &config_id,
+        &FileSystem,
+        cache,
+    )
+    .map(|loaded| {
+        let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
+        (loaded.model, warnings)
+    })
+    .map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }
 
 /// `check-config --diff`: what the running lbd would change on reloading `file`.

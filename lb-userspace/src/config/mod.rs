@@ -231,8 +231,8 @@ pub struct ParseCache {
 }
 
 /// [`load_with`], parsing again only the `virtual_server` blocks that changed since the last
-/// load through `cache`. The result is the same as [`load_with`]'s; errors are always those of
-/// a whole parse.
+/// load through `cache` (none: a whole parse, as [`load_with`]). The result is the same as
+/// [`load_with`]'s; errors are always those of a whole parse.
 #[expect(
     clippy::too_many_arguments,
     reason = "load_with's arguments and the cache"
@@ -245,7 +245,7 @@ pub fn load_cached(
     overrides: &Overrides,
     config_id: &str,
     sources: &dyn preprocess::Sources,
-    cache: &mut ParseCache,
+    cache: Option<&mut ParseCache>,
 ) -> Result<Loaded, Vec<ConfigError>> {
     // Errors are a whole parse's, in its order; the cache still describes the last good load.
     let whole = || {
@@ -259,9 +259,9 @@ pub fn load_cached(
             sources,
         )
     };
-    if format != Format::Keepalived {
+    let Some(cache) = cache.filter(|_| format == Format::Keepalived) else {
         return whole();
-    }
+    };
     let pre = preprocess::preprocess(file, text, config_id, sources)?;
     let Some(mut blocks) = keepalived::top_level(&pre.lines) else {
         return whole();
@@ -320,6 +320,20 @@ pub fn load_cached(
         .filter_map(|(text, vs)| Some((text, vs?)))
         .collect();
     Ok(loaded)
+}
+
+/// The model of a valid keepalived.conf, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn test_model(text: &str) -> Model {
+    load(
+        "test.conf",
+        text,
+        Format::Keepalived,
+        Unimplemented::Reject,
+        &Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("invalid test configuration: {e:?}"))
+    .model
 }
 
 /// A parsed configuration on its way to validation.
@@ -1141,7 +1155,7 @@ virtual_server group G {{
             &Overrides::default(),
             "",
             &NoFiles,
-            cache,
+            Some(cache),
         )
     }
 

@@ -1248,16 +1248,7 @@ mod tests {
     use super::*;
 
     fn servers(text: &str) -> Vec<Arc<VirtualServer>> {
-        crate::config::load(
-            "t.conf",
-            text,
-            crate::config::Format::Keepalived,
-            crate::config::Unimplemented::Reject,
-            &crate::config::Overrides::default(),
-        )
-        .expect("valid")
-        .model
-        .virtual_servers
+        crate::config::test_model(text).virtual_servers
     }
 
     fn conf(weight: u32, port: u16, timeout: u32) -> String {

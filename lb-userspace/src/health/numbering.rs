@@ -221,16 +221,7 @@ mod tests {
     use super::*;
 
     fn servers(text: &str) -> Vec<Arc<VirtualServer>> {
-        crate::config::load(
-            "t.conf",
-            text,
-            crate::config::Format::Keepalived,
-            crate::config::Unimplemented::Reject,
-            &crate::config::Overrides::default(),
-        )
-        .expect("valid")
-        .model
-        .virtual_servers
+        crate::config::test_model(text).virtual_servers
     }
 
     /// Virtual servers on ports `vs`, each with real servers on `reals` (TCP_CHECK each; the
