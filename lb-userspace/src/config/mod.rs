@@ -18,7 +18,9 @@ mod validate;
 
 use std::fmt;
 
-use crate::model::Model;
+use std::sync::Arc;
+
+use crate::model::{Model, VirtualServer};
 
 pub use validate::validate;
 
@@ -41,6 +43,38 @@ impl Pos {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = before[line_start..].chars().count() + 1;
         Self {
+            file: 0,
+            line: saturate(line),
+            col: saturate(col),
+        }
+    }
+}
+
+/// Where each line of a text starts: positions of many offsets without scanning the text
+/// from its start for each (a 30,000-real-server TOML file has hundreds of thousands).
+#[derive(Debug)]
+pub struct LineIndex<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> LineIndex<'t> {
+    /// The index of `text`'s lines.
+    pub fn new(text: &'t str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { text, starts }
+    }
+
+    /// The position of byte `offset`, as [`Pos::of_offset`] gives it.
+    pub fn pos(&self, offset: usize) -> Pos {
+        let offset = offset.min(self.text.len());
+        // The last line starting at or before the offset.
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let col = self.text[start..offset].chars().count() + 1;
+        Pos {
             file: 0,
             line: saturate(line),
             col: saturate(col),
@@ -217,22 +251,24 @@ pub fn load_with(
     parsed.validate(file, unimplemented, overrides, &mut Vec::new())
 }
 
-/// What one load of a keepalived.conf leaves for the next (a reload): the text of each
-/// `virtual_server` block and the virtual server it read to. While everything outside those
-/// blocks is unchanged, a block of the same text is not parsed again and its virtual server is
-/// the same allocation, which tells the layers after the configuration (the reload plan, the
-/// health checks) that it did not change. A load with errors or warnings in a block does not
-/// keep it.
+/// What one load leaves for the next (a reload), so that a virtual server the reload leaves
+/// unchanged is the same allocation in both models, which tells the layers after the
+/// configuration (the reload plan, the health checks) that it did not change:
+/// - every virtual server, by name: a new one equal to the old is replaced by the old;
+/// - for a keepalived.conf, the text of each `virtual_server` block and what it read to: while
+///   everything outside the blocks is unchanged, a block of the same text is not parsed
+///   again. A block with a warning is not kept.
 #[derive(Debug, Default)]
 pub struct ParseCache {
     /// A hash of what the blocks are read in: the lines outside them, the files, the settings.
     context: u64,
-    blocks: std::collections::HashMap<String, std::sync::Arc<crate::model::VirtualServer>>,
+    blocks: foldhash::HashMap<String, Arc<VirtualServer>>,
+    servers: foldhash::HashMap<String, Arc<VirtualServer>>,
 }
 
 /// [`load_with`], parsing again only the `virtual_server` blocks that changed since the last
 /// load through `cache` (none: a whole parse, as [`load_with`]). The result is the same as
-/// [`load_with`]'s; errors are always those of a whole parse.
+/// [`load_with`]'s; errors are always those of a whole parse, and leave the cache as it was.
 #[expect(
     clippy::too_many_arguments,
     reason = "load_with's arguments and the cache"
@@ -247,7 +283,6 @@ pub fn load_cached(
     sources: &dyn preprocess::Sources,
     cache: Option<&mut ParseCache>,
 ) -> Result<Loaded, Vec<ConfigError>> {
-    // Errors are a whole parse's, in its order; the cache still describes the last good load.
     let whole = || {
         load_with(
             file,
@@ -259,67 +294,106 @@ pub fn load_cached(
             sources,
         )
     };
-    let Some(cache) = cache.filter(|_| format == Format::Keepalived) else {
+    let Some(cache) = cache else {
         return whole();
     };
-    let pre = preprocess::preprocess(file, text, config_id, sources)?;
-    let Some(mut blocks) = keepalived::top_level(&pre.lines) else {
-        return whole();
+    let parsed = match format {
+        Format::Keepalived => {
+            let pre = preprocess::preprocess(file, text, config_id, sources)?;
+            cache.parse_keepalived(file, pre, unimplemented, overrides)
+        }
+        Format::Toml => None,
     };
-    blocks.retain(|b| b.virtual_server);
-    // Everything a virtual_server block's reading may depend on, outside the blocks.
-    let context = {
-        use std::hash::{Hash as _, Hasher as _};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (file, &pre.files, unimplemented == Unimplemented::Warn).hash(&mut h);
-        let mut next = 0;
-        for block in &blocks {
-            for line in &pre.lines[next..block.lines.start] {
+    let (mut loaded, blocks) = match parsed {
+        Some(parsed) => parsed,
+        None => (whole()?, None),
+    };
+    // Unchanged virtual servers: the old allocations.
+    for vs in &mut loaded.model.virtual_servers {
+        if let Some(old) = cache.servers.get(&vs.name)
+            && old == vs
+        {
+            vs.clone_from(old);
+        }
+    }
+    cache.servers = loaded
+        .model
+        .virtual_servers
+        .iter()
+        .map(|vs| (vs.name.clone(), vs.clone()))
+        .collect();
+    if let Some((context, texts, read)) = blocks {
+        cache.context = context;
+        cache.blocks = texts
+            .into_iter()
+            .zip(read)
+            .filter_map(|(text, vs)| Some((text, cache.servers.get(&vs?.name)?.clone())))
+            .collect();
+    }
+    Ok(loaded)
+}
+
+/// The context hash, blocks' texts and what they read to, of a cached keepalived.conf parse.
+type Blocks = (u64, Vec<String>, Vec<Option<Arc<VirtualServer>>>);
+
+impl ParseCache {
+    /// A keepalived.conf parsed again only where its `virtual_server` blocks changed; `None`
+    /// when the plain parse must read it (it cannot be split, or it has errors).
+    fn parse_keepalived(
+        &self,
+        file: &str,
+        pre: preprocess::Preprocessed,
+        unimplemented: Unimplemented,
+        overrides: &Overrides,
+    ) -> Option<(Loaded, Option<Blocks>)> {
+        let mut blocks = keepalived::top_level(&pre.lines)?;
+        blocks.retain(|b| b.virtual_server);
+        // Everything a virtual_server block's reading may depend on, outside the blocks.
+        let context = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (file, &pre.files, unimplemented == Unimplemented::Warn).hash(&mut h);
+            let mut next = 0;
+            for block in &blocks {
+                for line in &pre.lines[next..block.lines.start] {
+                    line.text.hash(&mut h);
+                }
+                next = block.lines.end;
+            }
+            for line in &pre.lines[next..] {
                 line.text.hash(&mut h);
             }
-            next = block.lines.end;
-        }
-        for line in &pre.lines[next..] {
-            line.text.hash(&mut h);
-        }
-        h.finish()
-    };
-    let same_context = context == cache.context;
-    let known = |text: &str| {
-        same_context
-            .then(|| cache.blocks.get(text).cloned())
-            .flatten()
-    };
-    let mut warnings = Vec::new();
-    let mut errors = Vec::new();
-    let parsed = keepalived::parse_lines_cached(
-        &pre,
-        &blocks,
-        unimplemented,
-        &mut warnings,
-        &mut errors,
-        &known,
-    );
-    let Some(Ok((spec, texts))) = parsed else {
-        return whole();
-    };
-    let parsed = Parsed {
-        spec,
-        files: pre.files,
-        warnings,
-        errors,
-    };
-    let mut read = Vec::new();
-    let Ok(loaded) = parsed.validate(file, unimplemented, overrides, &mut read) else {
-        return whole();
-    };
-    cache.context = context;
-    cache.blocks = texts
-        .into_iter()
-        .zip(read)
-        .filter_map(|(text, vs)| Some((text, vs?)))
-        .collect();
-    Ok(loaded)
+            h.finish()
+        };
+        let same_context = context == self.context;
+        let known = |text: &str| {
+            same_context
+                .then(|| self.blocks.get(text).cloned())
+                .flatten()
+        };
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        let (spec, texts) = keepalived::parse_lines_cached(
+            &pre,
+            &blocks,
+            unimplemented,
+            &mut warnings,
+            &mut errors,
+            &known,
+        )?
+        .ok()?;
+        let parsed = Parsed {
+            spec,
+            files: pre.files,
+            warnings,
+            errors,
+        };
+        let mut read = Vec::new();
+        let loaded = parsed
+            .validate(file, unimplemented, overrides, &mut read)
+            .ok()?;
+        Some((loaded, Some((context, texts, read))))
+    }
 }
 
 /// The model of a valid keepalived.conf, for other modules' tests.
@@ -362,7 +436,7 @@ impl Parsed {
         file: &str,
         unimplemented: Unimplemented,
         overrides: &Overrides,
-        read_blocks: &mut Vec<Option<std::sync::Arc<crate::model::VirtualServer>>>,
+        read_blocks: &mut Vec<Option<Arc<VirtualServer>>>,
     ) -> Result<Loaded, Vec<ConfigError>> {
         let Self {
             mut spec,
@@ -1104,6 +1178,19 @@ unicast_peer = ["192.0.2.12"]
                 file: 0
             }
         );
+        // The index gives the same for every offset, line ends and past the end included.
+        for text in ["é = 1\nab", "\n\nx = 1\n", "", "a\n\u{1f600}b\nc"] {
+            let lines = LineIndex::new(text);
+            for offset in
+                (0..=text.len() + 1).filter(|&o| o > text.len() || text.is_char_boundary(o))
+            {
+                assert_eq!(
+                    lines.pos(offset),
+                    Pos::of_offset(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
     }
 
     /// A director's file: a VRRP instance, a group, and three virtual servers; `weight` is
@@ -1174,7 +1261,7 @@ virtual_server group G {{
         now.virtual_servers
             .iter()
             .zip(&before.virtual_servers)
-            .map(|(n, b)| std::sync::Arc::ptr_eq(n, b))
+            .map(|(n, b)| Arc::ptr_eq(n, b))
             .collect()
     }
 
@@ -1191,11 +1278,46 @@ virtual_server group G {{
         // The same file again: everything shared.
         let third = cached(&director(2, 80), &mut cache).expect("valid").model;
         assert_eq!(shared(&second, &third), [true, true, true]);
-        // The group changes outside the blocks: every block is read again.
+        // The group changes outside the blocks: every block is read again, and the two that
+        // read to what they were are the old allocations still.
         let fourth = cached(&director(2, 8080), &mut cache).expect("valid").model;
         assert_eq!(fourth, whole(&director(2, 8080)).expect("valid").model);
-        assert_eq!(shared(&third, &fourth), [false, false, false]);
+        assert_eq!(shared(&third, &fourth), [true, true, false]);
         assert_ne!(fourth.virtual_servers[2], third.virtual_servers[2]);
+    }
+
+    #[test]
+    fn a_toml_reload_keeps_the_unchanged_virtual_servers() {
+        let toml = |weight| {
+            let (spec, _) = keepalived_spec(
+                "lbd.conf",
+                &director(weight, 80),
+                Unimplemented::Reject,
+                "",
+                &NoFiles,
+            )
+            .expect("parses");
+            import::to_toml(&spec)
+        };
+        let load = |text: &str, cache: &mut ParseCache| {
+            load_cached(
+                "lbd.toml",
+                text,
+                Format::Toml,
+                Unimplemented::Reject,
+                &Overrides::default(),
+                "",
+                &NoFiles,
+                Some(cache),
+            )
+            .expect("valid")
+            .model
+        };
+        let mut cache = ParseCache::default();
+        let first = load(&toml(1), &mut cache);
+        let second = load(&toml(2), &mut cache);
+        assert_eq!(shared(&first, &second), [true, false, true]);
+        assert_eq!(second, load_toml(&toml(2)).expect("valid").model);
     }
 
     #[test]

@@ -54,7 +54,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    ConfigError, Pos,
+    ConfigError, LineIndex, Pos,
     spec::{
         At, DataplaneSpec, NotifySpec, ScriptSpec, Spec, Statement, SyncGroupSpec, TrackFileSpec,
         TrackSpec, VrrpInstanceSpec, VrrpScriptSpec,
@@ -223,6 +223,7 @@ struct DataplaneDto {
 
 /// Parses lbd's TOML format.
 pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
+    let lines = LineIndex::new(text);
     let dto: FileDto = ::toml::from_str(text).map_err(|e| {
         let pos = e.span().map_or(
             Pos {
@@ -230,7 +231,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
                 col: 1,
                 file: 0,
             },
-            |s| Pos::of_offset(text, s.start),
+            |s| lines.pos(s.start),
         );
         vec![ConfigError {
             file: file.to_owned(),
@@ -238,13 +239,12 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
             message: e.message().trim_end().to_owned(),
         }]
     })?;
-    let at =
-        |s: &Spanned<String>| At::new(s.get_ref().clone(), Pos::of_offset(text, s.span().start));
-    let at_int = |s: &Spanned<i64>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
-    let float = |s: &Spanned<f64>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
-    let flag = |s: &Spanned<bool>| At::new(*s.get_ref(), Pos::of_offset(text, s.span().start));
+    let at = |s: &Spanned<String>| At::new(s.get_ref().clone(), lines.pos(s.span().start));
+    let at_int = |s: &Spanned<i64>| At::new(*s.get_ref(), lines.pos(s.span().start));
+    let float = |s: &Spanned<f64>| At::new(*s.get_ref(), lines.pos(s.span().start));
+    let flag = |s: &Spanned<bool>| At::new(*s.get_ref(), lines.pos(s.span().start));
     let script = |d: &ScriptField| {
-        let pos = Pos::of_offset(text, d.span().start);
+        let pos = lines.pos(d.span().start);
         let at = |s: &String| At::new(s.clone(), pos);
         match d.get_ref() {
             ScriptDto::Line(line) => ScriptSpec {
@@ -280,7 +280,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         any: any.as_ref().map(script),
     };
     let dataplane = dto.dataplane.map(|d| {
-        let pos = Pos::of_offset(text, d.span().start);
+        let pos = lines.pos(d.span().start);
         let d = d.into_inner();
         DataplaneSpec {
             pos,
@@ -299,7 +299,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         .vrrp_instance
         .into_iter()
         .map(|vi| {
-            let pos = Pos::of_offset(text, vi.span().start);
+            let pos = lines.pos(vi.span().start);
             let vi = vi.into_inner();
             VrrpInstanceSpec {
                 pos,
@@ -333,7 +333,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
                 garp_master_repeat: vi.garp_master_repeat.as_ref().map(at_int),
                 garp_master_refresh: vi.garp_master_refresh.as_ref().map(float),
                 use_vmac: vi.use_vmac.as_ref().and_then(|v| {
-                    let pos = Pos::of_offset(text, v.span().start);
+                    let pos = lines.pos(v.span().start);
                     match v.get_ref() {
                         VmacDto::On(true) => Some(At::new(String::new(), pos)),
                         VmacDto::On(false) => None,
@@ -349,7 +349,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         .vrrp_script
         .iter()
         .map(|vs| {
-            let pos = Pos::of_offset(text, vs.span().start);
+            let pos = lines.pos(vs.span().start);
             let vs = vs.get_ref();
             VrrpScriptSpec {
                 pos,
@@ -369,7 +369,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         .track_file
         .iter()
         .map(|tf| {
-            let pos = Pos::of_offset(text, tf.span().start);
+            let pos = lines.pos(tf.span().start);
             let tf = tf.get_ref();
             TrackFileSpec {
                 pos,
@@ -384,7 +384,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spec, Vec<ConfigError>> {
         .sync_group
         .iter()
         .map(|sg| {
-            let pos = Pos::of_offset(text, sg.span().start);
+            let pos = lines.pos(sg.span().start);
             let sg = sg.get_ref();
             SyncGroupSpec {
                 pos,
@@ -460,7 +460,10 @@ fn lvs_statements(file: &str, text: &str) -> Result<Vec<Statement>, Vec<ConfigEr
     })?;
     let mut errors = Vec::new();
     let mut out = Vec::new();
-    let ctx = Ctx { file, text };
+    let ctx = Ctx {
+        file,
+        lines: LineIndex::new(text),
+    };
     let mut entries: Vec<_> = root.get_ref().iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
     for (key, value) in entries {
@@ -515,14 +518,14 @@ fn lvs_statements(file: &str, text: &str) -> Result<Vec<Statement>, Vec<ConfigEr
 
 struct Ctx<'a> {
     file: &'a str,
-    text: &'a str,
+    lines: LineIndex<'a>,
 }
 
 type DeSpanned<'i> = Spanned<::toml::de::DeValue<'i>>;
 
 impl Ctx<'_> {
     fn pos(&self, offset: usize) -> Pos {
-        Pos::of_offset(self.text, offset)
+        self.lines.pos(offset)
     }
 
     fn error(&self, offset: usize, message: String) -> ConfigError {
