@@ -391,6 +391,12 @@ fn fresh_status(c: &Checker) -> CheckerView {
     }
 }
 
+/// The entries of `items`, each to be taken at most once: what a reload moves from the old
+/// numbering's places to the new.
+fn takeable<T>(items: Vec<T>) -> Vec<Option<T>> {
+    items.into_iter().map(Some).collect()
+}
+
 fn fresh_counters(n: usize) -> Vec<Counters> {
     (0..n)
         .map(|_| Counters {
@@ -605,7 +611,7 @@ impl Scheduler {
                 renumber[old] = Some(new);
             }
         }
-        let mut old_states: Vec<Option<CheckState>> = states.drain(..).map(Some).collect();
+        let mut old_states = takeable(std::mem::take(states));
         *states = checkers
             .iter()
             .zip(&continues)
@@ -922,10 +928,7 @@ impl Supervisor {
             mut summary,
             reply,
         } = reload;
-        let mut old_pools: Vec<Option<Pool>> = std::mem::take(&mut self.pools)
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut old_pools = takeable(std::mem::take(&mut self.pools));
         let mut events = Vec::new();
         // Per pool: the old pool it is, unchanged.
         let mut moved_from: Vec<Option<usize>> = Vec::with_capacity(servers.len());
@@ -1023,10 +1026,7 @@ impl Supervisor {
             counters,
         } = renumbered;
         // Each old probe continues as one new probe at most: its status moves.
-        let mut old_statuses: Vec<Option<CheckerView>> = std::mem::take(&mut self.statuses)
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut old_statuses = takeable(std::mem::take(&mut self.statuses));
         self.statuses = checkers
             .iter()
             .zip(&continues)
@@ -1058,10 +1058,7 @@ impl Supervisor {
             .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut old_view: Vec<Option<PoolView>> = std::mem::take(&mut shared.view)
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut old_view = takeable(std::mem::take(&mut shared.view));
         let mut view: Vec<PoolView> = self
             .pools
             .iter()
