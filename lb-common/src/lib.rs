@@ -6,12 +6,22 @@
 //! addresses (`::ffff:a.b.c.d`), so one key type serves both families.
 //!
 //! # Layout
-//! - [`VipKey`] / [`VipInfo`]: the `LB_VIPS` hash map, VIP (address, port, protocol) to its slot.
+//! - [`VipKey`] / [`VipInfo`]: a VIP (address, port, protocol) and its slot; the `LB_VIPS` array
+//!   holds them as [`VipSlot`]s, an open-addressing table written by lbd through a memory
+//!   mapping and probed inline by the program ([`vip_hash`]).
 //! - [`VipStats`]: the per-CPU `LB_VIP_STATS` array, indexed by [`VipInfo::index`].
 //! - [`Counter`]: the per-CPU `LB_COUNTERS` array, what the program did with each packet and why.
 //! - [`RealInfo`] (`LB_REALS`, by real-server id), the Maglev tables (`LB_RINGS`, slot to id),
-//!   [`FlowKey`] / [`FlowValue`] (`LB_FLOWS`, the connection table), [`Settings`]
-//!   (`LB_SETTINGS`): what the XDP program forwards with; [`flow_hash`] picks a flow's slot.
+//!   [`FlowKey`] / [`FlowSet`] (`LB_FLOWS`, the connection table), [`Settings`]
+//!   (`LB_SETTINGS`): what the XDP program forwards with; [`flow_hash`] picks a flow's Maglev
+//!   slot and its connection-table set.
+//!
+//! Why arrays and not BPF hash maps for the two lookups of every packet: a hash-map lookup is
+//! three or four kernel function calls (hash, bucket walk, key compare), each paying the return
+//! mitigations of the CPU (SRSO safe-RET, retpolines), and an LRU insert takes locks. Measured
+//! on the development machine: about 28 ns a lookup and 300 ns an insert, where the program's
+//! own work is tens of ns. An array lookup is inlined by the verifier into a bounds check and
+//! an add, and the probing below is plain loads and compares.
 //! - [`VrrpKey`] / [`VrrpSeen`]: the `LB_VRRP_SEEN` hash map, what the TC program `lb_vrrp_tc`
 //!   saw of each virtual router's adverts, for a VRRP driver that may be scheduled late.
 //! - the map names, so both sides spell them once.
@@ -87,7 +97,7 @@ pub struct VrrpWatched {
     pub _pad: [u8; 7],
 }
 
-/// Name of the VIP hash map (`VipKey` -> `VipInfo`).
+/// Name of the VIP table: an array of [`VIP_SLOTS`] [`VipSlot`]s, memory-mapped by lbd.
 pub const MAP_VIPS: &str = "LB_VIPS";
 /// Name of the per-CPU per-VIP statistics array (`u32` index -> `VipStats`).
 pub const MAP_VIP_STATS: &str = "LB_VIP_STATS";
@@ -183,15 +193,25 @@ pub const MAP_REALS: &str = "LB_REALS";
 pub const MAP_REAL_STATS: &str = "LB_REAL_STATS";
 /// Name of the Maglev tables, all VIPs' back to back (`u32` slot -> real-server id).
 pub const MAP_RINGS: &str = "LB_RINGS";
-/// Name of the connection table (`FlowKey` -> `FlowValue`), an LRU hash with per-CPU LRU lists.
+/// Name of the connection table: an array of [`FlowSet`]s, set-associative, shared by all CPUs.
 pub const MAP_FLOWS: &str = "LB_FLOWS";
 /// Name of the one-entry settings array (`0` -> `Settings`).
 pub const MAP_SETTINGS: &str = "LB_SETTINGS";
 /// Real servers the XDP path can address (Katran's default). Id 0 is never used: a ring slot
 /// holding 0 means "no real server".
 pub const MAX_REALS: u32 = 4096;
-/// Flows the connection table holds before the least recently used go.
+/// Flows the connection table holds: [`FLOW_SETS`] sets of [`FLOW_WAYS`] ways.
 pub const MAX_FLOWS: u32 = 1 << 20;
+/// Ways of a connection-table set: a new flow takes a free way, else the least recently used.
+pub const FLOW_WAYS: usize = 4;
+/// Sets of the connection table (a power of two: a flow's set is its hash's low bits).
+pub const FLOW_SETS: u32 = MAX_FLOWS / FLOW_WAYS as u32;
+/// Slots of the VIP table: eight per VIP of capacity, so probes are short (a power of two).
+pub const VIP_SLOTS: u32 = (MAX_VIPS * 8).next_power_of_two();
+/// The most slots a VIP lookup probes: lbd places every VIP within this many of its home slot
+/// (at the table's load of at most 1/8, a longer run is practically impossible; lbd refuses
+/// the VIP if it happens).
+pub const VIP_PROBES: u32 = 16;
 /// Maglev table size per VIP unless configured otherwise: a prime, Katran's default.
 pub const DEFAULT_RING_SIZE: u32 = 65_537;
 
@@ -253,14 +273,114 @@ impl FlowKey {
     }
 }
 
-/// Value of the connection table: the real server the flow goes to.
+/// One way of a connection-table set: a flow and the real server it goes to. A cache line.
+///
+/// Any CPU may write any way, without a lock: `check` is `flow_hash(key) ^ real` and is
+/// written last, so a way torn by two CPUs writing it at once (or read while written) fails
+/// the check and counts as a miss: the flow is hashed afresh and written again.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowWay {
+    /// The flow.
+    pub key: FlowKey,
+    /// Real-server id (0: the way is free).
+    pub real: u32,
+    /// `flow_hash(&key) ^ real`.
+    pub check: u32,
+    /// Low 32 bits of jiffies when the flow was last seen: the least recent way goes first.
+    pub stamp: u32,
+    /// Explicit padding, always zero.
+    pub _pad: [u32; 3],
+}
+
+/// A connection-table set: the flows whose hash has these low bits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct FlowValue {
-    /// Real-server id.
-    pub real: u32,
-    /// Explicit padding, always zero.
-    pub _pad: u32,
+pub struct FlowSet {
+    /// Its ways.
+    pub ways: [FlowWay; FLOW_WAYS],
+}
+
+/// [`VipSlot::key`]'s state byte: never used (ends a probe).
+pub const VIP_SLOT_EMPTY: u64 = 0;
+/// [`VipSlot::key`]'s state byte: holds a VIP.
+pub const VIP_SLOT_USED: u64 = 1;
+/// [`VipSlot::key`]'s state byte: held a VIP that was removed (a probe goes on past it).
+pub const VIP_SLOT_DELETED: u64 = 2;
+
+/// One slot of the VIP table, as four native-endian words.
+///
+/// lbd writes a slot through the memory mapping while the program reads it: `info` and the
+/// address first, then `key`, whose state byte publishes the slot in one aligned store. The
+/// program reads `key` first, so once it sees a slot in use, the rest is that VIP's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipSlot {
+    /// Address bytes 0..8 of the VIP (IPv4-mapped for IPv4), as a native-endian word.
+    pub addr_lo: u64,
+    /// Address bytes 8..16.
+    pub addr_hi: u64,
+    /// `port_be | proto << 16 | state << 24`.
+    pub key: u64,
+    /// `index | flags << 32` ([`VipInfo`]).
+    pub info: u64,
+}
+
+impl VipSlot {
+    /// The `key` word of `key` in state `state`.
+    #[inline(always)]
+    pub const fn key_word(port_be: u16, proto: u8, state: u64) -> u64 {
+        port_be as u64 | (proto as u64) << 16 | state << 24
+    }
+
+    /// The state byte of a `key` word.
+    #[inline(always)]
+    pub const fn state(key: u64) -> u64 {
+        (key >> 24) & 0xff
+    }
+
+    /// The `addr_lo` and `addr_hi` words of an address.
+    #[inline(always)]
+    pub const fn addr_words(addr: &[u8; 16]) -> (u64, u64) {
+        let w = FlowKey::words(*addr);
+        (
+            w[0] as u64 | (w[1] as u64) << 32,
+            w[2] as u64 | (w[3] as u64) << 32,
+        )
+    }
+
+    /// The address of `addr_lo` and `addr_hi` words.
+    #[inline(always)]
+    pub const fn addr_of(addr_lo: u64, addr_hi: u64) -> [u8; 16] {
+        let words = [
+            addr_lo as u32,
+            (addr_lo >> 32) as u32,
+            addr_hi as u32,
+            (addr_hi >> 32) as u32,
+        ];
+        let mut addr = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            addr[i] = words[i / 4].to_ne_bytes()[i % 4];
+            i += 1;
+        }
+        addr
+    }
+
+    /// The `info` word of `info`.
+    #[inline(always)]
+    pub const fn info_word(info: VipInfo) -> u64 {
+        info.index as u64 | (info.flags as u64) << 32
+    }
+
+    /// The [`VipInfo`] of an `info` word.
+    #[inline(always)]
+    pub const fn info_of(word: u64) -> VipInfo {
+        VipInfo {
+            index: word as u32,
+            flags: (word >> 32) as u32,
+        }
+    }
 }
 
 /// The XDP path's settings, written by lbd (one entry of `LB_SETTINGS`).
@@ -283,46 +403,60 @@ pub struct Settings {
     pub encap_src_v6_hash_mask: [u8; 4],
 }
 
-/// The hash of a flow that picks its Maglev slot: a 32-bit mix of the 5-tuple, computed the
-/// same way in the kernel and in user space (tests and tools predict where a flow goes).
+/// The hash of a flow that picks its Maglev slot and its connection-table set: a 32-bit mix of
+/// the 5-tuple, computed the same way in the kernel and in user space (tests and tools predict
+/// where a flow goes).
+///
+/// Five independent 64-bit lanes, one multiply each, then a finaliser: the lanes' multiplies
+/// run side by side, where a chain of 32-bit rounds would run one after another.
 #[inline(always)]
 pub fn flow_hash(key: &FlowKey) -> u32 {
-    let mut h: u32 = 0x9e37_79b9 ^ u32::from(key.proto);
-    let mut i = 0;
-    while i < 4 {
-        h = mix(h ^ key.src[i]);
-        h = mix(h ^ key.dst[i]);
-        i += 1;
-    }
-    h = mix(h ^ (u32::from(key.sport_be) << 16 | u32::from(key.dport_be)));
-    fmix(h)
+    let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
+    let ports = pair(
+        u32::from(key.sport_be) | u32::from(key.dport_be) << 16,
+        u32::from(key.proto),
+    );
+    let h = lane(pair(key.src[0], key.src[1]), 0x243f_6a88_85a3_08d3)
+        ^ lane(pair(key.src[2], key.src[3]), 0x1319_8a2e_0370_7344).rotate_left(13)
+        ^ lane(pair(key.dst[0], key.dst[1]), 0xa409_3822_299f_31d0).rotate_left(26)
+        ^ lane(pair(key.dst[2], key.dst[3]), 0x082e_fa98_ec4e_6c89).rotate_left(39)
+        ^ lane(ports, 0x4528_21e6_38d0_1377).rotate_left(52);
+    fmix64(h) as u32
 }
 
-/// One round of MurmurHash3's body.
+/// The home slot of a VIP in the VIP table (before masking), from its slot words.
 #[inline(always)]
-const fn mix(h: u32) -> u32 {
-    let k = h
-        .wrapping_mul(0xcc9e_2d51)
-        .rotate_left(15)
-        .wrapping_mul(0x1b87_3593);
-    k.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+pub fn vip_hash(addr_lo: u64, addr_hi: u64, port_be: u16, proto: u8) -> u32 {
+    let h = lane(addr_lo, 0x243f_6a88_85a3_08d3)
+        ^ lane(addr_hi, 0x1319_8a2e_0370_7344).rotate_left(21)
+        ^ lane(VipSlot::key_word(port_be, proto, 0), 0xa409_3822_299f_31d0).rotate_left(42);
+    fmix64(h) as u32
 }
 
-/// MurmurHash3's finaliser: every input bit affects every output bit.
+/// One lane: the word and a constant, multiplied by an odd constant, high half folded down.
 #[inline(always)]
-const fn fmix(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+const fn lane(x: u64, k: u64) -> u64 {
+    let x = (x ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^ (x >> 29)
+}
+
+/// MurmurHash3's 64-bit finaliser: every input bit affects every output bit.
+#[inline(always)]
+const fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// What the XDP program did with a packet and why: slots of the `LB_COUNTERS` array.
 ///
 /// Every packet bumps exactly one outcome slot (every slot but `Seen`, `FlowNew` and
-/// `FlowHit`); a forwarded packet also bumps one of `FlowNew` / `FlowHit`. The program leaves
-/// `Seen` alone: user space reports it as the sum of the outcomes.
+/// `FlowHit`); a forwarded packet also counts as one of `FlowNew` / `FlowHit`. The program
+/// writes neither `Seen` nor `FlowHit` (one write fewer a packet each): user space reports
+/// `Seen` as the sum of the outcomes and `FlowHit` as the forwarded packets that were not
+/// `FlowNew`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -424,14 +558,17 @@ const _: () = assert!(size_of::<VrrpSeen>() == 40);
 const _: () = assert!(size_of::<VrrpWatched>() == 16);
 const _: () = assert!(size_of::<RealInfo>() == 36);
 const _: () = assert!(size_of::<FlowKey>() == 40);
-const _: () = assert!(size_of::<FlowValue>() == 8);
+const _: () = assert!(size_of::<FlowWay>() == 64);
+const _: () = assert!(size_of::<FlowSet>() == 64 * FLOW_WAYS);
+const _: () = assert!(size_of::<VipSlot>() == 32);
+const _: () = assert!(FLOW_SETS.is_power_of_two() && VIP_SLOTS.is_power_of_two());
 const _: () = assert!(size_of::<Settings>() == 36);
 
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        FlowKey, FlowValue, RealInfo, Settings, VipInfo, VipKey, VipStats, VrrpKey, VrrpSeen,
-        VrrpWatched,
+        FlowKey, FlowSet, RealInfo, Settings, VipInfo, VipKey, VipSlot, VipStats, VrrpKey,
+        VrrpSeen, VrrpWatched,
     };
     // SAFETY: repr(C), only integer fields and byte arrays, explicit padding: every bit pattern is
     // a valid value and there are no implicit padding bytes (sizes asserted above).
@@ -451,7 +588,9 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for FlowKey {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for FlowSet {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Settings {}
 }
@@ -469,6 +608,69 @@ mod tests {
         );
         assert_eq!(key.port_be.to_ne_bytes(), [0, 80]);
         assert_eq!((key.proto, key._pad), (6, 0));
+    }
+
+    #[test]
+    fn vip_slot_words_round_trip() {
+        let key = VipKey::v6(
+            [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            443,
+            IPPROTO_TCP,
+        );
+        let (lo, hi) = VipSlot::addr_words(&key.addr);
+        assert_eq!(VipSlot::addr_of(lo, hi), key.addr);
+        let word = VipSlot::key_word(key.port_be, key.proto, VIP_SLOT_USED);
+        assert_eq!(VipSlot::state(word), VIP_SLOT_USED);
+        let info = VipInfo {
+            index: 511,
+            flags: VIP_F_ENCAP,
+        };
+        assert_eq!(VipSlot::info_of(VipSlot::info_word(info)), info);
+    }
+
+    /// The flow hash picks Maglev slots and connection-table sets: IPv4 flows that differ
+    /// only in the client's port must spread evenly over both.
+    #[test]
+    fn flow_hash_spreads_flows_evenly() {
+        const BINS: usize = 251;
+        let mut slots = [0u32; BINS];
+        let mut sets = [0u32; 256];
+        let flows = 64_000u32;
+        for i in 0..flows {
+            let key = FlowKey {
+                src: FlowKey::words(VipKey::v4([192, 0, 2, (i >> 16) as u8], 0, 6).addr),
+                dst: FlowKey::words(VipKey::v4([203, 0, 113, 10], 0, 6).addr),
+                sport_be: ((1024 + i) as u16).to_be(),
+                dport_be: 80u16.to_be(),
+                proto: IPPROTO_TCP,
+                _pad: [0; 3],
+            };
+            let h = flow_hash(&key);
+            slots[h as usize % BINS] += 1;
+            sets[(h & 255) as usize] += 1;
+        }
+        for (bins, name) in [(&slots[..], "Maglev slot"), (&sets[..], "table set")] {
+            let mean = f64::from(flows) / bins.len() as f64;
+            let chi2: f64 = bins
+                .iter()
+                .map(|&n| (f64::from(n) - mean).powi(2) / mean)
+                .sum();
+            // Degrees of freedom ~ bins; a uniform hash stays well under 1.5 x.
+            assert!(
+                chi2 < 1.5 * bins.len() as f64,
+                "{name}: chi-square {chi2:.0} over {} bins",
+                bins.len()
+            );
+        }
+    }
+
+    #[test]
+    fn vip_hash_separates_ports_and_protocols() {
+        let (lo, hi) = VipSlot::addr_words(&VipKey::v4([203, 0, 113, 10], 0, 6).addr);
+        let a = vip_hash(lo, hi, 80u16.to_be(), IPPROTO_TCP);
+        assert_ne!(a, vip_hash(lo, hi, 80u16.to_be(), IPPROTO_UDP));
+        assert_ne!(a, vip_hash(lo, hi, 81u16.to_be(), IPPROTO_TCP));
+        assert_ne!(a, vip_hash(lo, hi, 0, IPPROTO_TCP));
     }
 
     #[test]

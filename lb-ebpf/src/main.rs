@@ -24,27 +24,30 @@
 )]
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, TC_ACT_OK, bpf_timer, xdp_action},
+    bindings::{BPF_F_MMAPABLE, TC_ACT_OK, bpf_timer, xdp_action},
     btf_maps,
     helpers::{
         bpf_ktime_get_ns,
         generated::{
-            bpf_redirect, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
+            bpf_jiffies64, bpf_redirect, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
             bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
         },
     },
     macros::{btf_map, classifier, map, xdp},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use lb_common::{
-    Counter, DEFAULT_RING_SIZE, FlowKey, FlowValue, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP,
-    MAX_FLOWS, MAX_REALS, MAX_VIPS, MAX_VRRP_ROUTERS, RealInfo, Settings, VIP_F_ENCAP, VipInfo,
-    VipKey, VipStats, VrrpKey, VrrpSeen, VrrpWatched, flow_hash,
+    Counter, DEFAULT_RING_SIZE, FLOW_SETS, FLOW_WAYS, FlowKey, FlowSet, FlowWay, IPPROTO_TCP,
+    IPPROTO_UDP, IPPROTO_VRRP, MAX_REALS, MAX_VIPS, MAX_VRRP_ROUTERS, RealInfo, Settings,
+    VIP_F_ENCAP, VIP_PROBES, VIP_SLOT_EMPTY, VIP_SLOT_USED, VIP_SLOTS, VipInfo, VipSlot, VipStats,
+    VrrpKey, VrrpSeen, VrrpWatched, flow_hash, vip_hash,
 };
 
+/// The VIP table: open addressing over [`VIP_SLOTS`] slots, probed inline ([`find_vip`]);
+/// lbd writes it through a memory mapping.
 #[map(name = "LB_VIPS")]
-static LB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(MAX_VIPS, 0);
+static LB_VIPS: Array<VipSlot> = Array::with_max_entries(VIP_SLOTS, BPF_F_MMAPABLE);
 
 #[map(name = "LB_VIP_STATS")]
 static LB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
@@ -63,10 +66,10 @@ static LB_REAL_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_
 #[map(name = "LB_RINGS")]
 static LB_RINGS: Array<u32> = Array::with_max_entries(MAX_VIPS * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 
-/// Per-CPU LRU lists, as Katran's per-CPU LRU maps: no lock shared between CPUs.
+/// The connection table: [`FLOW_SETS`] sets of [`FLOW_WAYS`] ways, shared by all
+/// CPUs and written without locks ([`FlowWay`] says how a torn way is caught).
 #[map(name = "LB_FLOWS")]
-static LB_FLOWS: LruHashMap<FlowKey, FlowValue> =
-    LruHashMap::with_max_entries(MAX_FLOWS, BPF_F_NO_COMMON_LRU);
+static LB_FLOWS: Array<FlowSet> = Array::with_max_entries(FLOW_SETS, 0);
 
 #[map(name = "LB_SETTINGS")]
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
@@ -171,6 +174,33 @@ const ICMP6_QUOTE: usize = IPV6_HLEN + 8;
 /// Why a packet is passed on: the counter slot to bump.
 type Verdict = Result<u32, Counter>;
 
+/// A [`Verdict`] in one register: what the program's BPF functions return. Returned as the
+/// `Result` (two 32-bit words), it goes through a stack slot that LLVM may store as one
+/// misaligned 64-bit word, which the verifier refuses.
+#[repr(transparent)]
+struct Packed(u64);
+
+impl Packed {
+    #[inline(always)]
+    fn of(verdict: Verdict) -> Self {
+        Self(match verdict {
+            Ok(action) => u64::from(action),
+            Err(counter) => 1 << 32 | counter as u64,
+        })
+    }
+
+    #[inline(always)]
+    fn verdict(self) -> Verdict {
+        if self.0 >> 32 == 0 {
+            return Ok(self.0 as u32);
+        }
+        Err(Counter::ALL
+            .get(self.0 as u32 as usize)
+            .copied()
+            .unwrap_or(Counter::BadHeader))
+    }
+}
+
 /// A bounds-checked pointer to a `T` at `offset` from the start of the packet.
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
@@ -255,14 +285,14 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         const L3: usize = ETH_HLEN + VLAN_HLEN;
         return match be16_at(ctx, ETH_HLEN + 2)? {
-            ETH_P_IP => ipv4::<L3, { L3 + IPV4_HLEN }>(ctx),
-            ETH_P_IPV6 => ipv6::<L3, { L3 + IPV6_HLEN }>(ctx),
+            ETH_P_IP => ipv4::<L3, { L3 + IPV4_HLEN }>(ctx).verdict(),
+            ETH_P_IPV6 => ipv6::<L3, { L3 + IPV6_HLEN }>(ctx).verdict(),
             _ => Err(Counter::NotIp),
         };
     }
     match ethertype {
-        ETH_P_IP => ipv4::<ETH_HLEN, { ETH_HLEN + IPV4_HLEN }>(ctx),
-        ETH_P_IPV6 => ipv6::<ETH_HLEN, { ETH_HLEN + IPV6_HLEN }>(ctx),
+        ETH_P_IP => ipv4::<ETH_HLEN, { ETH_HLEN + IPV4_HLEN }>(ctx).verdict(),
+        ETH_P_IPV6 => ipv6::<ETH_HLEN, { ETH_HLEN + IPV6_HLEN }>(ctx).verdict(),
         _ => Err(Counter::NotIp),
     }
 }
@@ -272,81 +302,85 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
 /// Not inlined, nor is [`ipv6`]: each of the four header layouts is its own BPF function
 /// with its own stack frame (inlined, they exceed the 512-byte stack together).
 #[inline(never)]
-fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
-    // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
-    let hdr = unsafe { &*ptr_at::<[u8; IPV4_HLEN]>(ctx, L3)? };
-    if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
-        return Err(Counter::BadHeader);
-    }
-    if hdr[0] & 0x0f != 5 {
-        return Err(Counter::Ipv4Options);
-    }
-    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
-    if frag & IPV4_MF_OR_OFFSET != 0 {
-        return Err(Counter::Ipv4Fragment);
-    }
-    let proto = hdr[9];
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        return Err(Counter::NotTcpUdp);
-    }
-    let ip_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if ip_len < IPV4_HLEN || !holds(ctx, L3, ip_len) {
-        return Err(Counter::BadHeader);
-    }
-    // IPv4-mapped: ::ffff:a.b.c.d.
-    let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-    // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
-    let (src, dst) = unsafe {
-        let addrs = ptr_at::<[u32; 2]>(ctx, L3 + 12)?;
-        (
-            core::ptr::read_unaligned(addrs.cast::<u32>()),
-            core::ptr::read_unaligned(addrs.cast::<u32>().add(1)),
-        )
-    };
-    let flow = FlowKey {
-        src: [0, 0, mapped, src],
-        dst: [0, 0, mapped, dst],
-        proto,
-        ..FlowKey::default()
-    };
-    vip_packet::<L3, L4, false>(ctx, flow, ip_len, frag & IPV4_DF != 0)
+fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
+    Packed::of((|| -> Verdict {
+        // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
+        let hdr = unsafe { &*ptr_at::<[u8; IPV4_HLEN]>(ctx, L3)? };
+        if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
+            return Err(Counter::BadHeader);
+        }
+        if hdr[0] & 0x0f != 5 {
+            return Err(Counter::Ipv4Options);
+        }
+        let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
+        if frag & IPV4_MF_OR_OFFSET != 0 {
+            return Err(Counter::Ipv4Fragment);
+        }
+        let proto = hdr[9];
+        if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+            return Err(Counter::NotTcpUdp);
+        }
+        let ip_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+        if ip_len < IPV4_HLEN || !holds(ctx, L3, ip_len) {
+            return Err(Counter::BadHeader);
+        }
+        // IPv4-mapped: ::ffff:a.b.c.d.
+        let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+        // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
+        let (src, dst) = unsafe {
+            let addrs = ptr_at::<[u32; 2]>(ctx, L3 + 12)?;
+            (
+                core::ptr::read_unaligned(addrs.cast::<u32>()),
+                core::ptr::read_unaligned(addrs.cast::<u32>().add(1)),
+            )
+        };
+        let flow = FlowKey {
+            src: [0, 0, mapped, src],
+            dst: [0, 0, mapped, dst],
+            proto,
+            ..FlowKey::default()
+        };
+        vip_packet::<L3, L4, false>(ctx, flow, ip_len, frag & IPV4_DF != 0)
+    })())
 }
 
 /// An IPv6 packet whose header starts at `L3` (and, without extension headers, ends at `L4`).
 #[inline(never)]
-fn ipv6<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
-    // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
-    let hdr = unsafe { &*ptr_at::<[u8; IPV6_HLEN]>(ctx, L3)? };
-    if hdr[0] >> 4 != 6 {
-        return Err(Counter::BadHeader);
-    }
-    let next = hdr[6];
-    if next != IPPROTO_TCP && next != IPPROTO_UDP {
-        return Err(if is_ipv6_ext_header(next) {
-            Counter::Ipv6ExtHeader
-        } else {
-            Counter::NotTcpUdp
-        });
-    }
-    let ip_len = IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    if !holds(ctx, L3, ip_len) {
-        return Err(Counter::BadHeader);
-    }
-    // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
-    let (src, dst) = unsafe {
-        (
-            core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 8)?),
-            core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 24)?),
-        )
-    };
-    let flow = FlowKey {
-        src,
-        dst,
-        proto: next,
-        ..FlowKey::default()
-    };
-    // IPv6 routers never fragment: a packet too big is always answered.
-    vip_packet::<L3, L4, true>(ctx, flow, ip_len, true)
+fn ipv6<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
+    Packed::of((|| -> Verdict {
+        // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
+        let hdr = unsafe { &*ptr_at::<[u8; IPV6_HLEN]>(ctx, L3)? };
+        if hdr[0] >> 4 != 6 {
+            return Err(Counter::BadHeader);
+        }
+        let next = hdr[6];
+        if next != IPPROTO_TCP && next != IPPROTO_UDP {
+            return Err(if is_ipv6_ext_header(next) {
+                Counter::Ipv6ExtHeader
+            } else {
+                Counter::NotTcpUdp
+            });
+        }
+        let ip_len = IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+        if !holds(ctx, L3, ip_len) {
+            return Err(Counter::BadHeader);
+        }
+        // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
+        let (src, dst) = unsafe {
+            (
+                core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 8)?),
+                core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 24)?),
+            )
+        };
+        let flow = FlowKey {
+            src,
+            dst,
+            proto: next,
+            ..FlowKey::default()
+        };
+        // IPv6 routers never fragment: a packet too big is always answered.
+        vip_packet::<L3, L4, true>(ctx, flow, ip_len, true)
+    })())
 }
 
 /// Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
@@ -357,30 +391,124 @@ fn is_ipv6_ext_header(next: u8) -> bool {
 
 /// Exact (address, port, protocol) first, then the port-0 wildcard.
 #[inline(always)]
-fn lookup_vip(key: &mut VipKey) -> Option<VipInfo> {
-    // SAFETY: the map value is copied out at once; entries are plain data.
-    if let Some(info) = unsafe { LB_VIPS.get(&*key) } {
-        return Some(*info);
-    }
-    key.port_be = 0;
-    // SAFETY: as above.
-    unsafe { LB_VIPS.get(&*key) }.copied()
+fn lookup_vip(dst: &[u32; 4], port_be: u16, proto: u8) -> Option<VipInfo> {
+    let addr_lo = u64::from(dst[0]) | u64::from(dst[1]) << 32;
+    let addr_hi = u64::from(dst[2]) | u64::from(dst[3]) << 32;
+    find_vip(addr_lo, addr_hi, port_be, proto).or_else(|| find_vip(addr_lo, addr_hi, 0, proto))
 }
 
-/// The VIP-map form of a flow's destination.
+/// Probes the VIP table from the VIP's home slot to the first empty slot, at most
+/// [`VIP_PROBES`] slots (lbd places every VIP within them). Reads each slot's `key` word
+/// first: lbd publishes a slot by that word, written last.
 #[inline(always)]
-fn vip_addr(words: &[u32; 4]) -> [u8; 16] {
-    let mut addr = [0u8; 16];
+fn find_vip(addr_lo: u64, addr_hi: u64, port_be: u16, proto: u8) -> Option<VipInfo> {
+    let wanted = VipSlot::key_word(port_be, proto, VIP_SLOT_USED);
+    let mut index = vip_hash(addr_lo, addr_hi, port_be, proto);
+    for _ in 0..VIP_PROBES {
+        index &= VIP_SLOTS - 1;
+        let slot = LB_VIPS.get_ptr(index)?;
+        // SAFETY: a live map value; volatile keeps the key word's read first.
+        unsafe {
+            let key = core::ptr::read_volatile(core::ptr::addr_of!((*slot).key));
+            if key == wanted
+                && core::ptr::read_volatile(core::ptr::addr_of!((*slot).addr_lo)) == addr_lo
+                && core::ptr::read_volatile(core::ptr::addr_of!((*slot).addr_hi)) == addr_hi
+            {
+                let info = core::ptr::read_volatile(core::ptr::addr_of!((*slot).info));
+                return Some(VipSlot::info_of(info));
+            }
+            if VipSlot::state(key) == VIP_SLOT_EMPTY {
+                return None;
+            }
+        }
+        index += 1;
+    }
+    None
+}
+
+/// Whether the stored key at `stored` is `flow`, compared a word at a time in place (a copy
+/// of the key would cost stack, which the program has little of).
+///
+/// # Safety
+/// `stored` points to a live map value.
+#[inline(always)]
+unsafe fn same_flow(stored: *const FlowKey, flow: &FlowKey) -> bool {
+    let words = stored.cast::<u32>();
+    let wanted = core::ptr::from_ref(flow).cast::<u32>();
     let mut i = 0;
-    while i < 4 {
-        let b = words[i].to_ne_bytes();
-        addr[4 * i] = b[0];
-        addr[4 * i + 1] = b[1];
-        addr[4 * i + 2] = b[2];
-        addr[4 * i + 3] = b[3];
+    while i < size_of::<FlowKey>() / 4 {
+        // SAFETY: both point to FlowKeys (u32-aligned, 40 bytes, no padding bytes).
+        if unsafe { *words.add(i) != *wanted.add(i) } {
+            return false;
+        }
         i += 1;
     }
-    addr
+    true
+}
+
+/// Stores `flow` at `stored` a word at a time, in place.
+///
+/// # Safety
+/// `stored` points to a live map value.
+#[inline(always)]
+unsafe fn write_flow(stored: *mut FlowKey, flow: &FlowKey) {
+    let words = stored.cast::<u32>();
+    let from = core::ptr::from_ref(flow).cast::<u32>();
+    let mut i = 0;
+    while i < size_of::<FlowKey>() / 4 {
+        // SAFETY: both point to FlowKeys (u32-aligned, 40 bytes, no padding bytes).
+        unsafe { core::ptr::write_volatile(words.add(i), *from.add(i)) };
+        i += 1;
+    }
+}
+
+/// A flow's way in the connection table, and whether it holds the flow (else it is the way
+/// to write the flow into: a free one, or the least recently seen).
+///
+/// The ways are screened by their `check` alone (the flow's hash with their real server), and
+/// only the way that passes has its key compared: one key compare, not four.
+#[inline(always)]
+fn flow_way(flow: &FlowKey, hash: u32, now: u32) -> Option<(*mut FlowWay, bool)> {
+    let set = LB_FLOWS.get_ptr_mut(hash & (FLOW_SETS - 1))?;
+    let mut candidate = FLOW_WAYS;
+    let mut victim = 0;
+    let mut oldest = 0;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: a live map value; `way` is below the set's length. Read as plain data: a way
+        // being written fails its check.
+        let (real, check, stamp) = unsafe {
+            let entry = core::ptr::addr_of!((*set).ways[way]);
+            ((*entry).real, (*entry).check, (*entry).stamp)
+        };
+        // A free way is the best victim; otherwise the one seen longest ago.
+        let age = if real == 0 {
+            u32::MAX
+        } else {
+            now.wrapping_sub(stamp)
+        };
+        if real != 0 && check == hash ^ real && candidate == FLOW_WAYS {
+            candidate = way;
+        }
+        if age > oldest || way == 0 {
+            victim = way;
+            oldest = age;
+        }
+        way += 1;
+    }
+    if candidate < FLOW_WAYS {
+        // SAFETY: candidate < FLOW_WAYS; a live map value.
+        let entry = unsafe { core::ptr::addr_of_mut!((*set).ways[candidate]) };
+        // SAFETY: as above.
+        if unsafe { same_flow(core::ptr::addr_of!((*entry).key), flow) } {
+            return Some((entry, true));
+        }
+    }
+    // SAFETY: victim < FLOW_WAYS.
+    Some((
+        unsafe { core::ptr::addr_of_mut!((*set).ways[victim]) },
+        false,
+    ))
 }
 
 /// The real server `id` if the id is in use.
@@ -407,48 +535,50 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
         let flags: [u8; 1] = read(ctx, L4 + 13)?;
         starts_flow = flags[0] & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     }
-    let mut key = VipKey {
-        addr: vip_addr(&flow.dst),
-        port_be: flow.dport_be,
-        proto: flow.proto,
-        _pad: 0,
-    };
-    let vip = lookup_vip(&mut key).ok_or(Counter::NotVip)?;
+    let vip = lookup_vip(&flow.dst, flow.dport_be, flow.proto).ok_or(Counter::NotVip)?;
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     add_traffic(LB_VIP_STATS.get_ptr_mut(vip.index), frame_len);
-    let settings = *LB_SETTINGS.get(0).ok_or(Counter::NoRealServer)?;
+    let settings = LB_SETTINGS.get_ptr(0).ok_or(Counter::NoRealServer)?;
 
-    // An established flow keeps its real server while that id is in use.
+    let hash = flow_hash(&flow);
+    // Jiffies (inlined by the verifier) order a set's ways by when they were last seen.
+    // SAFETY: helper with no arguments.
+    let now = unsafe { bpf_jiffies64() } as u32;
+    let (way, found) = flow_way(&flow, hash, now).ok_or(Counter::NoRealServer)?;
+    // An established flow keeps its real server while that id is in use; a TCP SYN always
+    // hashes afresh.
     let mut chosen = None;
-    if !starts_flow {
-        // SAFETY: the value is copied out at once.
-        if let Some(known) = unsafe { LB_FLOWS.get(&flow) } {
-            chosen = real(known.real).map(|r| (known.real, r));
+    if found && !starts_flow {
+        // SAFETY: a live map value.
+        let (id, stamp) = unsafe { ((*way).real, (*way).stamp) };
+        chosen = real(id).map(|r| (id, r));
+        if chosen.is_some() && stamp != now {
+            // SAFETY: as above; the stamp is outside the check.
+            unsafe { (*way).stamp = now };
         }
     }
-    let counter = if chosen.is_some() {
-        Counter::FlowHit
-    } else {
-        Counter::FlowNew
-    };
+    // `FlowHit` is not bumped: user space derives it (forwarded packets that were not new).
+    let new_flow = chosen.is_none();
     let (id, real) = match chosen {
         Some(found) => found,
         None => {
-            let ring = settings.ring_size;
+            // SAFETY: a live map value, copied out.
+            let ring = unsafe { (*settings).ring_size };
             if ring == 0 {
                 return Err(Counter::NoRealServer);
             }
-            // Hashed only here: an established flow needs no hash.
-            let slot = vip
-                .index
-                .wrapping_mul(ring)
-                .wrapping_add(flow_hash(&flow) % ring);
+            let slot = vip.index.wrapping_mul(ring).wrapping_add(hash % ring);
             let id = *LB_RINGS.get(slot).ok_or(Counter::NoRealServer)?;
             let real = real(id).ok_or(Counter::NoRealServer)?;
-            let value = FlowValue { real: id, _pad: 0 };
-            // A full table evicts its least recently used flow; an error only means this
-            // flow is hashed again on its next packet.
-            let _ignored = LB_FLOWS.insert(&flow, &value, 0);
+            // The check last: until it is written, the way reads as torn (a miss).
+            // SAFETY: a live map value.
+            unsafe {
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*way).check), 0);
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*way).stamp), now);
+                write_flow(core::ptr::addr_of_mut!((*way).key), &flow);
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*way).real), id);
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*way).check), hash ^ id);
+            }
             (id, real)
         }
     };
@@ -457,27 +587,31 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
         return Err(Counter::NoRealServer);
     }
     let action = if vip.flags & VIP_F_ENCAP != 0 {
+        // SAFETY: a live map value, copied out.
+        let settings = unsafe { *settings };
         let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
         if ip_len + outer > settings.mtu as usize {
             if !dont_fragment {
                 return Err(Counter::TooBigPassed);
             }
             let action = if V6 {
-                packet_too_big_v6::<L3>(ctx, settings.mtu)?
+                packet_too_big_v6::<L3>(ctx, settings.mtu).verdict()?
             } else {
-                fragmentation_needed_v4::<L3>(ctx, settings.mtu)?
+                fragmentation_needed_v4::<L3>(ctx, settings.mtu).verdict()?
             };
             bump(Counter::TooBig);
             return Ok(action);
         }
-        let source = encap_source::<V6>(&settings, flow_hash(&flow));
-        encapsulate::<L3, V6>(ctx, &real, &source, ip_len)?
+        let source = encap_source::<V6>(&settings, hash);
+        encapsulate::<L3, V6>(ctx, &real, &source, ip_len).verdict()?
     } else {
         write(ctx, 0, &macs(&real))?;
         bump(Counter::ForwardedDr);
         out_of(ctx, &real)
     };
-    bump(counter);
+    if new_flow {
+        bump(Counter::FlowNew);
+    }
     add_traffic(LB_REAL_STATS.get_ptr_mut(id), frame_len);
     Ok(action)
 }
@@ -532,51 +666,53 @@ fn encapsulate<const L3: usize, const V6: bool>(
     real: &RealInfo,
     source: &[u8; 16],
     ip_len: usize,
-) -> Verdict {
-    let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
-    // The inner header's first bytes, read before the frame moves.
-    let inner: [u8; 4] = read(ctx, L3)?;
-    // The EtherType, or the VLAN tag and the EtherType: they move to the new front (the outer
-    // header has the inner one's family, so the EtherType stays).
-    let link: [u8; 6] = read(ctx, ETH_HLEN - 2)?;
-    // SAFETY: helper call on this program's own context.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer as i32)) } != 0 {
-        return Err(Counter::AdjustFailed);
-    }
-    write(ctx, 0, &macs(real))?;
-    if L3 > ETH_HLEN {
-        write(ctx, ETH_HLEN - 2, &link)?;
-    } else {
-        write(ctx, ETH_HLEN - 2, &[link[0], link[1]])?;
-    }
-    if V6 {
-        let mut h = [0u8; IPV6_HLEN];
-        // Version 6; the inner traffic class and flow label carry over.
-        h[0] = inner[0];
-        h[1] = inner[1];
-        h[2] = inner[2];
-        h[3] = inner[3];
-        h[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        h[6] = IPPROTO_IPV6;
-        h[7] = DEFAULT_TTL;
-        h[8..24].copy_from_slice(source);
-        h[24..40].copy_from_slice(&real.addr);
-        write(ctx, L3, &h)?;
-    } else {
-        let mut h = [0u8; IPV4_HLEN];
-        h[0] = 0x45;
-        h[1] = inner[1];
-        h[2..4].copy_from_slice(&((ip_len + IPV4_HLEN) as u16).to_be_bytes());
-        h[8] = DEFAULT_TTL;
-        h[9] = IPPROTO_IPIP;
-        h[12..16].copy_from_slice(&source[12..]);
-        h[16..20].copy_from_slice(&real.addr[12..16]);
-        let sum = checksum(&h, 0);
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
-        write(ctx, L3, &h)?;
-    }
-    bump(Counter::ForwardedEncap);
-    Ok(out_of(ctx, real))
+) -> Packed {
+    Packed::of((|| -> Verdict {
+        let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
+        // The inner header's first bytes, read before the frame moves.
+        let inner: [u8; 4] = read(ctx, L3)?;
+        // The EtherType, or the VLAN tag and the EtherType: they move to the new front (the outer
+        // header has the inner one's family, so the EtherType stays).
+        let link: [u8; 6] = read(ctx, ETH_HLEN - 2)?;
+        // SAFETY: helper call on this program's own context.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer as i32)) } != 0 {
+            return Err(Counter::AdjustFailed);
+        }
+        write(ctx, 0, &macs(real))?;
+        if L3 > ETH_HLEN {
+            write(ctx, ETH_HLEN - 2, &link)?;
+        } else {
+            write(ctx, ETH_HLEN - 2, &[link[0], link[1]])?;
+        }
+        if V6 {
+            let mut h = [0u8; IPV6_HLEN];
+            // Version 6; the inner traffic class and flow label carry over.
+            h[0] = inner[0];
+            h[1] = inner[1];
+            h[2] = inner[2];
+            h[3] = inner[3];
+            h[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            h[6] = IPPROTO_IPV6;
+            h[7] = DEFAULT_TTL;
+            h[8..24].copy_from_slice(source);
+            h[24..40].copy_from_slice(&real.addr);
+            write(ctx, L3, &h)?;
+        } else {
+            let mut h = [0u8; IPV4_HLEN];
+            h[0] = 0x45;
+            h[1] = inner[1];
+            h[2..4].copy_from_slice(&((ip_len + IPV4_HLEN) as u16).to_be_bytes());
+            h[8] = DEFAULT_TTL;
+            h[9] = IPPROTO_IPIP;
+            h[12..16].copy_from_slice(&source[12..]);
+            h[16..20].copy_from_slice(&real.addr[12..16]);
+            let sum = checksum(&h, 0);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            write(ctx, L3, &h)?;
+        }
+        bump(Counter::ForwardedEncap);
+        Ok(out_of(ctx, real))
+    })())
 }
 
 /// The Internet checksum of `bytes` (even length) on top of the partial sum `sum`.
@@ -653,68 +789,72 @@ fn make_room(ctx: &XdpContext, grow: usize, keep: usize) -> Result<(), Counter> 
 /// Turns the frame into an ICMP fragmentation-needed error back to its sender (RFC 1191),
 /// quoting its IPv4 header and first 8 payload bytes; `XDP_TX`.
 #[inline(never)]
-fn fragmentation_needed_v4<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Verdict {
-    const NEW_HDRS: usize = IPV4_HLEN + 8;
-    make_room(ctx, NEW_HDRS, L3 + NEW_HDRS + ICMP4_QUOTE)?;
-    // The original frame now starts at NEW_HDRS, its IPv4 header (the quote) at
-    // L3 + NEW_HDRS, right where an ICMP error carries it: answer from its destination to
-    // its source.
-    reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IP)?;
-    let quote = L3 + NEW_HDRS;
-    write(
-        ctx,
-        L3,
-        &[0x45, 0, 0, 0, 0, 0, 0, 0, DEFAULT_TTL, IPPROTO_ICMP, 0, 0],
-    )?;
-    write(
-        ctx,
-        L3 + 2,
-        &((NEW_HDRS + ICMP4_QUOTE) as u16).to_be_bytes(),
-    )?;
-    move_within::<4>(ctx, quote + 16, L3 + 12)?;
-    move_within::<4>(ctx, quote + 12, L3 + 16)?;
-    let sum = fold(sum_packet::<IPV4_HLEN>(ctx, L3)?);
-    write(ctx, L3 + 10, &sum.to_be_bytes())?;
-    // Destination unreachable, fragmentation needed and DF set, the next-hop MTU the sender
-    // must fit: the inner packet's room.
-    let room = (mtu.wrapping_sub(IPV4_HLEN as u32) as u16).to_be_bytes();
-    write(ctx, L3 + IPV4_HLEN, &[3, 4, 0, 0, 0, 0, room[0], room[1]])?;
-    let sum = fold(sum_packet::<{ 8 + ICMP4_QUOTE }>(ctx, L3 + IPV4_HLEN)?);
-    write(ctx, L3 + IPV4_HLEN + 2, &sum.to_be_bytes())?;
-    Ok(xdp_action::XDP_TX)
+fn fragmentation_needed_v4<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Packed {
+    Packed::of((|| -> Verdict {
+        const NEW_HDRS: usize = IPV4_HLEN + 8;
+        make_room(ctx, NEW_HDRS, L3 + NEW_HDRS + ICMP4_QUOTE)?;
+        // The original frame now starts at NEW_HDRS, its IPv4 header (the quote) at
+        // L3 + NEW_HDRS, right where an ICMP error carries it: answer from its destination to
+        // its source.
+        reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IP)?;
+        let quote = L3 + NEW_HDRS;
+        write(
+            ctx,
+            L3,
+            &[0x45, 0, 0, 0, 0, 0, 0, 0, DEFAULT_TTL, IPPROTO_ICMP, 0, 0],
+        )?;
+        write(
+            ctx,
+            L3 + 2,
+            &((NEW_HDRS + ICMP4_QUOTE) as u16).to_be_bytes(),
+        )?;
+        move_within::<4>(ctx, quote + 16, L3 + 12)?;
+        move_within::<4>(ctx, quote + 12, L3 + 16)?;
+        let sum = fold(sum_packet::<IPV4_HLEN>(ctx, L3)?);
+        write(ctx, L3 + 10, &sum.to_be_bytes())?;
+        // Destination unreachable, fragmentation needed and DF set, the next-hop MTU the sender
+        // must fit: the inner packet's room.
+        let room = (mtu.wrapping_sub(IPV4_HLEN as u32) as u16).to_be_bytes();
+        write(ctx, L3 + IPV4_HLEN, &[3, 4, 0, 0, 0, 0, room[0], room[1]])?;
+        let sum = fold(sum_packet::<{ 8 + ICMP4_QUOTE }>(ctx, L3 + IPV4_HLEN)?);
+        write(ctx, L3 + IPV4_HLEN + 2, &sum.to_be_bytes())?;
+        Ok(xdp_action::XDP_TX)
+    })())
 }
 
 /// Turns the frame into an ICMPv6 packet-too-big error back to its sender (RFC 4443 §3.2),
 /// quoting its IPv6 header and first 8 payload bytes; `XDP_TX`.
 #[inline(never)]
-fn packet_too_big_v6<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Verdict {
-    const NEW_HDRS: usize = IPV6_HLEN + 8;
-    const PAYLOAD: u16 = (8 + ICMP6_QUOTE) as u16;
-    make_room(ctx, NEW_HDRS, L3 + NEW_HDRS + ICMP6_QUOTE)?;
-    reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IPV6)?;
-    let quote = L3 + NEW_HDRS;
-    let len = PAYLOAD.to_be_bytes();
-    write(
-        ctx,
-        L3,
-        &[0x60, 0, 0, 0, len[0], len[1], IPPROTO_ICMPV6, DEFAULT_TTL],
-    )?;
-    move_within::<16>(ctx, quote + 24, L3 + 8)?;
-    move_within::<16>(ctx, quote + 8, L3 + 24)?;
-    let room = mtu.wrapping_sub(IPV6_HLEN as u32).to_be_bytes();
-    write(
-        ctx,
-        L3 + IPV6_HLEN,
-        &[2, 0, 0, 0, room[0], room[1], room[2], room[3]],
-    )?;
-    // Over the pseudo-header (source, destination, upper-layer length, next header) and the
-    // message.
-    let sum = sum_packet::<32>(ctx, L3 + 8)?
-        + u32::from(PAYLOAD)
-        + u32::from(IPPROTO_ICMPV6)
-        + sum_packet::<{ 8 + ICMP6_QUOTE }>(ctx, L3 + IPV6_HLEN)?;
-    write(ctx, L3 + IPV6_HLEN + 2, &fold(sum).to_be_bytes())?;
-    Ok(xdp_action::XDP_TX)
+fn packet_too_big_v6<const L3: usize>(ctx: &XdpContext, mtu: u32) -> Packed {
+    Packed::of((|| -> Verdict {
+        const NEW_HDRS: usize = IPV6_HLEN + 8;
+        const PAYLOAD: u16 = (8 + ICMP6_QUOTE) as u16;
+        make_room(ctx, NEW_HDRS, L3 + NEW_HDRS + ICMP6_QUOTE)?;
+        reply_ethernet::<L3>(ctx, NEW_HDRS, ETH_P_IPV6)?;
+        let quote = L3 + NEW_HDRS;
+        let len = PAYLOAD.to_be_bytes();
+        write(
+            ctx,
+            L3,
+            &[0x60, 0, 0, 0, len[0], len[1], IPPROTO_ICMPV6, DEFAULT_TTL],
+        )?;
+        move_within::<16>(ctx, quote + 24, L3 + 8)?;
+        move_within::<16>(ctx, quote + 8, L3 + 24)?;
+        let room = mtu.wrapping_sub(IPV6_HLEN as u32).to_be_bytes();
+        write(
+            ctx,
+            L3 + IPV6_HLEN,
+            &[2, 0, 0, 0, room[0], room[1], room[2], room[3]],
+        )?;
+        // Over the pseudo-header (source, destination, upper-layer length, next header) and the
+        // message.
+        let sum = sum_packet::<32>(ctx, L3 + 8)?
+            + u32::from(PAYLOAD)
+            + u32::from(IPPROTO_ICMPV6)
+            + sum_packet::<{ 8 + ICMP6_QUOTE }>(ctx, L3 + IPV6_HLEN)?;
+        write(ctx, L3 + IPV6_HLEN + 2, &fold(sum).to_be_bytes())?;
+        Ok(xdp_action::XDP_TX)
+    })())
 }
 
 /// Writes the Ethernet header (and VLAN tag) of a reply to the frame whose own Ethernet

@@ -630,6 +630,59 @@ fn established_flows_keep_their_real_server_and_a_syn_hashes_afresh() {
     assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC);
 }
 
+/// Five clients (address, port) whose flows to VIP4:80 share one connection-table set (of
+/// four ways).
+fn clients_of_one_set() -> Vec<(Ipv4Addr, u16)> {
+    let set_of = |client: Ipv4Addr, sport: u16| {
+        let flow = FlowKey {
+            src: FlowKey::words(client.to_ipv6_mapped().octets()),
+            ..flow4(6, VIP4, sport, 80)
+        };
+        flow_hash(&flow) & (lb_common::FLOW_SETS - 1)
+    };
+    let wanted = set_of(CLIENT4, 1024);
+    // 256 addresses x 64,512 ports: about 63 flows per set.
+    let clients: Vec<(Ipv4Addr, u16)> = (0..=255u8)
+        .flat_map(|host| (1024..=u16::MAX).map(move |p| (Ipv4Addr::new(192, 0, 2, host), p)))
+        .filter(|&(client, p)| set_of(client, p) == wanted)
+        .take(5)
+        .collect();
+    assert_eq!(clients.len(), 5, "five flows of one set");
+    clients
+}
+
+#[test]
+fn a_full_set_gives_the_way_seen_longest_ago_to_a_new_flow() {
+    let (xdp, mut maps) = dataplane();
+    let clients = clients_of_one_set();
+    let frame = |(client, port): (Ipv4Addr, u16), flags: u8| {
+        ethernet(
+            ETH_P_IP,
+            None,
+            &ipv4(6, client, VIP4, &[], 0, &tcp(port, 80, flags)),
+        )
+    };
+    for &c in &clients[..4] {
+        assert_eq!(chosen_mac(&xdp, &frame(c, TCP_SYN)), REAL_MAC);
+    }
+    // A jiffy later the first flow is seen again: the second is now the one seen longest ago.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(chosen_mac(&xdp, &frame(clients[0], TCP_ACK)), REAL_MAC);
+    assert_eq!(chosen_mac(&xdp, &frame(clients[4], TCP_SYN)), REAL_MAC);
+    // Every flow the set still holds keeps its real server when the table changes; the
+    // evicted one is hashed afresh (last: written back, it evicts another).
+    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
+    for i in [0, 2, 3, 4] {
+        let c = clients[i];
+        assert_eq!(
+            chosen_mac(&xdp, &frame(c, TCP_ACK)),
+            REAL_MAC,
+            "flow {i} ({c:?})"
+        );
+    }
+    assert_eq!(chosen_mac(&xdp, &frame(clients[1], TCP_ACK)), REAL_B_MAC);
+}
+
 #[test]
 fn flows_spread_over_the_table_by_their_hash() {
     let (xdp, mut maps) = dataplane();

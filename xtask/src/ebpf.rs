@@ -29,7 +29,13 @@ pub(crate) fn build_ebpf() -> anyhow::Result<PathBuf> {
         .env("RUSTC", "/usr/bin/rustc")
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CARGO_TARGET_DIR", &ebpf_target)
-        .env("RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf")
+        // Packet fields sit at any offset: LLVM 22 loads them whole instead of a byte at a time
+        // (x86-64 and arm64 verifiers allow misaligned packet access; byte loads spilled a
+        // stack slot each).
+        .env(
+            "RUSTFLAGS",
+            "-C debuginfo=2 -C link-arg=--btf -C link-arg=--cpu-features=+allows-misaligned-mem-access",
+        )
         .env_remove("RUSTC_WRAPPER")
         // `cargo rustc` so that `-D warnings` holds lb-ebpf to the workspace lints without
         // applying to the `core` that build-std compiles. (Host clippy cannot check this crate:

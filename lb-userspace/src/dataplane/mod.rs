@@ -8,6 +8,7 @@
 
 pub mod maglev;
 pub mod neighbour;
+pub mod vip_table;
 pub mod vrrp_watch;
 pub mod xdp;
 

@@ -20,7 +20,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{Array, Map, MapData, MapError, PerCpuArray},
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -28,11 +28,12 @@ use aya::{
     },
 };
 use lb_common::{
-    Counter, DEFAULT_RING_SIZE, MAP_COUNTERS, MAP_FLOWS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS,
-    MAP_SETTINGS, MAP_VIP_STATS, MAP_VIPS, MAX_VIPS, PROG_XDP, PROG_XDP_FLOOR, RealInfo, Settings,
-    VipInfo, VipKey, VipStats,
+    Counter, DEFAULT_RING_SIZE, FLOW_SETS, FlowSet, MAP_COUNTERS, MAP_FLOWS, MAP_REAL_STATS,
+    MAP_REALS, MAP_RINGS, MAP_SETTINGS, MAP_VIP_STATS, MAP_VIPS, MAX_VIPS, PROG_XDP,
+    PROG_XDP_FLOOR, RealInfo, Settings, VIP_SLOTS, VipInfo, VipKey, VipSlot, VipStats,
 };
 
+use super::vip_table;
 use crate::model::{Protocol, XdpAttach};
 
 /// What went wrong with the XDP program, naming the operation.
@@ -99,9 +100,12 @@ pub enum XdpError {
     /// A map's type is not the one lbd expects, or it was already taken.
     #[error("map {0} has an unexpected type or was already taken")]
     MapType(&'static str),
-    /// Mapping the Maglev tables into memory failed.
-    #[error("mmap of map {MAP_RINGS}: {0}")]
+    /// Mapping the Maglev tables or the VIP table into memory failed.
+    #[error("mmap of map {MAP_RINGS} or {MAP_VIPS}: {0}")]
     Mmap(#[source] std::io::Error),
+    /// The VIP table has no slot for a VIP where the program would find it.
+    #[error("map {MAP_VIPS}: {0}")]
+    VipTable(#[source] vip_table::TableFull),
     /// The capacity asked for is not one lbd can load.
     #[error("XDP capacity: {0}")]
     Capacity(String),
@@ -283,18 +287,25 @@ impl XdpDataplane {
             .ok_or_else(|| XdpError::Capacity("VIPs x table size overflows".to_owned()))?;
         let mut loader = EbpfLoader::new();
         loader
-            .map_max_entries(MAP_VIPS, capacity.vips)
             .map_max_entries(MAP_VIP_STATS, capacity.vips)
             .map_max_entries(MAP_RINGS, slots);
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => {
                 ensure_bpffs(dir)?;
                 let rings = dir.join(MAP_RINGS);
-                let fits = MapData::from_pin(&rings)
-                    .and_then(|m| m.info())
-                    .is_ok_and(|info| info.max_entries() == slots);
+                let has = |name: &str, entries: u32, value_size: u32| {
+                    MapData::from_pin(dir.join(name))
+                        .and_then(|m| m.info())
+                        .is_ok_and(|info| {
+                            info.max_entries() == entries && info.value_size() == value_size
+                        })
+                };
+                // The capacity, and the layout (an older lbd's VIP and flow maps were hashes).
+                let fits = has(MAP_RINGS, slots, 4)
+                    && has(MAP_VIPS, VIP_SLOTS, size_of::<VipSlot>() as u32)
+                    && has(MAP_FLOWS, FLOW_SETS, size_of::<FlowSet>() as u32);
                 if rings.exists() && !fits {
-                    tracing::warn!(dir = %dir.display(), "the pinned XDP maps have another capacity: replacing them (established flows may move)");
+                    tracing::warn!(dir = %dir.display(), "the pinned XDP maps have another capacity or layout: replacing them (established flows may move)");
                     for name in PINNED_MAPS {
                         std::fs::remove_file(dir.join(name)).ok();
                     }
@@ -357,8 +368,8 @@ impl XdpDataplane {
             map: name,
             source,
         };
-        let vips =
-            HashMap::try_from(Map::HashMap(take(MAP_VIPS)?)).map_err(|e| open(MAP_VIPS, e))?;
+        let vips = crate::sys::MappedArray::new(take(MAP_VIPS)?, vip_table::TABLE_WORDS)
+            .map_err(XdpError::Mmap)?;
         let reals =
             Array::try_from(Map::Array(take(MAP_REALS)?)).map_err(|e| open(MAP_REALS, e))?;
         let settings =
@@ -558,14 +569,27 @@ impl XdpDataplane {
             })
             .collect::<Result<Vec<(Counter, u64)>, XdpError>>()
             .map(|mut counts| {
-                // The program does not count `Seen`: it is the sum of the outcomes.
+                // The program does not count `Seen`: it is the sum of the outcomes ...
                 let seen = counts
                     .iter()
                     .filter(|(c, _)| c.is_outcome())
                     .map(|(_, n)| n)
                     .sum();
-                if let Some(slot) = counts.iter_mut().find(|(c, _)| *c == Counter::Seen) {
-                    slot.1 = seen;
+                // Nor `FlowHit`: every forwarded packet started a flow or found one.
+                let count = |which: Counter| {
+                    counts
+                        .iter()
+                        .find(|(c, _)| *c == which)
+                        .map_or(0, |(_, n)| *n)
+                };
+                let hits = (count(Counter::ForwardedDr) + count(Counter::ForwardedEncap))
+                    .saturating_sub(count(Counter::FlowNew));
+                for (counter, n) in &mut counts {
+                    match counter {
+                        Counter::Seen => *n = seen,
+                        Counter::FlowHit => *n = hits,
+                        _ => {}
+                    }
                 }
                 counts
             })
@@ -612,7 +636,8 @@ impl XdpDataplane {
 
 /// The maps lbd writes, held by their one writer (the reconciler's XDP backend).
 pub struct XdpMaps {
-    vips: HashMap<MapData, VipKey, VipInfo>,
+    /// The VIP table, memory-mapped ([`vip_table`]).
+    vips: crate::sys::MappedArray,
     reals: Array<MapData, RealInfo>,
     settings: Array<MapData, Settings>,
     rings: crate::sys::MappedArray,
@@ -650,38 +675,18 @@ impl XdpMaps {
 
     /// Adds or changes a VIP.
     pub fn set_vip(&mut self, key: &VipKey, info: VipInfo) -> Result<(), XdpError> {
-        self.vips
-            .insert(key, info, 0)
-            .map_err(|source| XdpError::Map {
-                op: "insert",
-                map: MAP_VIPS,
-                source,
-            })
+        vip_table::insert(self.vips.as_mut_slice(), key, info).map_err(XdpError::VipTable)
     }
 
     /// Removes a VIP (absent already is fine).
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), XdpError> {
-        match self.vips.remove(key) {
-            Ok(()) => Ok(()),
-            Err(MapError::KeyNotFound) => Ok(()),
-            Err(source) => Err(XdpError::Map {
-                op: "remove",
-                map: MAP_VIPS,
-                source,
-            }),
-        }
+        vip_table::remove(self.vips.as_mut_slice(), key);
+        Ok(())
     }
 
-    /// Every VIP in the map.
-    pub fn vips(&self) -> Result<Vec<(VipKey, VipInfo)>, XdpError> {
-        self.vips
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(|source| XdpError::Map {
-                op: "iterate",
-                map: MAP_VIPS,
-                source,
-            })
+    /// Every VIP in the table.
+    pub fn vips(&mut self) -> Result<Vec<(VipKey, VipInfo)>, XdpError> {
+        Ok(vip_table::entries(self.vips.as_mut_slice()))
     }
 
     /// Writes real server `id` (`family` 0 frees the id).

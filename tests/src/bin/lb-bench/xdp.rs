@@ -228,7 +228,15 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
         format!("{repeat} repetitions in 1 call")
     );
     let mut worst: f64 = 0.0;
+    // `--only WORD`: the paths whose name holds WORD (to profile one path).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
     for (name, frame, repeatable) in paths {
+        if only.is_some_and(|word| !name.contains(word.as_str())) {
+            continue;
+        }
         let (mut ours, mut floor, mut ours_r, mut floor_r) = (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
             let first = round * calls;
