@@ -372,7 +372,13 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
             .position(|a| a == "--xdp-attach")
             .and_then(|i| args.get(i + 1))
             .map_or("generic", String::as_str);
-        bench_forwarding(u64::from(secs), arg(args, "--pps-rounds", 3), attach);
+        // `--pps-only MODE[,MODE]`: forwarding, dnat and/or xdp alone (to profile one).
+        let modes = args
+            .iter()
+            .position(|a| a == "--pps-only")
+            .and_then(|i| args.get(i + 1))
+            .map_or("forwarding,dnat,xdp", String::as_str);
+        bench_forwarding(u64::from(secs), arg(args, "--pps-rounds", 3), attach, modes);
     }
     ExitCode::SUCCESS
 }
@@ -557,7 +563,8 @@ fn measure(t: &mut ForwardingLab, config: &str, secs: u64) -> Run {
 
 /// Packets per second through the director: kernel forwarding, nftables DNAT, and lbd's XDP
 /// program (direct routing, generic mode), `rounds` interleaved rounds of `secs` seconds each.
-pub(crate) fn bench_forwarding(secs: u64, rounds: u32, attach: &str) {
+pub(crate) fn bench_forwarding(secs: u64, rounds: u32, attach: &str, modes: &str) {
+    let runs = |mode: &str| modes.split(',').any(|m| m == mode);
     let mut t = forwarding_lab();
     let g0 = mac_of(&t.gen_ns, "g0");
     let d0 = mac_of(&t.director, "d0");
@@ -595,18 +602,25 @@ pub(crate) fn bench_forwarding(secs: u64, rounds: u32, attach: &str) {
     let mut results: [Vec<Run>; 3] = Default::default();
     for _ in 0..rounds {
         // Kernel forwarding to the real servers' addresses.
-        results[0].push(measure(&mut t, &to_reals, secs));
-        // nftables DNAT of the VIP to the three real servers.
-        nft(
-            &t,
-            &[
-                "add table ip lb",
-                "add chain ip lb pre { type nat hook prerouting priority dstnat; }",
-                "add rule ip lb pre ip daddr 203.0.113.10 udp dport 9 dnat to jhash ip saddr . udp sport mod 3 map { 0 : 192.0.2.11, 1 : 192.0.2.12, 2 : 192.0.2.13 }",
-            ],
-        );
-        results[1].push(measure(&mut t, &to_vip, secs));
-        nft(&t, &["delete table ip lb"]);
+        if runs("forwarding") {
+            results[0].push(measure(&mut t, &to_reals, secs));
+        }
+        if runs("dnat") {
+            // nftables DNAT of the VIP to the three real servers.
+            nft(
+                &t,
+                &[
+                    "add table ip lb",
+                    "add chain ip lb pre { type nat hook prerouting priority dstnat; }",
+                    "add rule ip lb pre ip daddr 203.0.113.10 udp dport 9 dnat to jhash ip saddr . udp sport mod 3 map { 0 : 192.0.2.11, 1 : 192.0.2.12, 2 : 192.0.2.13 }",
+                ],
+            );
+            results[1].push(measure(&mut t, &to_vip, secs));
+            nft(&t, &["delete table ip lb"]);
+        }
+        if !runs("xdp") {
+            continue;
+        }
         // lbd's XDP director.
         let mut lbd = t.director.command(lb_tests::workspace_bin("lbd"));
         lbd.args(["run", "--config"])
@@ -647,9 +661,9 @@ pub(crate) fn bench_forwarding(secs: u64, rounds: u32, attach: &str) {
         "{:<34} {:>10} {:>8} | {:>9} {:>9} {:>9}",
         "mode", "Mpps", "ratio", "trafgen%", "softirq%", "busy%/200"
     );
-    let medians: Vec<f64> = results
+    let medians: Vec<Option<f64>> = results
         .iter()
-        .map(|runs| median(runs.iter().map(|r| r.pps).collect()))
+        .map(|runs| (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.pps).collect())))
         .collect();
     let xdp_name = format!("lbd XDP ({attach}, DR)");
     for (i, name) in [
@@ -660,19 +674,25 @@ pub(crate) fn bench_forwarding(secs: u64, rounds: u32, attach: &str) {
     .iter()
     .enumerate()
     {
+        let Some(pps) = medians[i] else {
+            println!("{name:<34} {:>10}", "(not run)");
+            continue;
+        };
         let cpu = |f: fn(&Run) -> f64| median(results[i].iter().map(f).collect());
+        let ratio = medians[1].map_or(f64::NAN, |dnat| pps / dnat);
         println!(
-            "{name:<34} {:>10.3} {:>8.2} | {:>9.0} {:>9.0} {:>9.0}",
-            medians[i] / 1e6,
-            medians[i] / medians[1],
+            "{name:<34} {:>10.3} {ratio:>8.2} | {:>9.0} {:>9.0} {:>9.0}",
+            pps / 1e6,
             cpu(|r| r.sender),
             cpu(|r| r.softirq),
             cpu(|r| r.busy),
         );
     }
-    println!(
-        "(ratio against nftables DNAT; goals: XDP >= 1.5 x DNAT ({:.2}) and >= kernel forwarding ({:.2}))",
-        medians[2] / medians[1],
-        medians[2] / medians[0]
-    );
+    if let [Some(forwarding), Some(dnat), Some(xdp)] = medians[..] {
+        println!(
+            "(ratio against nftables DNAT; goals: XDP >= 1.5 x DNAT ({:.2}) and >= kernel forwarding ({:.2}))",
+            xdp / dnat,
+            xdp / forwarding
+        );
+    }
 }
