@@ -14,6 +14,13 @@
 //!
 //! Packet access goes through one bounds-checked [`ptr_at`]. Header offsets are const generic
 //! parameters (a VLAN tag moves them by four bytes), so the verifier sees constant offsets.
+//! The object is built with LLVM's `allows-misaligned-mem-access`: packet fields are loaded
+//! whole at any offset (x86-64's and arm64's verifiers allow misaligned packet access), where
+//! byte loads cost a stack slot each.
+//!
+//! The per-packet path makes no kernel call but `bpf_redirect` (and `bpf_xdp_adjust_head`
+//! when encapsulating): the VIP and connection tables are arrays, whose lookups the verifier
+//! inlines, probed here (`lb_common`'s docs say why and what it saved).
 //!
 //! `lb_vrrp_tc` records VRRP adverts for the VRRP driver (see its docs).
 #![no_std]
@@ -587,8 +594,8 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
         return Err(Counter::NoRealServer);
     }
     let action = if vip.flags & VIP_F_ENCAP != 0 {
-        // SAFETY: a live map value, copied out.
-        let settings = unsafe { *settings };
+        // SAFETY: a live map value, read in place.
+        let settings = unsafe { &*settings };
         let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
         if ip_len + outer > settings.mtu as usize {
             if !dont_fragment {
@@ -602,7 +609,7 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
             bump(Counter::TooBig);
             return Ok(action);
         }
-        let source = encap_source::<V6>(&settings, hash);
+        let source = encap_source::<V6>(settings, hash);
         encapsulate::<L3, V6>(ctx, &real, &source, ip_len).verdict()?
     } else {
         write(ctx, 0, &macs(&real))?;

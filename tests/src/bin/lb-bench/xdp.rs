@@ -8,6 +8,8 @@
 //! lbd's program and for the floor alike. Paths that leave the frame's length alone are also
 //! timed with `--repeat` repetitions in one call (no per-call timer overhead).
 //!
+//! `--only WORD` times only the paths whose name holds WORD (to profile one).
+//!
 //! Map updates: one real server leaving a 100-real-server VIP (Maglev table computed, changed
 //! slots written through the memory-mapped table), and full tables for 512 VIPs.
 //!
@@ -15,7 +17,7 @@
 //! trafgen in a namespace sends 64-byte UDP frames of many flows from both cores through a
 //! director namespace to three real servers; packets per second reaching them with the
 //! kernel's plain forwarding, nftables DNAT and lbd's XDP program, in interleaved rounds, with
-//! the CPU shares. Generic XDP by default: on a veth fed by a packet socket, native XDP runs in
+//! the CPU shares (`--pps-only forwarding,dnat,xdp` to run some). Generic XDP by default: on a veth fed by a packet socket, native XDP runs in
 //! the sender's context and throttles it (measured: 0.17 Mpps against generic's 0.72).
 
 use std::{
