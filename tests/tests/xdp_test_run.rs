@@ -76,13 +76,19 @@ fn real(addr: [u8; 16], family: u8, mac: [u8; 6], ifindex: u32) -> RealInfo {
 }
 
 fn dataplane() -> (XdpDataplane, XdpMaps) {
+    dataplane_pinned(None)
+}
+
+/// The program and its maps, the maps pinned in `pins` if given.
+fn dataplane_pinned(pins: Option<&std::path::Path>) -> (XdpDataplane, XdpMaps) {
     lb_tests::require_root();
-    let mut xdp = XdpDataplane::load(
+    let mut xdp = XdpDataplane::load_pinned(
         lb_tests::bpf_object(),
         Capacity {
             vips: 8,
             ring_size: RING,
         },
+        pins,
     )
     .expect("loading the XDP program");
     let mut maps = xdp.take_maps().expect("the forwarding maps");
@@ -681,6 +687,52 @@ fn a_full_set_gives_the_way_seen_longest_ago_to_a_new_flow() {
         );
     }
     assert_eq!(chosen_mac(&xdp, &frame(clients[1], TCP_ACK)), REAL_B_MAC);
+}
+
+/// Removes a bpffs pin directory when dropped, whatever the test did.
+struct Pins(std::path::PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+#[test]
+fn a_torn_way_of_the_connection_table_is_a_miss() {
+    use aya::maps::{Array, Map, MapData};
+    let pins = Pins(format!("/sys/fs/bpf/lbd-test-torn-{}", std::process::id()).into());
+    let (xdp, mut maps) = dataplane_pinned(Some(&pins.0));
+    let syn = v4(6, VIP4, &tcp(43000, 80, TCP_SYN));
+    let ack = v4(6, VIP4, &tcp(43000, 80, TCP_ACK));
+    assert_eq!(chosen_mac(&xdp, &syn), REAL_MAC);
+    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
+    assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC, "remembered");
+    // Two CPUs wrote the flow's way at once: the real server of one write, the check of the
+    // other (ID_ELSEWHERE would be a redirect, not XDP_TX).
+    let flow = flow4(6, VIP4, 43000, 80);
+    let index = flow_hash(&flow) & (lb_common::FLOW_SETS - 1);
+    let pinned = MapData::from_pin(pins.0.join(lb_common::MAP_FLOWS)).expect("the pinned table");
+    let mut flows: Array<MapData, lb_common::FlowSet> =
+        Array::try_from(Map::Array(pinned)).expect("an array of sets");
+    let mut set = flows.get(&index, 0).expect("the flow's set");
+    let way = set
+        .ways
+        .iter()
+        .position(|w| w.key == flow && w.real == ID_REAL4)
+        .expect("the flow's way");
+    set.ways[way].real = ID_ELSEWHERE;
+    flows.set(index, set, 0).expect("tearing the way");
+    assert_eq!(
+        chosen_mac(&xdp, &ack),
+        REAL_B_MAC,
+        "a torn way is a miss: the flow is hashed afresh"
+    );
+    // Written again whole, the flow is found again.
+    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4));
+    assert_eq!(chosen_mac(&xdp, &ack), REAL_B_MAC, "remembered again");
+    drop(maps);
+    xdp.release();
 }
 
 #[test]
