@@ -204,7 +204,10 @@ pub const MAX_REALS: u32 = 4096;
 pub const MAX_FLOWS: u32 = 1 << 20;
 /// Ways of a connection-table set: a new flow takes a free way, else the least recently used.
 pub const FLOW_WAYS: usize = 4;
-/// Sets of the connection table (a power of two: a flow's set is its hash's low bits).
+/// Sets of the connection table (a power of two). A flow may be in either of two sets
+/// ([`flow_sets`]): with two choices of four ways, a set overflows only when both are full,
+/// so active flows are evicted only near the table's capacity (one choice of four ways lost
+/// 4 % of the flows at half load: Poisson-distributed sets).
 pub const FLOW_SETS: u32 = MAX_FLOWS / FLOW_WAYS as u32;
 /// Slots of the VIP table: eight per VIP of capacity, so probes are short (a power of two).
 pub const VIP_SLOTS: u32 = (MAX_VIPS * 8).next_power_of_two();
@@ -422,6 +425,16 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
         ^ lane(pair(key.dst[2], key.dst[3]), 0x082e_fa98_ec4e_6c89).rotate_left(39)
         ^ lane(ports, 0x4528_21e6_38d0_1377).rotate_left(52);
     fmix64(h) as u32
+}
+
+/// The two connection-table sets a flow of hash `hash` may be in: the hash's low bits, and
+/// the high bits of the hash times an odd constant (which depend on every bit of it).
+#[inline(always)]
+pub const fn flow_sets(hash: u32) -> [u32; 2] {
+    [
+        hash & (FLOW_SETS - 1),
+        hash.wrapping_mul(0x9e37_79b1) >> (32 - FLOW_SETS.trailing_zeros()),
+    ]
 }
 
 /// The home slot of a VIP in the VIP table (before masking), from its slot words.

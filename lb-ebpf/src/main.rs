@@ -48,7 +48,7 @@ use lb_common::{
     Counter, DEFAULT_RING_SIZE, FLOW_SETS, FLOW_WAYS, FlowKey, FlowSet, FlowWay, IPPROTO_TCP,
     IPPROTO_UDP, IPPROTO_VRRP, MAX_REALS, MAX_VIPS, MAX_VRRP_ROUTERS, RealInfo, Settings,
     VIP_F_ENCAP, VIP_PROBES, VIP_SLOT_EMPTY, VIP_SLOT_USED, VIP_SLOTS, VipInfo, VipSlot, VipStats,
-    VrrpKey, VrrpSeen, VrrpWatched, flow_hash, vip_hash,
+    VrrpKey, VrrpSeen, VrrpWatched, flow_hash, flow_sets, vip_hash,
 };
 
 /// The VIP table: open addressing over [`VIP_SLOTS`] slots, probed inline ([`find_vip`]);
@@ -469,14 +469,22 @@ unsafe fn write_flow(stored: *mut FlowKey, flow: &FlowKey) {
     }
 }
 
-/// A flow's way in the connection table, and whether it holds the flow (else it is the way
-/// to write the flow into: a free one, or the least recently seen).
-///
-/// The ways are screened by their `check` alone (the flow's hash with their real server), and
-/// only the way that passes has its key compared: one key compare, not four.
+/// What a scan of one connection-table set found.
+struct SetScan {
+    /// The flow's way, if the set holds the flow.
+    hit: Option<*mut FlowWay>,
+    /// The way to write a new flow into: a free one, or the one seen longest ago.
+    victim: *mut FlowWay,
+    /// How long ago the victim was seen (`u32::MAX`: free).
+    age: u32,
+}
+
+/// Scans set `index` for `flow`. The ways are screened by their `check` alone (the flow's
+/// hash with their real server), and only the way that passes has its key compared: one key
+/// compare, not four.
 #[inline(always)]
-fn flow_way(flow: &FlowKey, hash: u32, now: u32) -> Option<(*mut FlowWay, bool)> {
-    let set = LB_FLOWS.get_ptr_mut(hash & (FLOW_SETS - 1))?;
+fn scan_set(index: u32, flow: &FlowKey, hash: u32, now: u32) -> Option<SetScan> {
+    let set = LB_FLOWS.get_ptr_mut(index)?;
     let mut candidate = FLOW_WAYS;
     let mut victim = 0;
     let mut oldest = 0;
@@ -503,19 +511,39 @@ fn flow_way(flow: &FlowKey, hash: u32, now: u32) -> Option<(*mut FlowWay, bool)>
         }
         way += 1;
     }
+    let mut hit = None;
     if candidate < FLOW_WAYS {
         // SAFETY: candidate < FLOW_WAYS; a live map value.
         let entry = unsafe { core::ptr::addr_of_mut!((*set).ways[candidate]) };
         // SAFETY: as above.
         if unsafe { same_flow(core::ptr::addr_of!((*entry).key), flow) } {
-            return Some((entry, true));
+            hit = Some(entry);
         }
     }
-    // SAFETY: victim < FLOW_WAYS.
-    Some((
-        unsafe { core::ptr::addr_of_mut!((*set).ways[victim]) },
-        false,
-    ))
+    Some(SetScan {
+        hit,
+        // SAFETY: victim < FLOW_WAYS.
+        victim: unsafe { core::ptr::addr_of_mut!((*set).ways[victim]) },
+        age: oldest,
+    })
+}
+
+/// A flow's way in the connection table, and whether it holds the flow (else it is the way
+/// to write the flow into). A flow may be in either of its two sets ([`flow_sets`]): a new
+/// one takes the older victim of the two, so a set fills only when both choices are full.
+#[inline(always)]
+fn flow_way(flow: &FlowKey, hash: u32, now: u32) -> Option<(*mut FlowWay, bool)> {
+    let [first, second] = flow_sets(hash);
+    let a = scan_set(first, flow, hash, now)?;
+    if let Some(way) = a.hit {
+        return Some((way, true));
+    }
+    let b = scan_set(second, flow, hash, now)?;
+    if let Some(way) = b.hit {
+        return Some((way, true));
+    }
+    // The first set's victim on a tie: a free way there is taken first.
+    Some((if b.age > a.age { b.victim } else { a.victim }, false))
 }
 
 /// The real server `id` if the id is in use.

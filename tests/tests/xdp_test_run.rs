@@ -636,57 +636,100 @@ fn established_flows_keep_their_real_server_and_a_syn_hashes_afresh() {
     assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC);
 }
 
-/// Five clients (address, port) whose flows to VIP4:80 share one connection-table set (of
-/// four ways).
-fn clients_of_one_set() -> Vec<(Ipv4Addr, u16)> {
-    let set_of = |client: Ipv4Addr, sport: u16| {
-        let flow = FlowKey {
-            src: FlowKey::words(client.to_ipv6_mapped().octets()),
-            ..flow4(6, VIP4, sport, 80)
-        };
-        flow_hash(&flow) & (lb_common::FLOW_SETS - 1)
+/// A client: its address and source port, to VIP4:80 over TCP.
+type Client = (Ipv4Addr, u16);
+
+/// The two connection-table sets of a client's flow.
+fn sets_of((client, sport): Client) -> [u32; 2] {
+    let flow = FlowKey {
+        src: FlowKey::words(client.to_ipv6_mapped().octets()),
+        ..flow4(6, VIP4, sport, 80)
     };
-    let wanted = set_of(CLIENT4, 1024);
-    // 256 addresses x 64,512 ports: about 63 flows per set.
-    let clients: Vec<(Ipv4Addr, u16)> = (0..=255u8)
+    lb_common::flow_sets(flow_hash(&flow))
+}
+
+/// `count` clients whose flows' first set is `set` (254 addresses x 64,512 ports: about 62
+/// flows per set), never CLIENT4 (192.0.2.1).
+fn clients_of_set(set: u32, count: usize) -> Vec<Client> {
+    let clients: Vec<Client> = (2..=255u8)
         .flat_map(|host| (1024..=u16::MAX).map(move |p| (Ipv4Addr::new(192, 0, 2, host), p)))
-        .filter(|&(client, p)| set_of(client, p) == wanted)
-        .take(5)
+        .filter(|&c| sets_of(c)[0] == set)
+        .take(count)
         .collect();
-    assert_eq!(clients.len(), 5, "five flows of one set");
+    assert_eq!(clients.len(), count, "{count} flows of set {set}");
     clients
 }
 
+/// A TCP frame of `client` to VIP4:80.
+fn client_frame((client, port): Client, flags: u8) -> Vec<u8> {
+    ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(6, client, VIP4, &[], 0, &tcp(port, 80, flags)),
+    )
+}
+
 #[test]
-fn a_full_set_gives_the_way_seen_longest_ago_to_a_new_flow() {
+fn a_set_that_is_full_sends_a_new_flow_to_its_second_set() {
     let (xdp, mut maps) = dataplane();
-    let clients = clients_of_one_set();
-    let frame = |(client, port): (Ipv4Addr, u16), flags: u8| {
-        ethernet(
-            ETH_P_IP,
-            None,
-            &ipv4(6, client, VIP4, &[], 0, &tcp(port, 80, flags)),
-        )
-    };
-    for &c in &clients[..4] {
-        assert_eq!(chosen_mac(&xdp, &frame(c, TCP_SYN)), REAL_MAC);
+    // Five flows whose first set is the same four-way set: all five are kept.
+    let clients = clients_of_set(sets_of((CLIENT4, 1024))[0], 5);
+    for &c in &clients {
+        assert_eq!(chosen_mac(&xdp, &client_frame(c, TCP_SYN)), REAL_MAC);
     }
-    // A jiffy later the first flow is seen again: the second is now the one seen longest ago.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    assert_eq!(chosen_mac(&xdp, &frame(clients[0], TCP_ACK)), REAL_MAC);
-    assert_eq!(chosen_mac(&xdp, &frame(clients[4], TCP_SYN)), REAL_MAC);
-    // Every flow the set still holds keeps its real server when the table changes; the
-    // evicted one is hashed afresh (last: written back, it evicts another).
     maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
-    for i in [0, 2, 3, 4] {
-        let c = clients[i];
+    for (i, &c) in clients.iter().enumerate() {
+        let mac = chosen_mac(&xdp, &client_frame(c, TCP_ACK));
+        assert_eq!(mac, REAL_MAC, "flow {i} ({c:?}) kept");
+    }
+}
+
+#[test]
+fn both_sets_full_give_the_way_seen_longest_ago_to_a_new_flow() {
+    let (xdp, mut maps) = dataplane();
+    let newcomer = (1024..=u16::MAX)
+        .map(|p| (CLIENT4, p))
+        .find(|&c| sets_of(c)[0] != sets_of(c)[1])
+        .expect("a flow with two distinct sets");
+    let [first, second] = sets_of(newcomer);
+    // Four flows fill the newcomer's first set, four its second.
+    let mut residents = clients_of_set(first, 4);
+    residents.extend(clients_of_set(second, 4));
+    for &c in &residents {
+        assert_eq!(chosen_mac(&xdp, &client_frame(c, TCP_SYN)), REAL_MAC);
+    }
+    // A jiffy later every resident but the second is seen again: it is now the one seen
+    // longest ago.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for (i, &c) in residents.iter().enumerate().filter(|(i, _)| *i != 1) {
         assert_eq!(
-            chosen_mac(&xdp, &frame(c, TCP_ACK)),
+            chosen_mac(&xdp, &client_frame(c, TCP_ACK)),
             REAL_MAC,
-            "flow {i} ({c:?})"
+            "resident {i}"
         );
     }
-    assert_eq!(chosen_mac(&xdp, &frame(clients[1], TCP_ACK)), REAL_B_MAC);
+    assert_eq!(chosen_mac(&xdp, &client_frame(newcomer, TCP_SYN)), REAL_MAC);
+    // Every flow the table still holds keeps its real server when the Maglev table changes;
+    // the evicted one is hashed afresh (last: written back, it evicts another).
+    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
+    let kept = residents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, c)| *c)
+        .chain([newcomer]);
+    for c in kept {
+        assert_eq!(
+            chosen_mac(&xdp, &client_frame(c, TCP_ACK)),
+            REAL_MAC,
+            "{c:?}"
+        );
+    }
+    assert_eq!(
+        chosen_mac(&xdp, &client_frame(residents[1], TCP_ACK)),
+        REAL_B_MAC,
+        "the evicted flow"
+    );
 }
 
 /// Removes a bpffs pin directory when dropped, whatever the test did.
@@ -711,7 +754,8 @@ fn a_torn_way_of_the_connection_table_is_a_miss() {
     // Two CPUs wrote the flow's way at once: the real server of one write, the check of the
     // other (ID_ELSEWHERE would be a redirect, not XDP_TX).
     let flow = flow4(6, VIP4, 43000, 80);
-    let index = flow_hash(&flow) & (lb_common::FLOW_SETS - 1);
+    // The first insert into an empty table takes the flow's first set.
+    let index = lb_common::flow_sets(flow_hash(&flow))[0];
     let pinned = MapData::from_pin(pins.0.join(lb_common::MAP_FLOWS)).expect("the pinned table");
     let mut flows: Array<MapData, lb_common::FlowSet> =
         Array::try_from(Map::Array(pinned)).expect("an array of sets");
