@@ -469,81 +469,99 @@ unsafe fn write_flow(stored: *mut FlowKey, flow: &FlowKey) {
     }
 }
 
-/// What a scan of one connection-table set found.
-struct SetScan {
-    /// The flow's way, if the set holds the flow.
-    hit: Option<*mut FlowWay>,
-    /// The way to write a new flow into: a free one, or the one seen longest ago.
-    victim: *mut FlowWay,
-    /// How long ago the victim was seen (`u32::MAX`: free).
-    age: u32,
-}
-
-/// Scans set `index` for `flow`. The ways are screened by their `check` alone (the flow's
-/// hash with their real server), and only the way that passes has its key compared: one key
-/// compare, not four.
+/// The way of set `index` that holds `flow`, if one does. The ways are screened by their
+/// `check` alone (the flow's hash with their real server), and only the way that passes has
+/// its key compared: one key compare, not four.
 #[inline(always)]
-fn scan_set(index: u32, flow: &FlowKey, hash: u32, now: u32) -> Option<SetScan> {
+fn find_in_set(index: u32, flow: &FlowKey, hash: u32) -> Option<*mut FlowWay> {
     let set = LB_FLOWS.get_ptr_mut(index)?;
-    let mut candidate = FLOW_WAYS;
-    let mut victim = 0;
-    let mut oldest = 0;
     let mut way = 0;
     while way < FLOW_WAYS {
-        // SAFETY: a live map value; `way` is below the set's length. Read as plain data: a way
-        // being written fails its check.
-        let (real, check, stamp) = unsafe {
-            let entry = core::ptr::addr_of!((*set).ways[way]);
-            ((*entry).real, (*entry).check, (*entry).stamp)
-        };
-        // A free way is the best victim; otherwise the one seen longest ago.
+        // SAFETY: a live map value; way < FLOW_WAYS. Plain data, checked by `check`.
+        let entry = unsafe { core::ptr::addr_of_mut!((*set).ways[way]) };
+        // SAFETY: as above.
+        let (real, check) = unsafe { ((*entry).real, (*entry).check) };
+        if real != 0 && check == hash ^ real {
+            // SAFETY: as above.
+            if unsafe { same_flow(core::ptr::addr_of!((*entry).key), flow) } {
+                return Some(entry);
+            }
+            return None;
+        }
+        way += 1;
+    }
+    None
+}
+
+/// The way of set `index` a new flow would take (a free one, else the one seen longest
+/// ago), how long ago it was seen (`u32::MAX`: free) and how many ways are free.
+#[inline(always)]
+fn victim_in_set(index: u32, now: u32) -> Option<(usize, u32, u32)> {
+    let set = LB_FLOWS.get_ptr(index)?;
+    let mut victim = 0;
+    let mut oldest = 0;
+    let mut free = 0;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: a live map value; way < FLOW_WAYS.
+        let (real, stamp) = unsafe { ((*set).ways[way].real, (*set).ways[way].stamp) };
         let age = if real == 0 {
+            free += 1;
             u32::MAX
         } else {
             now.wrapping_sub(stamp)
         };
-        if real != 0 && check == hash ^ real && candidate == FLOW_WAYS {
-            candidate = way;
-        }
         if age > oldest || way == 0 {
             victim = way;
             oldest = age;
         }
         way += 1;
     }
-    let mut hit = None;
-    if candidate < FLOW_WAYS {
-        // SAFETY: candidate < FLOW_WAYS; a live map value.
-        let entry = unsafe { core::ptr::addr_of_mut!((*set).ways[candidate]) };
-        // SAFETY: as above.
-        if unsafe { same_flow(core::ptr::addr_of!((*entry).key), flow) } {
-            hit = Some(entry);
-        }
+    Some((victim, oldest, free))
+}
+
+/// Where a new flow of hash `hash` goes: `set << 2 | way`, `u64::MAX` if the table is
+/// missing. A flow may be in either of its two sets ([`flow_sets`]): a new one goes to the
+/// set with more free ways (the power of two choices keeps sets even), and when both are
+/// full it takes the way of the two seen longest ago.
+///
+/// Its own BPF function returning a number: the verifier then carries one state out of it,
+/// not one for each way the scans could pick (inlined, they took it past its 1 M
+/// instructions). Only a new flow pays the call.
+#[inline(never)]
+fn flow_victim(hash: u32, now: u32) -> u64 {
+    let [first, second] = flow_sets(hash);
+    let (Some((a_way, a_age, a_free)), Some((b_way, b_age, b_free))) =
+        (victim_in_set(first, now), victim_in_set(second, now))
+    else {
+        return u64::MAX;
+    };
+    // The first set on a tie.
+    let second_set = if a_free + b_free > 0 {
+        b_free > a_free
+    } else {
+        b_age > a_age
+    };
+    if second_set {
+        u64::from(second) << 2 | b_way as u64
+    } else {
+        u64::from(first) << 2 | a_way as u64
     }
-    Some(SetScan {
-        hit,
-        // SAFETY: victim < FLOW_WAYS.
-        victim: unsafe { core::ptr::addr_of_mut!((*set).ways[victim]) },
-        age: oldest,
-    })
 }
 
 /// A flow's way in the connection table, and whether it holds the flow (else it is the way
-/// to write the flow into). A flow may be in either of its two sets ([`flow_sets`]): a new
-/// one takes the older victim of the two, so a set fills only when both choices are full.
+/// to write the flow into).
 #[inline(always)]
 fn flow_way(flow: &FlowKey, hash: u32, now: u32) -> Option<(*mut FlowWay, bool)> {
     let [first, second] = flow_sets(hash);
-    let a = scan_set(first, flow, hash, now)?;
-    if let Some(way) = a.hit {
+    if let Some(way) = find_in_set(first, flow, hash).or_else(|| find_in_set(second, flow, hash)) {
         return Some((way, true));
     }
-    let b = scan_set(second, flow, hash, now)?;
-    if let Some(way) = b.hit {
-        return Some((way, true));
-    }
-    // The first set's victim on a tie: a free way there is taken first.
-    Some((if b.age > a.age { b.victim } else { a.victim }, false))
+    let place = flow_victim(hash, now);
+    let set = LB_FLOWS.get_ptr_mut((place >> 2) as u32)?;
+    let way = place as usize % FLOW_WAYS;
+    // SAFETY: a live map value; way < FLOW_WAYS.
+    Some((unsafe { core::ptr::addr_of_mut!((*set).ways[way]) }, false))
 }
 
 /// The real server `id` if the id is in use.

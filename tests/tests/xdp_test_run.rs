@@ -197,7 +197,7 @@ fn flow4(proto: u8, dst: Ipv4Addr, sport: u16, dport: u16) -> FlowKey {
         sport_be: sport.to_be(),
         dport_be: dport.to_be(),
         proto,
-        _pad: [0; 3],
+        ..FlowKey::default()
     }
 }
 
@@ -257,7 +257,7 @@ fn cases() -> Vec<Case> {
         sport_be: 40002u16.to_be(),
         dport_be: 443u16.to_be(),
         proto: 6,
-        _pad: [0; 3],
+        ..FlowKey::default()
     };
     let ip6ip6 = ethernet(
         ETH_P_IPV6,
@@ -670,7 +670,7 @@ fn client_frame((client, port): Client, flags: u8) -> Vec<u8> {
 }
 
 #[test]
-fn a_set_that_is_full_sends_a_new_flow_to_its_second_set() {
+fn flows_that_share_their_first_set_are_all_kept() {
     let (xdp, mut maps) = dataplane();
     // Five flows whose first set is the same four-way set: all five are kept.
     let clients = clients_of_set(sets_of((CLIENT4, 1024))[0], 5);
@@ -684,52 +684,81 @@ fn a_set_that_is_full_sends_a_new_flow_to_its_second_set() {
     }
 }
 
+/// The key of a client's flow.
+fn key_of((client, sport): Client) -> FlowKey {
+    FlowKey {
+        src: FlowKey::words(client.to_ipv6_mapped().octets()),
+        ..flow4(6, VIP4, sport, 80)
+    }
+}
+
 #[test]
-fn both_sets_full_give_the_way_seen_longest_ago_to_a_new_flow() {
-    let (xdp, mut maps) = dataplane();
+fn a_new_flow_takes_the_emptier_set_and_else_the_way_seen_longest_ago() {
+    use aya::maps::{Array, Map, MapData};
+    use lb_common::{FlowSet, FlowWay};
+    let pins = Pins(format!("/sys/fs/bpf/lbd-test-sets-{}", std::process::id()).into());
+    let (xdp, _maps) = dataplane_pinned(Some(&pins.0));
+    let pinned = MapData::from_pin(pins.0.join(lb_common::MAP_FLOWS)).expect("the pinned table");
+    let mut table: Array<MapData, FlowSet> =
+        Array::try_from(Map::Array(pinned)).expect("an array of sets");
     let newcomer = (1024..=u16::MAX)
         .map(|p| (CLIENT4, p))
         .find(|&c| sets_of(c)[0] != sets_of(c)[1])
         .expect("a flow with two distinct sets");
     let [first, second] = sets_of(newcomer);
-    // Four flows fill the newcomer's first set, four its second.
-    let mut residents = clients_of_set(first, 4);
-    residents.extend(clients_of_set(second, 4));
-    for &c in &residents {
-        assert_eq!(chosen_mac(&xdp, &client_frame(c, TCP_SYN)), REAL_MAC);
-    }
-    // A jiffy later every resident but the second is seen again: it is now the one seen
-    // longest ago.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    for (i, &c) in residents.iter().enumerate().filter(|(i, _)| *i != 1) {
-        assert_eq!(
-            chosen_mac(&xdp, &client_frame(c, TCP_ACK)),
-            REAL_MAC,
-            "resident {i}"
-        );
-    }
-    assert_eq!(chosen_mac(&xdp, &client_frame(newcomer, TCP_SYN)), REAL_MAC);
-    // Every flow the table still holds keeps its real server when the Maglev table changes;
-    // the evicted one is hashed afresh (last: written back, it evicts another).
-    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
-    let kept = residents
+    // The program's clock, from the stamp of a flow it just wrote.
+    let probe = (2048..=u16::MAX)
+        .map(|p| (CLIENT4, p))
+        .find(|&c| !sets_of(c).iter().any(|s| [first, second].contains(s)))
+        .expect("a flow of other sets");
+    assert_eq!(chosen_mac(&xdp, &client_frame(probe, TCP_SYN)), REAL_MAC);
+    let set = table.get(&sets_of(probe)[0], 0).expect("the probe's set");
+    let now = set
+        .ways
         .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 1)
-        .map(|(_, c)| *c)
-        .chain([newcomer]);
-    for c in kept {
-        assert_eq!(
-            chosen_mac(&xdp, &client_frame(c, TCP_ACK)),
-            REAL_MAC,
-            "{c:?}"
-        );
-    }
+        .find(|w| w.key == key_of(probe))
+        .expect("the probe's way")
+        .stamp;
+    // Ways of other flows (their check fails, so they are never found; only occupied).
+    let resident = |i: u16, stamp: u32| FlowWay {
+        key: flow4(17, VIP4, 9000 + i, 53),
+        real: ID_REAL4,
+        stamp,
+        ..FlowWay::default()
+    };
+    let fill = |table: &mut Array<MapData, FlowSet>, set: u32, ways: &[FlowWay]| {
+        let mut value = FlowSet::default();
+        value.ways[..ways.len()].copy_from_slice(ways);
+        table.set(set, value, 0).expect("writing a set");
+    };
+    let holder = |table: &Array<MapData, FlowSet>| {
+        [first, second].map(|set| {
+            table
+                .get(&set, 0)
+                .expect("a set")
+                .ways
+                .iter()
+                .position(|w| w.key == key_of(newcomer) && w.real == ID_REAL4)
+        })
+    };
+    // Three ways of the first set taken, two of the second: the newcomer goes to the second.
+    fill(&mut table, first, &[0, 1, 2].map(|i| resident(i, now)));
+    fill(&mut table, second, &[3, 4].map(|i| resident(i, now)));
+    assert_eq!(chosen_mac(&xdp, &client_frame(newcomer, TCP_SYN)), REAL_MAC);
     assert_eq!(
-        chosen_mac(&xdp, &client_frame(residents[1], TCP_ACK)),
-        REAL_B_MAC,
-        "the evicted flow"
+        holder(&table),
+        [None, Some(2)],
+        "the emptier set's first free way"
     );
+    // Both full: the way of the two seen longest ago goes, here the second set's way 1.
+    fill(&mut table, first, &[0, 1, 2, 3].map(|i| resident(i, now)));
+    let mut ways = [4, 5, 6, 7].map(|i| resident(i, now));
+    ways[1].stamp = now.wrapping_sub(1000);
+    fill(&mut table, second, &ways);
+    assert_eq!(chosen_mac(&xdp, &client_frame(newcomer, TCP_SYN)), REAL_MAC);
+    assert_eq!(holder(&table), [None, Some(1)], "the way seen longest ago");
+    drop(table);
+    xdp.release();
 }
 
 /// Removes a bpffs pin directory when dropped, whatever the test did.
