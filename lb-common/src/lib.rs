@@ -11,7 +11,8 @@
 //!   mapping and probed inline by the program ([`vip_hash`]).
 //! - [`VipStats`]: the per-CPU `LB_VIP_STATS` array, indexed by [`VipInfo::index`].
 //! - [`Counter`]: the per-CPU `LB_COUNTERS` array, what the program did with each packet and why.
-//! - [`RealInfo`] (`LB_REALS`, by real-server id), the Maglev tables (`LB_RINGS`, slot to id),
+//! - [`RealInfo`] (`LB_REALS`, by real-server id), the Maglev tables (`LB_RINGS`, slot to id,
+//!   two 4-byte slots to each 8-byte element: a BPF array rounds every value up to 8 bytes),
 //!   [`FlowKey`] / [`FlowSet`] (`LB_FLOWS`, the connection table), [`Settings`]
 //!   (`LB_SETTINGS`): what the XDP program forwards with; [`flow_hash`] picks a flow's Maglev
 //!   slot and its connection-table set.

@@ -70,8 +70,12 @@ static LB_REAL_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(MAX_
 
 /// Every VIP's Maglev table back to back. lbd sizes it at load (VIP capacity x ring size) and
 /// writes it through a memory mapping.
+///
+/// Two slots to an element, the even one in the low half: a BPF array rounds every value up to
+/// 8 bytes, so one slot an element would take twice the memory (268 MB at Katran's capacity).
 #[map(name = "LB_RINGS")]
-static LB_RINGS: Array<u32> = Array::with_max_entries(MAX_VIPS * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
+static LB_RINGS: Array<u64> =
+    Array::with_max_entries((MAX_VIPS * DEFAULT_RING_SIZE).div_ceil(2), BPF_F_MMAPABLE);
 
 /// The connection table: [`FLOW_SETS`] sets of [`FLOW_WAYS`] ways, shared by all
 /// CPUs and written without locks ([`FlowWay`] says how a torn way is caught).
@@ -621,7 +625,8 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
                 return Err(Counter::NoRealServer);
             }
             let slot = vip.index.wrapping_mul(ring).wrapping_add(hash % ring);
-            let id = *LB_RINGS.get(slot).ok_or(Counter::NoRealServer)?;
+            let pair = *LB_RINGS.get(slot / 2).ok_or(Counter::NoRealServer)?;
+            let id = (pair >> (32 * (slot % 2))) as u32;
             let real = real(id).ok_or(Counter::NoRealServer)?;
             // The check last: until it is written, the way reads as torn (a miss).
             // SAFETY: a live map value.

@@ -141,6 +141,15 @@ impl MappedArray {
         })
     }
 
+    /// The elements as `u32`s, two to an element: for an array of `u64`s that each hold two
+    /// `u32` values (low half first on this little-endian-only code path: BPF is little-endian
+    /// here, as x86-64 and arm64 are).
+    pub(crate) fn as_mut_u32(&mut self) -> &mut [u32] {
+        // SAFETY: the same memory as `as_mut_slice`, 4-aligned, twice as many 4-byte values;
+        // &mut self makes it the only view in lbd.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u32>(), self.len * 2) }
+    }
+
     /// The elements.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u64] {
         // SAFETY: the mapping holds `len` 8-byte elements (page-aligned, so aligned) and lives

@@ -152,7 +152,7 @@ fn dataplane_pinned(pins: Option<&std::path::Path>) -> (XdpDataplane, XdpMaps) {
     ];
     for (key, index, flags, id) in vips {
         maps.set_vip(&key, VipInfo { index, flags }).expect("VIP");
-        maps.ring_mut(index).fill(u64::from(id));
+        maps.ring_mut(index).fill(id);
     }
     (xdp, maps)
 }
@@ -622,7 +622,7 @@ fn established_flows_keep_their_real_server_and_a_syn_hashes_afresh() {
     let ack = v4(6, VIP4, &tcp(41000, 80, TCP_ACK));
     assert_eq!(chosen_mac(&xdp, &syn), REAL_MAC);
     // The real server leaves the VIP's table: the flow stays, a new connection moves.
-    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
+    maps.ring_mut(SLOT_DR_TCP80).fill(ID_REAL4_B);
     assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC, "established flow");
     assert_eq!(chosen_mac(&xdp, &syn), REAL_B_MAC, "a SYN hashes afresh");
     assert_eq!(chosen_mac(&xdp, &ack), REAL_B_MAC, "and is remembered");
@@ -632,7 +632,7 @@ fn established_flows_keep_their_real_server_and_a_syn_hashes_afresh() {
     // A freed id (family 0) is never forwarded to: its flows are hashed again.
     maps.set_real(ID_REAL4_B, &RealInfo::default())
         .expect("freeing");
-    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4));
+    maps.ring_mut(SLOT_DR_TCP80).fill(ID_REAL4);
     assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC);
 }
 
@@ -677,7 +677,7 @@ fn flows_that_share_their_first_set_are_all_kept() {
     for &c in &clients {
         assert_eq!(chosen_mac(&xdp, &client_frame(c, TCP_SYN)), REAL_MAC);
     }
-    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
+    maps.ring_mut(SLOT_DR_TCP80).fill(ID_REAL4_B);
     for (i, &c) in clients.iter().enumerate() {
         let mac = chosen_mac(&xdp, &client_frame(c, TCP_ACK));
         assert_eq!(mac, REAL_MAC, "flow {i} ({c:?}) kept");
@@ -778,7 +778,7 @@ fn a_torn_way_of_the_connection_table_is_a_miss() {
     let syn = v4(6, VIP4, &tcp(43000, 80, TCP_SYN));
     let ack = v4(6, VIP4, &tcp(43000, 80, TCP_ACK));
     assert_eq!(chosen_mac(&xdp, &syn), REAL_MAC);
-    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4_B));
+    maps.ring_mut(SLOT_DR_TCP80).fill(ID_REAL4_B);
     assert_eq!(chosen_mac(&xdp, &ack), REAL_MAC, "remembered");
     // Two CPUs wrote the flow's way at once: the real server of one write, the check of the
     // other (ID_ELSEWHERE would be a redirect, not XDP_TX).
@@ -802,7 +802,7 @@ fn a_torn_way_of_the_connection_table_is_a_miss() {
         "a torn way is a miss: the flow is hashed afresh"
     );
     // Written again whole, the flow is found again.
-    maps.ring_mut(SLOT_DR_TCP80).fill(u64::from(ID_REAL4));
+    maps.ring_mut(SLOT_DR_TCP80).fill(ID_REAL4);
     assert_eq!(chosen_mac(&xdp, &ack), REAL_B_MAC, "remembered again");
     drop(maps);
     xdp.release();

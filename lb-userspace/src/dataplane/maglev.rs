@@ -209,13 +209,13 @@ struct Walker {
 }
 
 /// Writes `new` over `current` where they differ; returns how many slots changed. `current`
-/// is the table as the kernel holds it: one 8-byte array element a slot (BPF array maps round
-/// their values up to 8 bytes), the id in its low half.
-pub fn write_delta(current: &mut [u64], new: &[u32]) -> usize {
+/// is the table as the kernel holds it (two slots to an 8-byte array element, seen as `u32`s:
+/// each slot is one aligned store).
+pub fn write_delta(current: &mut [u32], new: &[u32]) -> usize {
     let mut changed = 0;
     for (slot, &id) in current.iter_mut().zip(new) {
-        if *slot != u64::from(id) {
-            *slot = u64::from(id);
+        if *slot != id {
+            *slot = id;
             changed += 1;
         }
     }
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn delta_writes_only_changed_slots() {
-        let mut current = vec![1u64, 2, 3, 4];
+        let mut current = vec![1u32, 2, 3, 4];
         assert_eq!(write_delta(&mut current, &[1, 5, 3, 6]), 2);
         assert_eq!(current, [1, 5, 3, 6]);
     }

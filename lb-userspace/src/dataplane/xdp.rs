@@ -170,7 +170,8 @@ pub struct Capacity {
 }
 
 impl Default for Capacity {
-    /// Katran's defaults: 512 VIPs, 65,537 slots each (128 MiB of tables).
+    /// Katran's defaults: 512 VIPs, 65,537 slots each (128 MiB of tables, two 4-byte slots to
+    /// an 8-byte array element).
     fn default() -> Self {
         Self {
             vips: MAX_VIPS,
@@ -288,7 +289,7 @@ impl XdpDataplane {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(MAP_VIP_STATS, capacity.vips)
-            .map_max_entries(MAP_RINGS, slots);
+            .map_max_entries(MAP_RINGS, slots.div_ceil(2));
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => {
                 ensure_bpffs(dir)?;
@@ -301,7 +302,7 @@ impl XdpDataplane {
                         })
                 };
                 // The capacity, and the layout (an older lbd's VIP and flow maps were hashes).
-                let fits = has(MAP_RINGS, slots, 4)
+                let fits = has(MAP_RINGS, slots.div_ceil(2), 8)
                     && has(MAP_VIPS, VIP_SLOTS, size_of::<VipSlot>() as u32)
                     && has(MAP_FLOWS, FLOW_SETS, size_of::<FlowSet>() as u32);
                 if rings.exists() && !fits {
@@ -375,8 +376,8 @@ impl XdpDataplane {
         let settings =
             Array::try_from(Map::Array(take(MAP_SETTINGS)?)).map_err(|e| open(MAP_SETTINGS, e))?;
         let slots = (self.capacity.vips as usize) * (self.capacity.ring_size as usize);
-        let rings =
-            crate::sys::MappedArray::new(take(MAP_RINGS)?, slots).map_err(XdpError::Mmap)?;
+        let rings = crate::sys::MappedArray::new(take(MAP_RINGS)?, slots.div_ceil(2))
+            .map_err(XdpError::Mmap)?;
         Ok(XdpMaps {
             vips,
             reals,
@@ -715,9 +716,10 @@ impl XdpMaps {
             .collect()
     }
 
-    /// A second handle on the Maglev tables' map for `bpf_map_update_elem`, one system call a
-    /// slot: the alternative to the memory mapping, kept to measure it against (`bench xdp`).
-    pub fn rings_by_syscall(&self) -> Result<Array<MapData, u32>, XdpError> {
+    /// A second handle on the Maglev tables' map for `bpf_map_update_elem`, one system call an
+    /// element (two slots): the alternative to the memory mapping, kept to measure it against
+    /// (`bench xdp`).
+    pub fn rings_by_syscall(&self) -> Result<Array<MapData, u64>, XdpError> {
         use std::os::fd::AsFd as _;
         let fd = self
             .rings
@@ -739,11 +741,11 @@ impl XdpMaps {
     }
 
     /// The Maglev table of VIP slot `index`, to write.
-    pub fn ring_mut(&mut self, index: u32) -> &mut [u64] {
+    pub fn ring_mut(&mut self, index: u32) -> &mut [u32] {
         let size = self.capacity.ring_size as usize;
         let start = (index as usize) * size;
         self.rings
-            .as_mut_slice()
+            .as_mut_u32()
             .get_mut(start..start + size)
             .unwrap_or(&mut [])
     }
