@@ -31,7 +31,7 @@ use std::{
 
 use lb_tests::lab::{Lab, Netns, wait_for_path};
 
-use crate::{arg, failover::usage_split, median};
+use crate::{arg, arg_str, failover::usage_split, median};
 
 const TCP_ADDRS: u16 = 100;
 const TCP_PORTS: u16 = 100;
@@ -515,11 +515,7 @@ pub(crate) fn bench_checks(args: &[String]) -> ExitCode {
     lb_tests::require_root();
     let window = Duration::from_secs(u64::from(arg(args, "--window-secs", 60)));
     let kills = arg(args, "--kills", 20);
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map_or("load,detection,operations".to_owned(), Clone::clone);
+    let only = arg_str(args, "--only").unwrap_or("load,detection,operations");
     if only.contains("load") {
         let mut load = load_lab();
         println!(

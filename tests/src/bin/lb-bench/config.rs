@@ -22,7 +22,7 @@ use std::{
 
 use lb_tests::lab::{Lab, wait_for_path, wait_until};
 
-use crate::{arg, median};
+use crate::{arg, arg_str, median};
 
 /// The `~SEQ` example of keepalived.conf(5), word for word but for the file's directory.
 fn seq_example(dir: &std::path::Path) -> String {
@@ -318,12 +318,10 @@ fn reloads(rounds: u32) {
 pub(crate) fn bench_config(args: &[String]) -> ExitCode {
     lb_tests::require_root();
     let rounds = arg(args, "--rounds", 10);
-    let only: Vec<&str> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.split(',').collect())
-        .unwrap_or_else(|| vec!["parse", "reload"]);
+    let only: Vec<&str> = arg_str(args, "--only")
+        .unwrap_or("parse,reload")
+        .split(',')
+        .collect();
     if only.contains(&"parse") {
         parse(rounds);
     }

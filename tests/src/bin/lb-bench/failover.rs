@@ -28,7 +28,7 @@ use lb_tests::{
     vrrp::{Capture, Kind, Router, Seen, Settings, VIP, lan, mac_of, wait_master},
 };
 
-use crate::{arg, median};
+use crate::{arg, arg_str, median};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -401,13 +401,10 @@ pub(crate) fn bench_failover(args: &[String]) -> std::process::ExitCode {
     let reps = arg(args, "--reps", 5);
     let steady_secs = arg(args, "--steady-secs", 60);
     let window = Duration::from_secs(u64::from(arg(args, "--window-secs", 20)));
-    let only: Vec<&str> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map_or(vec!["failover", "steady", "resources"], |v| {
-            v.split(',').collect()
-        });
+    let only: Vec<&str> = arg_str(args, "--only")
+        .unwrap_or("failover,steady,resources")
+        .split(',')
+        .collect();
     if only.contains(&"failover") {
         failover_table(reps);
     }

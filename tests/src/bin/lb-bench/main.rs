@@ -38,6 +38,14 @@ pub(crate) fn arg(args: &[String], name: &str, default: u32) -> u32 {
         })
 }
 
+/// The value after flag `name`, if given.
+pub(crate) fn arg_str<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]

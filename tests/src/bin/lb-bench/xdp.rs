@@ -37,7 +37,7 @@ use lbd::{
     reconcile::xdp::settings,
 };
 
-use super::{arg, median};
+use super::{arg, arg_str, median};
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
@@ -231,12 +231,9 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
     );
     let mut worst: f64 = 0.0;
     // `--only WORD`: the paths whose name holds WORD (to profile one path).
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1));
+    let only = arg_str(args, "--only");
     for (name, frame, repeatable) in paths {
-        if only.is_some_and(|word| !name.contains(word.as_str())) {
+        if only.is_some_and(|word| !name.contains(word)) {
             continue;
         }
         let (mut ours, mut floor, mut ours_r, mut floor_r) = (vec![], vec![], vec![], vec![]);
@@ -376,17 +373,9 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
     drop(xdp);
     let secs = arg(args, "--pps-secs", 5);
     if secs > 0 {
-        let attach = args
-            .iter()
-            .position(|a| a == "--xdp-attach")
-            .and_then(|i| args.get(i + 1))
-            .map_or("generic", String::as_str);
+        let attach = arg_str(args, "--xdp-attach").unwrap_or("generic");
         // `--pps-only MODE[,MODE]`: forwarding, dnat and/or xdp alone (to profile one).
-        let modes = args
-            .iter()
-            .position(|a| a == "--pps-only")
-            .and_then(|i| args.get(i + 1))
-            .map_or("forwarding,dnat,xdp", String::as_str);
+        let modes = arg_str(args, "--pps-only").unwrap_or("forwarding,dnat,xdp");
         bench_forwarding(u64::from(secs), arg(args, "--pps-rounds", 3), attach, modes);
     }
     ExitCode::SUCCESS
