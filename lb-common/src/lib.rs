@@ -352,11 +352,13 @@ impl VipSlot {
     /// The `addr_lo` and `addr_hi` words of an address.
     #[inline(always)]
     pub const fn addr_words(addr: &[u8; 16]) -> (u64, u64) {
-        let w = FlowKey::words(*addr);
-        (
-            w[0] as u64 | (w[1] as u64) << 32,
-            w[2] as u64 | (w[3] as u64) << 32,
-        )
+        Self::addr_words_of(&FlowKey::words(*addr))
+    }
+
+    /// The `addr_lo` and `addr_hi` words of an address held as [`FlowKey::words`].
+    #[inline(always)]
+    pub const fn addr_words_of(w: &[u32; 4]) -> (u64, u64) {
+        (pair(w[0], w[1]), pair(w[2], w[3]))
     }
 
     /// The address of `addr_lo` and `addr_hi` words.
@@ -380,7 +382,7 @@ impl VipSlot {
     /// The `info` word of `info`.
     #[inline(always)]
     pub const fn info_word(info: VipInfo) -> u64 {
-        info.index as u64 | (info.flags as u64) << 32
+        pair(info.index, info.flags)
     }
 
     /// The [`VipInfo`] of an `info` word.
@@ -421,7 +423,6 @@ pub struct Settings {
 /// run side by side, where a chain of 32-bit rounds would run one after another.
 #[inline(always)]
 pub fn flow_hash(key: &FlowKey) -> u32 {
-    let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
     let ports = pair(
         u32::from(key.sport_be) | u32::from(key.dport_be) << 16,
         u32::from(key.proto),
@@ -451,6 +452,12 @@ pub fn vip_hash(addr_lo: u64, addr_hi: u64, port_be: u16, proto: u8) -> u32 {
         ^ lane(addr_hi, 0x1319_8a2e_0370_7344).rotate_left(21)
         ^ lane(VipSlot::key_word(port_be, proto, 0), 0xa409_3822_299f_31d0).rotate_left(42);
     fmix64(h) as u32
+}
+
+/// `lo` and `hi` as one native 64-bit word, `lo` in the low half.
+#[inline(always)]
+const fn pair(lo: u32, hi: u32) -> u64 {
+    lo as u64 | (hi as u64) << 32
 }
 
 /// One lane: the word and a constant, multiplied by an odd constant, high half folded down.

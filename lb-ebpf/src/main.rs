@@ -403,8 +403,7 @@ fn is_ipv6_ext_header(next: u8) -> bool {
 /// Exact (address, port, protocol) first, then the port-0 wildcard.
 #[inline(always)]
 fn lookup_vip(dst: &[u32; 4], port_be: u16, proto: u8) -> Option<VipInfo> {
-    let addr_lo = u64::from(dst[0]) | u64::from(dst[1]) << 32;
-    let addr_hi = u64::from(dst[2]) | u64::from(dst[3]) << 32;
+    let (addr_lo, addr_hi) = VipSlot::addr_words_of(dst);
     find_vip(addr_lo, addr_hi, port_be, proto).or_else(|| find_vip(addr_lo, addr_hi, 0, proto))
 }
 
