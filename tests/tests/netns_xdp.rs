@@ -251,10 +251,19 @@ fn the_xdp_director_forwards_by_direct_routing_and_follows_health() {
     assert_eq!(echo(&mut held, b"before"), b"before");
 
     // rs2 stops listening: its check fails, it leaves the table; its connection carries on.
+    // Health reports it down before the reconciler has rewritten the Maglev table: wait for
+    // both (the reconciler publishes its count once the XDP maps are written).
+    let applied = |status: &serde_json::Value| status["reconciler"]["applied"].as_u64();
+    let applied_before = applied(&lb_tests::lbctl_status(&socket)).expect("reconciler count");
     t.servers[1].1.stop_listening();
-    wait_until("rs2 down", Duration::from_secs(10), || {
-        alive_reals(&lb_tests::lbctl_status(&socket)) == 2
-    });
+    wait_until(
+        "rs2 down and out of the XDP tables",
+        Duration::from_secs(10),
+        || {
+            let status = lb_tests::lbctl_status(&socket);
+            alive_reals(&status) == 2 && applied(&status) > Some(applied_before)
+        },
+    );
     let mut after = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..60 {
         let (name, _conn) = lb_tests::lab::greet(&t.client, VIP4_80);
