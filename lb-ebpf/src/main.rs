@@ -496,17 +496,19 @@ fn find_in_set(index: u32, flow: &FlowKey, hash: u32) -> Option<*mut FlowWay> {
     None
 }
 
-/// The way of set `index` a new flow would take (a free one, else the one seen longest
-/// ago), how long ago it was seen (`u32::MAX`: free) and how many ways are free.
+/// The way of `set` a new flow would take (a free one, else the one seen longest ago), how
+/// long ago it was seen (`u32::MAX`: free) and how many ways are free.
+///
+/// # Safety
+/// `set` points to a live map value.
 #[inline(always)]
-fn victim_in_set(index: u32, now: u32) -> Option<(usize, u32, u32)> {
-    let set = LB_FLOWS.get_ptr(index)?;
+unsafe fn victim_in_set(set: *const FlowSet, now: u32) -> (usize, u32, u32) {
     let mut victim = 0;
     let mut oldest = 0;
     let mut free = 0;
     let mut way = 0;
     while way < FLOW_WAYS {
-        // SAFETY: a live map value; way < FLOW_WAYS.
+        // SAFETY: a live map value (the caller's promise); way < FLOW_WAYS.
         let (real, stamp) = unsafe { ((*set).ways[way].real, (*set).ways[way].stamp) };
         let age = if real == 0 {
             free += 1;
@@ -520,7 +522,7 @@ fn victim_in_set(index: u32, now: u32) -> Option<(usize, u32, u32)> {
         }
         way += 1;
     }
-    Some((victim, oldest, free))
+    (victim, oldest, free)
 }
 
 /// Where a new flow of hash `hash` goes: `set << 2 | way`, `u64::MAX` if the table is
@@ -530,15 +532,21 @@ fn victim_in_set(index: u32, now: u32) -> Option<(usize, u32, u32)> {
 ///
 /// Its own BPF function returning a number: the verifier then carries one state out of it,
 /// not one for each way the scans could pick (inlined, they took it past its 1 M
-/// instructions). Only a new flow pays the call.
+/// instructions). Only a new flow pays the call. Both sets are looked up before either is
+/// scanned, each with its own early return: LLVM may otherwise merge the two misses into
+/// one path that spills a register the verifier sees as unset.
 #[inline(never)]
 fn flow_victim(hash: u32, now: u32) -> u64 {
     let [first, second] = flow_sets(hash);
-    let (Some((a_way, a_age, a_free)), Some((b_way, b_age, b_free))) =
-        (victim_in_set(first, now), victim_in_set(second, now))
-    else {
+    let Some(a) = LB_FLOWS.get_ptr(first) else {
         return u64::MAX;
     };
+    let Some(b) = LB_FLOWS.get_ptr(second) else {
+        return u64::MAX;
+    };
+    // SAFETY: both are live map values.
+    let ((a_way, a_age, a_free), (b_way, b_age, b_free)) =
+        unsafe { (victim_in_set(a, now), victim_in_set(b, now)) };
     // The first set on a tie.
     let second_set = if a_free + b_free > 0 {
         b_free > a_free
