@@ -296,7 +296,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         const L3: usize = ETH_HLEN + VLAN_HLEN;
         return match be16_at(ctx, ETH_HLEN + 2)? {
-            ETH_P_IP => ipv4::<L3, { L3 + IPV4_HLEN }>(ctx).verdict(),
+            ETH_P_IP => ipv4_tagged::<L3, { L3 + IPV4_HLEN }>(ctx).verdict(),
             ETH_P_IPV6 => ipv6::<L3, { L3 + IPV6_HLEN }>(ctx).verdict(),
             _ => Err(Counter::NotIp),
         };
@@ -308,11 +308,19 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
     }
 }
 
-/// An IPv4 packet whose header starts at `L3` (and, without options, ends at `L4`).
+/// An IPv4 packet behind a VLAN tag: [`ipv4`] as its own BPF function.
 ///
-/// Not inlined, nor is [`ipv6`]: each of the four header layouts is its own BPF function
-/// with its own stack frame (inlined, they exceed the 512-byte stack together).
+/// Only untagged IPv4, the common case, is inlined into `lb_xdp`: a BPF-to-BPF call returns
+/// through the kernel's return thunk (this CPU runs the SRSO mitigation), which costs every
+/// packet. The other three header layouts are BPF functions with their own stack frames
+/// (all four inlined would exceed the 512-byte stack together).
 #[inline(never)]
+fn ipv4_tagged<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
+    ipv4::<L3, L4>(ctx)
+}
+
+/// An IPv4 packet whose header starts at `L3` (and, without options, ends at `L4`).
+#[inline(always)]
 fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
     Packed::of((|| -> Verdict {
         // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
