@@ -191,13 +191,18 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
             &ipv6(6, client, VIP6, &tcp(port, 443, TCP_SYN)),
         )
     };
+    let ack6 = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(6, CLIENT6, VIP6, &tcp(40000, 443, TCP_ACK)),
+    );
     let other = ethernet(
         ETH_P_IP,
         None,
         &ipv4(6, CLIENT4, CLIENT4, &[], 0, &tcp(40000, 22, TCP_SYN)),
     );
     // Seed the connection table for the established paths.
-    for f in [&ack, &query] {
+    for f in [&ack, &query, &ack6] {
         xdp.test_run(lb_common::PROG_XDP, f, INGRESS, 1)
             .expect("seed");
     }
@@ -208,11 +213,12 @@ pub(crate) fn bench_xdp(args: &[String]) -> ExitCode {
         let frame = frame.clone();
         Box::new(move |_: u32| frame.clone()) as Frames
     };
-    let paths: [(&str, Frames, bool); 5] = [
+    let paths: [(&str, Frames, bool); 6] = [
         ("new TCP flow (SYN) to a DR VIP", Box::new(syn), true),
         ("established TCP flow to a DR VIP", same(&ack), true),
         ("established UDP flow, IPIP", same(&query), false),
         ("new IPv6 TCP flow, IP6IP6", Box::new(syn6), false),
+        ("established IPv6 TCP flow, IP6IP6", same(&ack6), false),
         ("TCP, not a VIP (two lookups, pass)", same(&other), true),
     ];
     println!(
