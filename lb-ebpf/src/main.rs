@@ -296,8 +296,8 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         const L3: usize = ETH_HLEN + VLAN_HLEN;
         return match be16_at(ctx, ETH_HLEN + 2)? {
-            ETH_P_IP => ipv4_tagged::<L3, { L3 + IPV4_HLEN }>(ctx).verdict(),
-            ETH_P_IPV6 => ipv6_tagged::<L3, { L3 + IPV6_HLEN }>(ctx).verdict(),
+            ETH_P_IP => tagged::<L3, { L3 + IPV4_HLEN }, false>(ctx).verdict(),
+            ETH_P_IPV6 => tagged::<L3, { L3 + IPV6_HLEN }, true>(ctx).verdict(),
             _ => Err(Counter::NotIp),
         };
     }
@@ -308,17 +308,21 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
     }
 }
 
-/// An IPv4 packet behind a VLAN tag: [`ipv4`] as its own BPF function.
+/// A packet behind a VLAN tag: [`ipv6`] or [`ipv4`] as its own BPF function.
 ///
 /// Untagged IPv4 and IPv6, the common case, are inlined into `lb_xdp`: a BPF-to-BPF call
 /// returns through the kernel's return thunk (this CPU runs the SRSO mitigation), which cost
-/// every packet about 15 ns. Tagged packets go through their own BPF functions, whose frames
-/// sit on `lb_xdp`'s: `lb_xdp` (248 bytes), a tagged IPv6 packet (224) and [`flow_victim`]
-/// (32) come to 512 bytes with 6.1's rounding of frames to 32, the verifier's limit. A
-/// change that grows them fails the program's load, which every XDP test does.
+/// every packet about 15 ns. Tagged packets go through these functions, whose frames sit on
+/// `lb_xdp`'s: `lb_xdp` (248 bytes), a tagged IPv6 packet (224) and [`flow_victim`] (32) come
+/// to 512 bytes with 6.1's rounding of frames to 32, the verifier's limit. A change that
+/// grows them fails the program's load, which every XDP test does.
 #[inline(never)]
-fn ipv4_tagged<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
-    ipv4::<L3, L4>(ctx)
+fn tagged<const L3: usize, const L4: usize, const V6: bool>(ctx: &XdpContext) -> Packed {
+    if V6 {
+        ipv6::<L3, L4>(ctx)
+    } else {
+        ipv4::<L3, L4>(ctx)
+    }
 }
 
 /// An IPv4 packet whose header starts at `L3` (and, without options, ends at `L4`).
@@ -363,12 +367,6 @@ fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
         };
         vip_packet::<L3, L4, false>(ctx, flow, ip_len, frag & IPV4_DF != 0)
     })())
-}
-
-/// An IPv6 packet behind a VLAN tag: [`ipv6`] as its own BPF function (see [`ipv4_tagged`]).
-#[inline(never)]
-fn ipv6_tagged<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
-    ipv6::<L3, L4>(ctx)
 }
 
 /// An IPv6 packet whose header starts at `L3` (and, without extension headers, ends at `L4`).
