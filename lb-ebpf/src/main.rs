@@ -302,8 +302,8 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
         };
     }
     match ethertype {
-        ETH_P_IP => ipv4::<ETH_HLEN, { ETH_HLEN + IPV4_HLEN }>(ctx).verdict(),
-        ETH_P_IPV6 => ipv6::<ETH_HLEN, { ETH_HLEN + IPV6_HLEN }>(ctx).verdict(),
+        ETH_P_IP => ipv4::<ETH_HLEN, { ETH_HLEN + IPV4_HLEN }>(ctx),
+        ETH_P_IPV6 => ipv6::<ETH_HLEN, { ETH_HLEN + IPV6_HLEN }>(ctx),
         _ => Err(Counter::NotIp),
     }
 }
@@ -318,94 +318,90 @@ fn try_lb_xdp(ctx: &XdpContext) -> Verdict {
 /// grows them fails the program's load, which every XDP test does.
 #[inline(never)]
 fn tagged<const L3: usize, const L4: usize, const V6: bool>(ctx: &XdpContext) -> Packed {
-    if V6 {
+    Packed::of(if V6 {
         ipv6::<L3, L4>(ctx)
     } else {
         ipv4::<L3, L4>(ctx)
-    }
+    })
 }
 
 /// An IPv4 packet whose header starts at `L3` (and, without options, ends at `L4`).
 #[inline(always)]
-fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
-    Packed::of((|| -> Verdict {
-        // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
-        let hdr = unsafe { &*ptr_at::<[u8; IPV4_HLEN]>(ctx, L3)? };
-        if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
-            return Err(Counter::BadHeader);
-        }
-        if hdr[0] & 0x0f != 5 {
-            return Err(Counter::Ipv4Options);
-        }
-        let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
-        if frag & IPV4_MF_OR_OFFSET != 0 {
-            return Err(Counter::Ipv4Fragment);
-        }
-        let proto = hdr[9];
-        if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-            return Err(Counter::NotTcpUdp);
-        }
-        let ip_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-        if ip_len < IPV4_HLEN || !holds(ctx, L3, ip_len) {
-            return Err(Counter::BadHeader);
-        }
-        // IPv4-mapped: ::ffff:a.b.c.d.
-        let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-        // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
-        let (src, dst) = unsafe {
-            let addrs = ptr_at::<[u32; 2]>(ctx, L3 + 12)?;
-            (
-                core::ptr::read_unaligned(addrs.cast::<u32>()),
-                core::ptr::read_unaligned(addrs.cast::<u32>().add(1)),
-            )
-        };
-        let flow = FlowKey {
-            src: [0, 0, mapped, src],
-            dst: [0, 0, mapped, dst],
-            proto,
-            ..FlowKey::default()
-        };
-        vip_packet::<L3, L4, false>(ctx, flow, ip_len, frag & IPV4_DF != 0)
-    })())
+fn ipv4<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
+    // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
+    let hdr = unsafe { &*ptr_at::<[u8; IPV4_HLEN]>(ctx, L3)? };
+    if hdr[0] >> 4 != 4 || hdr[0] & 0x0f < 5 {
+        return Err(Counter::BadHeader);
+    }
+    if hdr[0] & 0x0f != 5 {
+        return Err(Counter::Ipv4Options);
+    }
+    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
+    if frag & IPV4_MF_OR_OFFSET != 0 {
+        return Err(Counter::Ipv4Fragment);
+    }
+    let proto = hdr[9];
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(Counter::NotTcpUdp);
+    }
+    let ip_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    if ip_len < IPV4_HLEN || !holds(ctx, L3, ip_len) {
+        return Err(Counter::BadHeader);
+    }
+    // IPv4-mapped: ::ffff:a.b.c.d.
+    let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
+    let (src, dst) = unsafe {
+        let addrs = ptr_at::<[u32; 2]>(ctx, L3 + 12)?;
+        (
+            core::ptr::read_unaligned(addrs.cast::<u32>()),
+            core::ptr::read_unaligned(addrs.cast::<u32>().add(1)),
+        )
+    };
+    let flow = FlowKey {
+        src: [0, 0, mapped, src],
+        dst: [0, 0, mapped, dst],
+        proto,
+        ..FlowKey::default()
+    };
+    vip_packet::<L3, L4, false>(ctx, flow, ip_len, frag & IPV4_DF != 0)
 }
 
 /// An IPv6 packet whose header starts at `L3` (and, without extension headers, ends at `L4`).
 #[inline(always)]
-fn ipv6<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Packed {
-    Packed::of((|| -> Verdict {
-        // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
-        let hdr = unsafe { &*ptr_at::<[u8; IPV6_HLEN]>(ctx, L3)? };
-        if hdr[0] >> 4 != 6 {
-            return Err(Counter::BadHeader);
-        }
-        let next = hdr[6];
-        if next != IPPROTO_TCP && next != IPPROTO_UDP {
-            return Err(if is_ipv6_ext_header(next) {
-                Counter::Ipv6ExtHeader
-            } else {
-                Counter::NotTcpUdp
-            });
-        }
-        let ip_len = IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-        if !holds(ctx, L3, ip_len) {
-            return Err(Counter::BadHeader);
-        }
-        // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
-        let (src, dst) = unsafe {
-            (
-                core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 8)?),
-                core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 24)?),
-            )
-        };
-        let flow = FlowKey {
-            src,
-            dst,
-            proto: next,
-            ..FlowKey::default()
-        };
-        // IPv6 routers never fragment: a packet too big is always answered.
-        vip_packet::<L3, L4, true>(ctx, flow, ip_len, true)
-    })())
+fn ipv6<const L3: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
+    // SAFETY: ptr_at checked the header is inside the packet; it is only read here.
+    let hdr = unsafe { &*ptr_at::<[u8; IPV6_HLEN]>(ctx, L3)? };
+    if hdr[0] >> 4 != 6 {
+        return Err(Counter::BadHeader);
+    }
+    let next = hdr[6];
+    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+        return Err(if is_ipv6_ext_header(next) {
+            Counter::Ipv6ExtHeader
+        } else {
+            Counter::NotTcpUdp
+        });
+    }
+    let ip_len = IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    if !holds(ctx, L3, ip_len) {
+        return Err(Counter::BadHeader);
+    }
+    // SAFETY: ptr_at checked the whole header, addresses included, is inside the packet.
+    let (src, dst) = unsafe {
+        (
+            core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 8)?),
+            core::ptr::read_unaligned(ptr_at::<[u32; 4]>(ctx, L3 + 24)?),
+        )
+    };
+    let flow = FlowKey {
+        src,
+        dst,
+        proto: next,
+        ..FlowKey::default()
+    };
+    // IPv6 routers never fragment: a packet too big is always answered.
+    vip_packet::<L3, L4, true>(ctx, flow, ip_len, true)
 }
 
 /// Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
@@ -683,7 +679,7 @@ fn vip_packet<const L3: usize, const L4: usize, const V6: bool>(
             return Ok(action);
         }
         let source = encap_source::<V6>(settings, hash);
-        encapsulate::<L3, V6>(ctx, &real, &source, ip_len).verdict()?
+        encapsulate::<L3, V6>(ctx, &real, &source, ip_len)?
     } else {
         write(ctx, 0, &macs(&real))?;
         bump(Counter::ForwardedDr);
@@ -750,53 +746,51 @@ fn encapsulate<const L3: usize, const V6: bool>(
     real: &RealInfo,
     source: &[u8; 16],
     ip_len: usize,
-) -> Packed {
-    Packed::of((|| -> Verdict {
-        let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
-        // The inner header's first bytes, read before the frame moves.
-        let inner: [u8; 4] = read(ctx, L3)?;
-        // The EtherType, or the VLAN tag and the EtherType: they move to the new front (the outer
-        // header has the inner one's family, so the EtherType stays).
-        let link: [u8; 6] = read(ctx, ETH_HLEN - 2)?;
-        // SAFETY: helper call on this program's own context.
-        if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer as i32)) } != 0 {
-            return Err(Counter::AdjustFailed);
-        }
-        write(ctx, 0, &macs(real))?;
-        if L3 > ETH_HLEN {
-            write(ctx, ETH_HLEN - 2, &link)?;
-        } else {
-            write(ctx, ETH_HLEN - 2, &[link[0], link[1]])?;
-        }
-        if V6 {
-            let mut h = [0u8; IPV6_HLEN];
-            // Version 6; the inner traffic class and flow label carry over.
-            h[0] = inner[0];
-            h[1] = inner[1];
-            h[2] = inner[2];
-            h[3] = inner[3];
-            h[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
-            h[6] = IPPROTO_IPV6;
-            h[7] = DEFAULT_TTL;
-            h[8..24].copy_from_slice(source);
-            h[24..40].copy_from_slice(&real.addr);
-            write(ctx, L3, &h)?;
-        } else {
-            let mut h = [0u8; IPV4_HLEN];
-            h[0] = 0x45;
-            h[1] = inner[1];
-            h[2..4].copy_from_slice(&((ip_len + IPV4_HLEN) as u16).to_be_bytes());
-            h[8] = DEFAULT_TTL;
-            h[9] = IPPROTO_IPIP;
-            h[12..16].copy_from_slice(&source[12..]);
-            h[16..20].copy_from_slice(&real.addr[12..16]);
-            let sum = checksum(&h, 0);
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
-            write(ctx, L3, &h)?;
-        }
-        bump(Counter::ForwardedEncap);
-        Ok(out_of(ctx, real))
-    })())
+) -> Verdict {
+    let outer = if V6 { IPV6_HLEN } else { IPV4_HLEN };
+    // The inner header's first bytes, read before the frame moves.
+    let inner: [u8; 4] = read(ctx, L3)?;
+    // The EtherType, or the VLAN tag and the EtherType: they move to the new front (the outer
+    // header has the inner one's family, so the EtherType stays).
+    let link: [u8; 6] = read(ctx, ETH_HLEN - 2)?;
+    // SAFETY: helper call on this program's own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer as i32)) } != 0 {
+        return Err(Counter::AdjustFailed);
+    }
+    write(ctx, 0, &macs(real))?;
+    if L3 > ETH_HLEN {
+        write(ctx, ETH_HLEN - 2, &link)?;
+    } else {
+        write(ctx, ETH_HLEN - 2, &[link[0], link[1]])?;
+    }
+    if V6 {
+        let mut h = [0u8; IPV6_HLEN];
+        // Version 6; the inner traffic class and flow label carry over.
+        h[0] = inner[0];
+        h[1] = inner[1];
+        h[2] = inner[2];
+        h[3] = inner[3];
+        h[4..6].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        h[6] = IPPROTO_IPV6;
+        h[7] = DEFAULT_TTL;
+        h[8..24].copy_from_slice(source);
+        h[24..40].copy_from_slice(&real.addr);
+        write(ctx, L3, &h)?;
+    } else {
+        let mut h = [0u8; IPV4_HLEN];
+        h[0] = 0x45;
+        h[1] = inner[1];
+        h[2..4].copy_from_slice(&((ip_len + IPV4_HLEN) as u16).to_be_bytes());
+        h[8] = DEFAULT_TTL;
+        h[9] = IPPROTO_IPIP;
+        h[12..16].copy_from_slice(&source[12..]);
+        h[16..20].copy_from_slice(&real.addr[12..16]);
+        let sum = checksum(&h, 0);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        write(ctx, L3, &h)?;
+    }
+    bump(Counter::ForwardedEncap);
+    Ok(out_of(ctx, real))
 }
 
 /// The Internet checksum of `bytes` (even length) on top of the partial sum `sum`.
