@@ -150,6 +150,13 @@ impl MappedArray {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u32>(), self.len * 2) }
     }
 
+    /// The elements, to read.
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        // SAFETY: the mapping holds `len` 8-byte elements (page-aligned, so aligned) and lives
+        // as long as self; lbd writes it only through `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
     /// The elements.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u64] {
         // SAFETY: the mapping holds `len` 8-byte elements (page-aligned, so aligned) and lives

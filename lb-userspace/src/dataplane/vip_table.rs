@@ -167,8 +167,8 @@ mod tests {
         VipInfo { index, flags: 1 }
     }
 
-    /// The program's lookup, written again from its description: probe from home to the
-    /// first empty slot, at most VIP_PROBES slots.
+    /// A lookup as the program makes it: `find`'s probe from the home slot to the first
+    /// empty slot, at most VIP_PROBES slots, then the slot's info word.
     fn lookup(words: &[u64], key: &VipKey) -> Option<VipInfo> {
         let probe = Probe::of(key);
         find(words, &probe).map(|slot| VipSlot::info_of(words[slot * WORDS + INFO]))

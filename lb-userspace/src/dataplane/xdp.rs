@@ -686,8 +686,8 @@ impl XdpMaps {
     }
 
     /// Every VIP in the table.
-    pub fn vips(&mut self) -> Result<Vec<(VipKey, VipInfo)>, XdpError> {
-        Ok(vip_table::entries(self.vips.as_mut_slice()))
+    pub fn vips(&self) -> Vec<(VipKey, VipInfo)> {
+        vip_table::entries(self.vips.as_slice())
     }
 
     /// Writes real server `id` (`family` 0 frees the id).

@@ -178,7 +178,7 @@ impl<N: NextHops> XdpBackend<N> {
         maps.set_settings(settings)?;
         let capacity = maps.capacity();
         let adopted_vips: BTreeMap<VipKey, u32> = maps
-            .vips()?
+            .vips()
             .into_iter()
             .filter(|(_, info)| info.index < capacity.vips)
             .map(|(key, info)| (key, info.index))
