@@ -640,12 +640,8 @@ fn established_flows_keep_their_real_server_and_a_syn_hashes_afresh() {
 type Client = (Ipv4Addr, u16);
 
 /// The two connection-table sets of a client's flow.
-fn sets_of((client, sport): Client) -> [u32; 2] {
-    let flow = FlowKey {
-        src: FlowKey::words(client.to_ipv6_mapped().octets()),
-        ..flow4(6, VIP4, sport, 80)
-    };
-    lb_common::flow_sets(flow_hash(&flow))
+fn sets_of(client: Client) -> [u32; 2] {
+    lb_common::flow_sets(flow_hash(&key_of(client)))
 }
 
 /// `count` clients whose flows' first set is `set` (254 addresses x 64,512 ports: about 62
@@ -694,13 +690,11 @@ fn key_of((client, sport): Client) -> FlowKey {
 
 #[test]
 fn a_new_flow_takes_the_emptier_set_and_else_the_way_seen_longest_ago() {
-    use aya::maps::{Array, Map, MapData};
+    use aya::maps::{Array, MapData};
     use lb_common::{FlowSet, FlowWay};
     let pins = Pins(format!("/sys/fs/bpf/lbd-test-sets-{}", std::process::id()).into());
     let (xdp, _maps) = dataplane_pinned(Some(&pins.0));
-    let pinned = MapData::from_pin(pins.0.join(lb_common::MAP_FLOWS)).expect("the pinned table");
-    let mut table: Array<MapData, FlowSet> =
-        Array::try_from(Map::Array(pinned)).expect("an array of sets");
+    let mut table = pins.flows();
     let newcomer = (1024..=u16::MAX)
         .map(|p| (CLIENT4, p))
         .find(|&c| sets_of(c)[0] != sets_of(c)[1])
@@ -764,6 +758,16 @@ fn a_new_flow_takes_the_emptier_set_and_else_the_way_seen_longest_ago() {
 /// Removes a bpffs pin directory when dropped, whatever the test did.
 struct Pins(std::path::PathBuf);
 
+impl Pins {
+    /// The connection table pinned here, to read and write as the program does.
+    fn flows(&self) -> aya::maps::Array<aya::maps::MapData, lb_common::FlowSet> {
+        use aya::maps::{Array, Map, MapData};
+        let pinned =
+            MapData::from_pin(self.0.join(lb_common::MAP_FLOWS)).expect("the pinned table");
+        Array::try_from(Map::Array(pinned)).expect("an array of sets")
+    }
+}
+
 impl Drop for Pins {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.0).ok();
@@ -772,7 +776,6 @@ impl Drop for Pins {
 
 #[test]
 fn a_torn_way_of_the_connection_table_is_a_miss() {
-    use aya::maps::{Array, Map, MapData};
     let pins = Pins(format!("/sys/fs/bpf/lbd-test-torn-{}", std::process::id()).into());
     let (xdp, mut maps) = dataplane_pinned(Some(&pins.0));
     let syn = v4(6, VIP4, &tcp(43000, 80, TCP_SYN));
@@ -785,9 +788,7 @@ fn a_torn_way_of_the_connection_table_is_a_miss() {
     let flow = flow4(6, VIP4, 43000, 80);
     // The first insert into an empty table takes the flow's first set.
     let index = lb_common::flow_sets(flow_hash(&flow))[0];
-    let pinned = MapData::from_pin(pins.0.join(lb_common::MAP_FLOWS)).expect("the pinned table");
-    let mut flows: Array<MapData, lb_common::FlowSet> =
-        Array::try_from(Map::Array(pinned)).expect("an array of sets");
+    let mut flows = pins.flows();
     let mut set = flows.get(&index, 0).expect("the flow's set");
     let way = set
         .ways
