@@ -28,14 +28,12 @@ mod xdp;
 
 use std::process::ExitCode;
 
+/// The number after flag `name`, else `default`.
 pub(crate) fn arg(args: &[String], name: &str, default: u32) -> u32 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, not {v}"))
-        })
+    arg_str(args, name).map_or(default, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} takes a number, not {v}"))
+    })
 }
 
 /// The value after flag `name`, if given.
